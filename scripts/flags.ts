@@ -1,0 +1,78 @@
+/**
+ * The gateway's permission flags, from the one list in deno.json ("expressgateway".permissions),
+ * plus --allow-read scoped to what the config names (the config file's directory and every
+ * TLS/CA file's directory) and --allow-ffi only when runtime.xdp_enabled is true.
+ *
+ *   deno run --allow-read --allow-env --allow-run scripts/flags.ts [--exec] [--print] -- main.ts CONFIG [args]
+ *
+ * --print prints the flags; --exec runs `deno run FLAGS main.ts CONFIG args` and exits with its code.
+ * Tests import gatewayFlags() so they run the gateway under exactly these flags.
+ */
+
+import { parse } from "smol-toml";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+export function baseFlags(): string[] {
+  const cfg = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  return [...cfg.expressgateway.permissions];
+}
+
+function dirOf(p: string): string {
+  const i = p.lastIndexOf("/");
+  return i <= 0 ? (i === 0 ? "/" : ".") : p.slice(0, i);
+}
+
+function collectFiles(value: unknown, out: string[]): void {
+  if (Array.isArray(value)) { for (const v of value) collectFiles(v, out); }
+  else if (value && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) {
+      if ((k === "cert" || k === "key" || k === "ca") && typeof v === "string") out.push(v);
+      else collectFiles(v, out);
+    }
+  }
+}
+
+/** Flags for running the gateway on `configPath` (read scoped to what it needs). */
+export function gatewayFlags(configPath: string, extraRead: string[] = []): string[] {
+  const flags = baseFlags();
+  const reads = new Set<string>([dirOf(configPath), ...extraRead]);
+  let xdp = false;
+  try {
+    const doc = parse(Deno.readTextFileSync(configPath)) as Record<string, unknown>;
+    const files: string[] = [];
+    collectFiles(doc.listeners, files);
+    collectFiles(doc.pools, files);
+    for (const f of files) reads.add(dirOf(f));
+    xdp = (doc.runtime as { xdp_enabled?: boolean } | undefined)?.xdp_enabled === true;
+  } catch {
+    // An unreadable or invalid config: the gateway itself reports it with exit code 2.
+  }
+  flags.push(`--allow-read=${[...reads].join(",")}`);
+  if (xdp) flags.push("--allow-ffi");
+  return flags;
+}
+
+if (import.meta.main) {
+  const args = [...Deno.args];
+  const sep = args.indexOf("--");
+  const own = sep >= 0 ? args.slice(0, sep) : [];
+  const rest = sep >= 0 ? args.slice(sep + 1) : args;
+  const entry = rest[0] ?? "main.ts";
+  const config = rest.slice(1).find((a) => !a.startsWith("-")) ?? "config/default.toml";
+  const flags = gatewayFlags(config);
+  if (own.includes("--print")) console.log(flags.join(" "));
+  if (own.includes("--exec")) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...flags, entry, ...rest.slice(1)],
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+    for (const sig of ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1"] as const) {
+      Deno.addSignalListener(sig, () => child.kill(sig));
+    }
+    const status = await child.status;
+    Deno.exit(status.code);
+  }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: setup, static checks, then every test under tests/ against real peers.
+#   npm test            (what .ci/run runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+DENO=node_modules/.bin/deno
+echo "== fmt"; $DENO fmt --check
+echo "== lint"; $DENO lint
+echo "== type check"; $DENO check main.ts src/ scripts/ tests/
+echo "== tests"
+# -A: tests start real peers (node, curl, nginx, …); the gateway itself always runs as a child
+# process under its own scoped flags (tests/helpers/gateway.ts → scripts/flags.ts).
+$DENO test -A --no-prompt tests/ "$@"

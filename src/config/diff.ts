@@ -1,0 +1,47 @@
+/**
+ * What a reload can change live and what needs a restart. Live: pools, backends, routes,
+ * timeouts, limits, logging. Restart-required: the listener set, binds, protocols, TLS on/off
+ * and the admin bind. Certificate *contents* are reloaded by SIGUSR1, not by a diff.
+ */
+
+import type { GatewayConfig } from "./types.ts";
+
+export function restartRequiredChanges(live: GatewayConfig, next: GatewayConfig): string[] {
+  const out: string[] = [];
+  const liveByName = new Map(live.listeners.map((l) => [l.name, l]));
+  const nextByName = new Map(next.listeners.map((l) => [l.name, l]));
+  for (const name of liveByName.keys()) if (!nextByName.has(name)) out.push(`listener '${name}' removed`);
+  for (const name of nextByName.keys()) if (!liveByName.has(name)) out.push(`listener '${name}' added`);
+  for (const [name, n] of nextByName) {
+    const l = liveByName.get(name);
+    if (!l) continue;
+    if (l.bind !== n.bind) out.push(`listener '${name}' bind ${l.bind} → ${n.bind}`);
+    if (l.protocol !== n.protocol) out.push(`listener '${name}' protocol ${l.protocol} → ${n.protocol}`);
+    if (JSON.stringify(l.tls ?? null) !== JSON.stringify(n.tls ?? null)) {
+      out.push(`listener '${name}' tls settings`);
+    }
+  }
+  if (live.observability.admin_bind !== next.observability.admin_bind) {
+    out.push(`observability.admin_bind ${live.observability.admin_bind} → ${next.observability.admin_bind}`);
+  }
+  if (live.runtime.xdp_enabled !== next.runtime.xdp_enabled) out.push("runtime.xdp_enabled");
+  return out;
+}
+
+/**
+ * The config a reload actually applies: `next`, except that restart-required parts keep their
+ * live values (a changed bind is logged and skipped, never half-applied).
+ */
+export function liveApplicable(live: GatewayConfig, next: GatewayConfig): GatewayConfig {
+  const listeners = live.listeners.map((l) => {
+    const n = next.listeners.find((x) => x.name === l.name);
+    if (!n) return l;
+    return { ...n, bind: l.bind, protocol: l.protocol, tls: l.tls };
+  });
+  return {
+    ...next,
+    listeners,
+    observability: { ...next.observability, admin_bind: live.observability.admin_bind },
+    runtime: { ...next.runtime, xdp_enabled: live.runtime.xdp_enabled },
+  };
+}

@@ -1,0 +1,294 @@
+/**
+ * The config schema: one declarative table that drives parsing, defaults, unknown-key errors
+ * (with did-you-mean) and the docs test that keeps docs/CONFIG.md honest. Semantic checks that
+ * span tables (routes → pools, files readable) live in validate.ts.
+ */
+
+export type FieldSpec =
+  | {
+    type: "string";
+    doc: string;
+    default?: string;
+    required?: boolean;
+    pattern?: RegExp;
+    patternHint?: string;
+  }
+  | { type: "int"; doc: string; default?: number; required?: boolean; min?: number; max?: number }
+  | { type: "bool"; doc: string; default?: boolean }
+  | { type: "duration"; doc: string; default?: string; required?: boolean; min?: number }
+  | { type: "size"; doc: string; default?: string; min?: number }
+  | { type: "enum"; doc: string; values: readonly string[]; default?: string; required?: boolean }
+  | { type: "int_or_auto"; doc: string; default: "auto" | number; min?: number; max?: number }
+  | { type: "string_list"; doc: string; default?: string[]; required?: boolean }
+  | { type: "int_ranges"; doc: string; default: string }
+  | { type: "table"; doc: string; fields: TableSpec; optional?: boolean }
+  | { type: "tables"; doc: string; fields: TableSpec; required?: boolean };
+
+export type TableSpec = Record<string, FieldSpec>;
+
+export const LISTENER_PROTOCOLS = ["http", "https", "quic", "tcp", "udp"] as const;
+export const BACKEND_PROTOCOLS = ["h1", "h2", "h2c", "h3"] as const;
+export const ALGORITHMS = [
+  "round_robin",
+  "weighted_round_robin",
+  "random",
+  "weighted_random",
+  "least_connections",
+  "least_request",
+  "p2c",
+  "maglev",
+  "ring_hash",
+  "ewma",
+  "session_affinity",
+] as const;
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const NAME_HINT = "letters, digits, '_', '-', '.', at most 63 characters";
+
+const TLS_SERVER: TableSpec = {
+  cert: { type: "string", required: true, doc: "PEM certificate chain file (the default certificate)." },
+  key: { type: "string", required: true, doc: "PEM private key file; must not be group- or other-readable." },
+  tls13_only: {
+    type: "bool",
+    default: false,
+    doc: "Refuse TLS 1.2. Rejected at --check: Deno's TLS stack (rustls) exposes no version setting.",
+  },
+  certificates: {
+    type: "tables",
+    doc: "Extra certificates chosen by SNI (`server_names`, `cert`, `key`); the default serves the rest.",
+    fields: {
+      server_names: {
+        type: "string_list",
+        required: true,
+        doc: 'Names this certificate answers for: exact ("api.example.com") or wildcard ("*.example.com").',
+      },
+      cert: { type: "string", required: true, doc: "PEM certificate chain for these names." },
+      key: { type: "string", required: true, doc: "PEM private key for these names." },
+    },
+  },
+};
+
+const ROUTE: TableSpec = {
+  host: {
+    type: "string",
+    doc: 'Match the request authority (port ignored): exact ("api.example.com") or "*.example.com".',
+  },
+  path_prefix: {
+    type: "string",
+    doc: 'Match paths starting with this prefix (e.g. "/v1/").',
+    pattern: /^\//,
+    patternHint: "must start with '/'",
+  },
+  pool: { type: "string", doc: "Pool that serves matching requests. Exactly one of pool / respond." },
+  respond: {
+    type: "table",
+    optional: true,
+    doc: "Answer directly from the gateway instead of a pool.",
+    fields: {
+      status: { type: "int", default: 200, min: 200, max: 599, doc: "Status code of the direct answer." },
+      body: { type: "string", default: "", doc: "Body of the direct answer." },
+      content_type: {
+        type: "string",
+        default: "text/plain; charset=utf-8",
+        doc: "Content-Type of the direct answer.",
+      },
+    },
+  },
+};
+
+const LISTENER: TableSpec = {
+  name: {
+    type: "string",
+    required: true,
+    pattern: NAME,
+    patternHint: NAME_HINT,
+    doc: "Unique listener name (labels, logs).",
+  },
+  bind: { type: "string", required: true, doc: 'Address to bind, "host:port" or "[v6]:port".' },
+  protocol: {
+    type: "enum",
+    required: true,
+    values: LISTENER_PROTOCOLS,
+    doc: "http (HTTP/1.1), https (TLS + ALPN), quic (HTTP/3), tcp, udp.",
+  },
+  tls: { type: "table", optional: true, fields: TLS_SERVER, doc: "Server TLS; required for https." },
+  max_connections: {
+    type: "int",
+    default: 10000,
+    min: 1,
+    doc: "Open connections on this listener; more are closed at accept.",
+  },
+  max_connections_per_ip: { type: "int", default: 256, min: 1, doc: "Open connections from one client IP." },
+  max_body_size: {
+    type: "size",
+    default: "64MiB",
+    doc: "Request body cap: 413 when Content-Length says more, stream cut past it.",
+  },
+  max_request_line: { type: "size", default: "8KiB", min: 64, doc: "Longest request line; longer → 414." },
+  max_header_size: {
+    type: "size",
+    default: "32KiB",
+    min: 256,
+    doc: "Largest request header block; larger → 431.",
+  },
+  header_timeout: {
+    type: "duration",
+    default: "10s",
+    min: 1,
+    doc: "Time to receive a whole request head (slowloris → 408 and close).",
+  },
+  body_timeout: {
+    type: "duration",
+    default: "30s",
+    min: 1,
+    doc: "Longest wait for the next piece of a request body (slow POST → 408).",
+  },
+  idle_timeout: {
+    type: "duration",
+    default: "60s",
+    min: 1,
+    doc: "Keep-alive idle time between requests before the connection is closed.",
+  },
+  alt_svc_h3: { type: "string", doc: "Name of a quic listener to advertise in Alt-Svc." },
+  routes: {
+    type: "tables",
+    fields: ROUTE,
+    doc: "Routing rules, first match wins; no match → 404 from the gateway.",
+  },
+};
+
+const BACKEND_TLS: TableSpec = {
+  verify: { type: "bool", default: true, doc: "Verify the backend certificate chain and name." },
+  ca: { type: "string", doc: "PEM CA bundle for verification (system roots when absent)." },
+  server_name: { type: "string", doc: "SNI and verification name (default: host part of address)." },
+};
+
+const BACKEND: TableSpec = {
+  address: { type: "string", required: true, doc: 'Backend "host:port".' },
+  protocol: {
+    type: "enum",
+    values: BACKEND_PROTOCOLS,
+    default: "h1",
+    doc: "h1 | h2 (TLS, ALPN) | h2c | h3.",
+  },
+  weight: {
+    type: "int",
+    default: 1,
+    min: 0,
+    max: 10000,
+    doc: "Relative share for weighted algorithms; 0 takes no new traffic.",
+  },
+  tls: { type: "table", optional: true, fields: BACKEND_TLS, doc: "Upstream TLS (h1 over TLS, h2, h3)." },
+  host_header: { type: "string", doc: "Host header to send instead of the client's." },
+};
+
+const POOL: TableSpec = {
+  name: { type: "string", required: true, pattern: NAME, patternHint: NAME_HINT, doc: "Unique pool name." },
+  algorithm: { type: "enum", values: ALGORITHMS, default: "round_robin", doc: "Load-balancing algorithm." },
+  hash_key: {
+    type: "string",
+    pattern: /^(header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+|client_ip)$/,
+    patternHint: "header:NAME | cookie:NAME | client_ip",
+    doc: "Key for maglev / ring_hash / session_affinity: header:NAME | cookie:NAME | client_ip.",
+  },
+  connect_timeout: { type: "duration", default: "5s", min: 1, doc: "TCP/TLS connect timeout to a backend." },
+  response_timeout: {
+    type: "duration",
+    default: "60s",
+    min: 1,
+    doc: "Longest wait for the backend's response head, and between body reads.",
+  },
+  max_idle_per_backend: {
+    type: "int",
+    default: 64,
+    min: 0,
+    doc: "Idle keep-alive connections kept per backend.",
+  },
+  max_connections_per_backend: {
+    type: "int",
+    default: 1024,
+    min: 1,
+    doc: "Open connections per backend; requests wait for one when full.",
+  },
+  idle_timeout: {
+    type: "duration",
+    default: "60s",
+    min: 1,
+    doc: "Idle upstream connections are closed after this.",
+  },
+  backends: { type: "tables", required: true, fields: BACKEND, doc: "The pool's backends." },
+};
+
+export const SCHEMA: TableSpec = {
+  runtime: {
+    type: "table",
+    doc: "Process lifecycle.",
+    fields: {
+      drain_timeout: {
+        type: "duration",
+        default: "10s",
+        doc: "SIGTERM: readyz 503 → stop accepting → finish in-flight up to this → exit.",
+      },
+      xdp_enabled: {
+        type: "bool",
+        default: false,
+        doc: "Load the XDP fast path (needs --allow-ffi and CAP_BPF/CAP_NET_ADMIN).",
+      },
+      max_in_flight: {
+        type: "int",
+        default: 10000,
+        min: 1,
+        doc: "Requests in flight across all listeners; more get 503 with Retry-After.",
+      },
+    },
+  },
+  observability: {
+    type: "table",
+    doc: "Logs and the admin listener.",
+    fields: {
+      admin_bind: {
+        type: "string",
+        default: "127.0.0.1:9090",
+        doc: "Admin listener: /metrics /livez /healthz /readyz /startupz.",
+      },
+      log_format: {
+        type: "enum",
+        values: ["json", "text"],
+        default: "json",
+        doc: "Log line format; LB_LOG_FORMAT overrides.",
+      },
+      log_level: {
+        type: "enum",
+        values: ["debug", "info", "warn", "error"],
+        default: "info",
+        doc: "Lowest level logged; LB_LOG_LEVEL overrides.",
+      },
+      access_log: { type: "bool", default: true, doc: "One log line per request." },
+    },
+  },
+  admin: {
+    type: "table",
+    doc: "Admin listener access control.",
+    fields: {
+      api_token_hash: {
+        type: "string",
+        pattern: /^sha256:[0-9a-f]{64}$/,
+        patternHint: "sha256:<64 lowercase hex digits>",
+        doc: "sha256 of the bearer token that /metrics requires; mandatory when admin_bind is not loopback.",
+      },
+    },
+  },
+  listeners: { type: "tables", required: true, fields: LISTENER, doc: "Where clients connect." },
+  pools: { type: "tables", fields: POOL, doc: "Groups of backends." },
+};
+
+/** Every documented key as a dotted path (`listeners.routes.pool`), for the docs test. */
+export function schemaKeyPaths(spec: TableSpec = SCHEMA, prefix = ""): string[] {
+  const out: string[] = [];
+  for (const [key, field] of Object.entries(spec)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    out.push(path);
+    if (field.type === "table" || field.type === "tables") out.push(...schemaKeyPaths(field.fields, path));
+  }
+  return out;
+}

@@ -1,0 +1,108 @@
+/**
+ * The immutable config snapshot. Keys keep the TOML spelling (snake_case) so the code, the
+ * docs and the file share one vocabulary. Durations are milliseconds, sizes are bytes.
+ */
+
+import type { ALGORITHMS, BACKEND_PROTOCOLS, LISTENER_PROTOCOLS } from "./schema.ts";
+
+export type ListenerProtocol = typeof LISTENER_PROTOCOLS[number];
+export type BackendProtocol = typeof BACKEND_PROTOCOLS[number];
+export type Algorithm = typeof ALGORITHMS[number];
+
+export interface TlsCertificateConfig {
+  server_names: readonly string[];
+  cert: string;
+  key: string;
+}
+
+export interface ServerTlsConfig {
+  cert: string;
+  key: string;
+  tls13_only: boolean;
+  certificates: readonly TlsCertificateConfig[];
+}
+
+export interface RespondConfig {
+  status: number;
+  body: string;
+  content_type: string;
+}
+
+export interface RouteConfig {
+  host?: string;
+  path_prefix?: string;
+  pool?: string;
+  respond?: RespondConfig;
+}
+
+export interface ListenerConfig {
+  name: string;
+  bind: string;
+  protocol: ListenerProtocol;
+  tls?: ServerTlsConfig;
+  max_connections: number;
+  max_connections_per_ip: number;
+  max_body_size: number;
+  max_request_line: number;
+  max_header_size: number;
+  header_timeout: number;
+  body_timeout: number;
+  idle_timeout: number;
+  alt_svc_h3?: string;
+  routes: readonly RouteConfig[];
+}
+
+export interface BackendTlsConfig {
+  verify: boolean;
+  ca?: string;
+  server_name?: string;
+}
+
+export interface BackendConfig {
+  address: string;
+  protocol: BackendProtocol;
+  weight: number;
+  tls?: BackendTlsConfig;
+  host_header?: string;
+}
+
+export interface PoolConfig {
+  name: string;
+  algorithm: Algorithm;
+  hash_key?: string;
+  connect_timeout: number;
+  response_timeout: number;
+  max_idle_per_backend: number;
+  max_connections_per_backend: number;
+  idle_timeout: number;
+  backends: readonly BackendConfig[];
+}
+
+export interface GatewayConfig {
+  runtime: { drain_timeout: number; xdp_enabled: boolean; max_in_flight: number };
+  observability: {
+    admin_bind: string;
+    log_format: "json" | "text";
+    log_level: "debug" | "info" | "warn" | "error";
+    access_log: boolean;
+  };
+  admin: { api_token_hash?: string };
+  listeners: readonly ListenerConfig[];
+  pools: readonly PoolConfig[];
+}
+
+/** A validated config plus where it came from. Frozen: a reload builds a new one. */
+export interface ConfigSnapshot {
+  readonly config: GatewayConfig;
+  readonly source: string;
+  /** Monotonic per process; bumps on every applied reload. */
+  readonly generation: number;
+  /** sha256 of the source text, for logs and fleet views. */
+  readonly digest: string;
+  readonly loadedAt: number;
+}
+
+/** Identity of a backend across reloads: per-backend state is keyed by this. */
+export function backendKey(pool: string, b: Pick<BackendConfig, "address" | "protocol">): string {
+  return `${pool}/${b.protocol}://${b.address}`;
+}

@@ -1,0 +1,285 @@
+/**
+ * HTTP/1.1 body decoders over a ConnReader: Content-Length, chunked (with trailers) and
+ * read-until-close. Each implements the exchange's Body: pull-based, zero-copy (a chunk is a
+ * view into the connection buffer, valid until the next read()).
+ *
+ * `onEnd(clean)` tells the connection owner whether the framing ended exactly where it should,
+ * i.e. whether the connection may carry another message.
+ */
+
+import type { Body, HeaderList } from "../exchange.ts";
+import { H1ParseError, parseFields } from "./parse.ts";
+import { BODY_BUFFER, type ConnReader } from "./reader.ts";
+
+/** The body ended before its framing said it would (peer closed or reset). */
+export class TruncatedBodyError extends Error {
+  constructor(message = "body truncated: connection closed early") {
+    super(message);
+    this.name = "TruncatedBodyError";
+  }
+}
+
+/** A request body passed max_body_size while streaming. */
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`body larger than ${limit} bytes`);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const MAX_CHUNK_LINE = 4096;
+
+abstract class DecodedBody implements Body {
+  protected finished = false;
+  protected failed = false;
+  /** bytes delivered so far */
+  received = 0;
+  constructor(
+    protected readonly reader: ConnReader,
+    protected readonly limit: number,
+    protected readonly onEnd: (clean: boolean) => void,
+    protected readonly errorStatus: 400 | 502,
+  ) {}
+
+  abstract readonly length: number | undefined;
+  protected abstract next(): Promise<Uint8Array | null>;
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.finished) return null;
+    if (this.failed) throw new TruncatedBodyError("body already failed");
+    let chunk: Uint8Array | null;
+    try {
+      chunk = await this.next();
+    } catch (e) {
+      this.fail();
+      throw e instanceof H1ParseError || e instanceof BodyTooLargeError
+        ? e
+        : new TruncatedBodyError(describe(e));
+    }
+    if (chunk === null) {
+      this.finished = true;
+      this.onEnd(true);
+      return null;
+    }
+    this.received += chunk.length;
+    if (this.received > this.limit) {
+      this.fail();
+      throw new BodyTooLargeError(this.limit);
+    }
+    return chunk;
+  }
+
+  trailers(): HeaderList | undefined {
+    return undefined;
+  }
+
+  get done(): boolean {
+    return this.finished || this.failed;
+  }
+
+  cancel(): void {
+    if (!this.finished && !this.failed) this.fail();
+  }
+
+  protected fail(): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.onEnd(false);
+  }
+
+  /** Reads more from the socket with a bulk-sized buffer; throws on EOF. */
+  protected async more(): Promise<void> {
+    if (!(await this.reader.fill(BODY_BUFFER))) throw new TruncatedBodyError();
+  }
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `body read failed: ${e.message}` : "body read failed";
+}
+
+export class LengthBody extends DecodedBody {
+  #remaining: number;
+  constructor(
+    reader: ConnReader,
+    readonly length: number,
+    limit: number,
+    onEnd: (clean: boolean) => void,
+    status: 400 | 502,
+  ) {
+    super(reader, limit, onEnd, status);
+    this.#remaining = length;
+  }
+
+  get remaining(): number {
+    return this.#remaining;
+  }
+
+  protected async next(): Promise<Uint8Array | null> {
+    if (this.#remaining === 0) return null;
+    if (this.reader.available === 0) await this.more();
+    const chunk = this.reader.take(this.#remaining);
+    this.#remaining -= chunk.length;
+    return chunk;
+  }
+}
+
+/** Reads until the peer closes (responses without framing; never requests). */
+export class CloseBody extends DecodedBody {
+  readonly length = undefined;
+  protected async next(): Promise<Uint8Array | null> {
+    if (this.reader.available === 0 && !(await this.reader.fill(BODY_BUFFER))) return null;
+    return this.reader.take(this.reader.available);
+  }
+}
+
+const enum ChunkState {
+  Size,
+  Data,
+  DataEnd,
+  Trailers,
+  Done,
+}
+
+/**
+ * RFC 9112 §7.1 chunked decoding. Strict: hex digits only (no sign, at most 13 of them,
+ * i.e. < 2^52), chunk extensions limited to visible characters, CRLF everywhere (bare LF is
+ * an error), trailer fields parsed with the same rules as header fields.
+ */
+export class ChunkedBody extends DecodedBody {
+  readonly length = undefined;
+  #state = ChunkState.Size;
+  #remaining = 0;
+  #trailers: HeaderList | undefined;
+
+  constructor(
+    reader: ConnReader,
+    limit: number,
+    onEnd: (clean: boolean) => void,
+    status: 400 | 502,
+    private readonly maxTrailer = 32 * 1024,
+  ) {
+    super(reader, limit, onEnd, status);
+  }
+
+  override trailers(): HeaderList | undefined {
+    return this.#trailers;
+  }
+
+  protected async next(): Promise<Uint8Array | null> {
+    const r = this.reader;
+    for (;;) {
+      switch (this.#state) {
+        case ChunkState.Size: {
+          const lineEnd = await this.#line(MAX_CHUNK_LINE);
+          this.#remaining = this.#parseSizeLine(r.buf, r.start, lineEnd);
+          r.start = lineEnd + 2;
+          this.#state = this.#remaining === 0 ? ChunkState.Trailers : ChunkState.Data;
+          break;
+        }
+        case ChunkState.Data: {
+          if (r.available === 0) await this.more();
+          const chunk = r.take(this.#remaining);
+          this.#remaining -= chunk.length;
+          if (this.#remaining === 0) this.#state = ChunkState.DataEnd;
+          return chunk;
+        }
+        case ChunkState.DataEnd: {
+          while (r.available < 2) await this.more();
+          if (r.buf[r.start] !== CR || r.buf[r.start + 1] !== LF) {
+            this.#error("missing CRLF after chunk data");
+          }
+          r.start += 2;
+          this.#state = ChunkState.Size;
+          break;
+        }
+        case ChunkState.Trailers: {
+          const lineEnd = await this.#line(this.maxTrailer);
+          if (lineEnd === r.start) {
+            r.start += 2;
+            this.#state = ChunkState.Done;
+            return null;
+          }
+          // A trailer section: find the blank line, then parse all fields at once.
+          const end = await this.#blankLine();
+          this.#trailers = parseFields(r.buf, r.start, end, this.errorStatus);
+          r.start = end;
+          this.#state = ChunkState.Done;
+          return null;
+        }
+        case ChunkState.Done:
+          return null;
+      }
+    }
+  }
+
+  /** Waits until a CRLF-terminated line is buffered; returns the offset of its CR. */
+  async #line(max: number): Promise<number> {
+    const r = this.reader;
+    let from = r.start;
+    for (;;) {
+      for (let i = from; i < r.end; i++) {
+        const b = r.buf[i];
+        if (b === LF) this.#error("bare LF in chunked framing");
+        if (b === CR) {
+          if (i + 1 >= r.end) break;
+          if (r.buf[i + 1] !== LF) this.#error("bare CR in chunked framing");
+          return i;
+        }
+      }
+      if (r.end - r.start > max) this.#error("chunk line too long");
+      const scanned = r.end - r.start;
+      await this.more();
+      from = r.start + Math.max(0, scanned - 1);
+    }
+  }
+
+  /** Waits for the CRLF CRLF ending a trailer section; returns the offset just past it. */
+  async #blankLine(): Promise<number> {
+    const r = this.reader;
+    for (;;) {
+      for (let i = r.start + 3; i < r.end; i++) {
+        if (r.buf[i] === LF && r.buf[i - 1] === CR && r.buf[i - 2] === LF && r.buf[i - 3] === CR) {
+          return i + 1;
+        }
+      }
+      if (r.end - r.start > this.maxTrailer) this.#error("trailer section too large");
+      await this.more();
+    }
+  }
+
+  #parseSizeLine(buf: Uint8Array, s: number, e: number): number {
+    let n = 0;
+    let i = s;
+    for (; i < e; i++) {
+      const c = buf[i];
+      const d = c >= 0x30 && c <= 0x39
+        ? c - 0x30
+        : c >= 0x61 && c <= 0x66
+        ? c - 0x57
+        : c >= 0x41 && c <= 0x46
+        ? c - 0x37
+        : -1;
+      if (d < 0) break;
+      if (i - s >= 13) this.#error("chunk size too large");
+      n = n * 16 + d;
+    }
+    if (i === s) this.#error("invalid chunk size");
+    // Optional BWS and chunk extensions: ';' then visible characters, SP or HTAB only.
+    for (; i < e; i++) {
+      const c = buf[i];
+      if (c === 0x20 || c === 0x09) continue;
+      if (c !== 0x3b) this.#error("invalid chunk size");
+      for (i++; i < e; i++) {
+        const x = buf[i];
+        if (x < 0x20 && x !== 0x09 || x === 0x7f) this.#error("invalid chunk extension");
+      }
+    }
+    return n;
+  }
+
+  #error(msg: string): never {
+    throw new H1ParseError(this.errorStatus, msg);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Byte helpers for the HTTP/1.1 codec. Header bytes are octets, not UTF-8: they are held as
+ * latin1 strings (one char per byte) so obs-text survives a round trip unchanged.
+ */
+
+const utf8 = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** Bytes [start, end) as a latin1 string. */
+export function latin1(bytes: Uint8Array, start: number, end: number): string {
+  const n = end - start;
+  if (n <= 0) return "";
+  if (n < 64) {
+    let ascii = true;
+    for (let i = start; i < end; i++) {
+      if (bytes[i] > 0x7f) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  }
+  let ascii = true;
+  for (let i = start; i < end; i++) {
+    if (bytes[i] > 0x7f) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return utf8.decode(bytes.subarray(start, end));
+  let s = "";
+  for (let i = start; i < end; i += 4096) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, Math.min(end, i + 4096)) as unknown as number[]);
+  }
+  return s;
+}
+
+/** Writes a latin1 string into `out` at `off`; returns the new offset. `out` must have room. */
+export function writeLatin1(s: string, out: Uint8Array, off: number): number {
+  for (let i = 0; i < s.length; i++) out[off++] = s.charCodeAt(i) & 0xff;
+  return off;
+}
+
+/** Whole latin1 string → bytes. ASCII goes through the native encoder. */
+export function latin1Bytes(s: string): Uint8Array {
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) > 0x7f) {
+      const out = new Uint8Array(s.length);
+      writeLatin1(s, out, 0);
+      return out;
+    }
+  }
+  return encoder.encode(s);
+}
+
+/** Concatenates two byte arrays into a new one. */
+export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Writes all of `bytes`, looping over partial writes. */
+export async function writeAll(
+  w: { write(p: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) {
+    off += await w.write(off === 0 ? bytes : bytes.subarray(off));
+  }
+}

@@ -1,0 +1,372 @@
+/**
+ * Upstream HTTP/1.1: a keep-alive connection pool per backend and the request forwarder.
+ * The request body streams to the backend while the response head is awaited (a backend may
+ * answer early, e.g. 413); the connection returns to the pool only when both directions
+ * ended exactly on a message boundary.
+ */
+
+import { type Deadline, sweeper } from "../../net/deadlines.ts";
+import { type ConnectTarget, openConnection } from "../../net/connect.ts";
+import type { Body, HeaderList, ProxyRequest, ProxyResponse } from "../exchange.ts";
+import { connectionTokens } from "../headers.ts";
+import { ChunkedBody, CloseBody, LengthBody } from "./body.ts";
+import { findHeadEnd, H1ParseError, newScanState, parseResponseHead, responseFraming } from "./parse.ts";
+import { ConnReader } from "./reader.ts";
+import { ConnWriter, writeBody } from "./write.ts";
+
+export interface PoolLimits {
+  maxIdle: number;
+  maxTotal: number;
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+/** Why an upstream exchange failed, and whether another attempt may safely be made. */
+export class UpstreamError extends Error {
+  constructor(
+    message: string,
+    /** 502 or 504 */
+    readonly status: 502 | 504,
+    /** Nothing of this request reached the backend's application (connect failure, stale keep-alive). */
+    readonly beforeRequest: boolean,
+  ) {
+    super(message);
+    this.name = "UpstreamError";
+  }
+}
+
+export class H1Upstream implements Deadline {
+  readonly reader: ConnReader;
+  readonly writer: ConnWriter;
+  reused = false;
+  closed = false;
+  /** Still counted in its pool's open total (cleared exactly once). */
+  counted = true;
+  deadline = Infinity;
+  reason = "idle";
+  timedOut = false;
+
+  constructor(readonly conn: Deno.Conn, readonly pool: H1Pool) {
+    this.reader = new ConnReader(conn);
+    this.writer = new ConnWriter(conn);
+  }
+
+  onExpire(reason: string): void {
+    if (reason === "idle") this.pool.dropIdle(this);
+    else {
+      this.timedOut = true;
+      this.close();
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    sweeper.delete(this);
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+  }
+}
+
+interface Waiter {
+  resolve(u: H1Upstream): void;
+  reject(e: unknown): void;
+}
+
+export class H1Pool {
+  #idle: H1Upstream[] = [];
+  #open = 0;
+  #waiters: Waiter[] = [];
+  #closed = false;
+
+  constructor(readonly key: string, public target: ConnectTarget, public limits: PoolLimits) {}
+
+  get open(): number {
+    return this.#open;
+  }
+  get idle(): number {
+    return this.#idle.length;
+  }
+
+  async acquire(): Promise<H1Upstream> {
+    while (this.#idle.length > 0) {
+      const u = this.#idle.pop()!;
+      sweeper.delete(u);
+      if (!u.closed && !u.reader.eof) {
+        u.reused = true;
+        return u;
+      }
+      this.#forget(u);
+    }
+    if (this.#open < this.limits.maxTotal) return await this.#connect();
+    return await new Promise<H1Upstream>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject };
+      this.#waiters.push(waiter);
+      const timer = setTimeout(() => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(
+          new UpstreamError(
+            `no connection to ${this.key} within ${this.limits.connectTimeoutMs}ms (pool full)`,
+            504,
+            true,
+          ),
+        );
+      }, this.limits.connectTimeoutMs);
+      waiter.resolve = (u) => {
+        clearTimeout(timer);
+        resolve(u);
+      };
+      waiter.reject = (e) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+    });
+  }
+
+  async #connect(): Promise<H1Upstream> {
+    this.#open++;
+    try {
+      const conn = await openConnection(this.target, this.limits.connectTimeoutMs);
+      return new H1Upstream(conn, this);
+    } catch (e) {
+      this.#open--;
+      this.#wakeWaiter();
+      throw new UpstreamError(e instanceof Error ? e.message : String(e), 502, true);
+    }
+  }
+
+  /** Returns a connection: kept idle when `reusable`, else closed. */
+  release(u: H1Upstream, reusable: boolean): void {
+    if (u.closed) {
+      this.#forget(u);
+      return;
+    }
+    if (!reusable || this.#closed) {
+      u.close();
+      this.#forget(u);
+      return;
+    }
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      u.reused = true;
+      waiter.resolve(u);
+      return;
+    }
+    if (this.#idle.length >= this.limits.maxIdle) {
+      u.close();
+      this.#forget(u);
+      return;
+    }
+    u.reader.shrink();
+    u.reason = "idle";
+    u.deadline = performance.now() + this.limits.idleTimeoutMs;
+    sweeper.add(u);
+    this.#idle.push(u);
+  }
+
+  dropIdle(u: H1Upstream): void {
+    const i = this.#idle.indexOf(u);
+    if (i >= 0) this.#idle.splice(i, 1);
+    u.close();
+    this.#forget(u);
+  }
+
+  #forget(u: H1Upstream): void {
+    if (!u.counted) return;
+    u.counted = false;
+    this.#open--;
+    this.#wakeWaiter();
+  }
+
+  #wakeWaiter(): void {
+    if (this.#waiters.length === 0 || this.#open >= this.limits.maxTotal) return;
+    const w = this.#waiters.shift()!;
+    this.#connect().then(w.resolve, w.reject);
+  }
+
+  /** Backend removed or gateway stopping: close idle connections, refuse to keep more. */
+  close(): void {
+    this.#closed = true;
+    for (const u of this.#idle.splice(0)) {
+      u.close();
+      this.#forget(u);
+    }
+    for (const w of this.#waiters.splice(0)) {
+      w.reject(new UpstreamError(`backend ${this.key} removed`, 502, true));
+    }
+  }
+}
+
+export interface ForwardTimeouts {
+  responseTimeoutMs: number;
+  maxResponseHead: number;
+}
+
+export interface UpstreamAnswer {
+  response: ProxyResponse;
+  /** "1.1" or "1.0", for Via */
+  version: string;
+}
+
+/**
+ * Sends `req` (with `headers`, already cleaned, `host` first) on a pooled connection and
+ * returns the response head with a streaming body. Throws UpstreamError.
+ */
+export async function h1Forward(
+  pool: H1Pool,
+  req: ProxyRequest,
+  headers: HeaderList,
+  t: ForwardTimeouts,
+): Promise<UpstreamAnswer> {
+  const up = await pool.acquire();
+  const { reader, writer } = up;
+  const body = req.body;
+  let head = `${req.method} ${req.path} HTTP/1.1\r\n`;
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i];
+    if (n === "content-length") continue;
+    head += `${n}: ${headers[i + 1]}\r\n`;
+  }
+  let mode: "length" | "chunked" | "none" = "none";
+  if (body) {
+    if (body.length !== undefined) {
+      mode = "length";
+      head += `content-length: ${body.length}\r\n`;
+    } else {
+      mode = "chunked";
+      head += "transfer-encoding: chunked\r\n";
+    }
+  } else if (req.method === "POST" || req.method === "PUT" || req.method === "PATCH") {
+    head += "content-length: 0\r\n";
+  }
+  writer.pushText(head + "\r\n");
+
+  // Response reads are bounded by response_timeout (time to first byte and between reads).
+  reader.beforeRead = () => {
+    up.reason = "response";
+    up.deadline = performance.now() + t.responseTimeoutMs;
+  };
+  reader.afterRead = () => {
+    up.deadline = Infinity;
+  };
+  sweeper.add(up);
+
+  let requestSent = !body;
+  let requestFailed: unknown;
+  try {
+    if (body && mode !== "none") {
+      // Not awaited: the body streams while the response head is awaited (see finish()).
+      writeBody(writer, body, mode, true).then(
+        () => {
+          requestSent = true;
+        },
+        (e) => {
+          requestFailed = e;
+          up.close(); // the upstream must not take a partial request as complete
+        },
+      );
+    } else {
+      await writer.flush();
+    }
+  } catch (e) {
+    pool.release(up, false);
+    throw new UpstreamError(`write to ${pool.key} failed: ${errText(e)}`, 502, up.reused && untouched(body));
+  }
+
+  let headEnd: number;
+  let parsed;
+  try {
+    for (;;) {
+      const st = newScanState();
+      let len: number;
+      for (;;) {
+        len = findHeadEnd(reader.buf, reader.start, reader.end, st, {
+          maxLine: 8192,
+          maxHead: t.maxResponseHead,
+        }, false);
+        if (len >= 0) break;
+        if (!(await reader.fill())) {
+          if (requestFailed) throw requestFailed;
+          const stale = up.reused && reader.end === reader.start;
+          throw new UpstreamError(
+            stale
+              ? `keep-alive connection to ${pool.key} was closed by the backend`
+              : `${pool.key} closed the connection before a complete response head`,
+            502,
+            stale && untouched(body),
+          );
+        }
+      }
+      headEnd = reader.start + len;
+      parsed = parseResponseHead(reader.buf, reader.start + st.skip, headEnd);
+      reader.start = headEnd;
+      // Interim responses: 100 Continue and 103 are consumed here (the gateway answers
+      // Expect itself); 101 ends HTTP/1.1 on this connection and is handled by the tunnel code.
+      if (parsed.status >= 100 && parsed.status < 200 && parsed.status !== 101) continue;
+      break;
+    }
+  } catch (e) {
+    sweeper.delete(up);
+    pool.release(up, false);
+    body?.cancel();
+    if (e instanceof UpstreamError) throw e;
+    if (up.timedOut) {
+      throw new UpstreamError(`${pool.key} did not answer within ${t.responseTimeoutMs}ms`, 504, false);
+    }
+    if (e instanceof H1ParseError) {
+      throw new UpstreamError(`${pool.key} sent an invalid response: ${e.message}`, 502, false);
+    }
+    if (requestFailed) throw requestFailed;
+    throw new UpstreamError(
+      `read from ${pool.key} failed: ${errText(e)}`,
+      502,
+      up.reused && untouched(body) && reader.end === 0,
+    );
+  }
+
+  const framing = responseFraming(parsed.headers, parsed.status, req.method);
+  const keepAlive = parsed.minor === 1 && !connectionTokens(parsed.headers).includes("close") &&
+    framing.kind !== "close";
+  let released = false;
+  const finish = (clean: boolean) => {
+    if (released) return;
+    released = true;
+    sweeper.delete(up);
+    const reuse = clean && keepAlive && requestSent && !requestFailed;
+    // An early response (e.g. 413 while the body was still streaming) ends the request
+    // body too, and the connection cannot be reused.
+    if (!reuse && !requestSent) body?.cancel();
+    pool.release(up, reuse);
+  };
+  let resBody: Body | null = null;
+  const limit = Number.MAX_SAFE_INTEGER;
+  switch (framing.kind) {
+    case "none":
+      finish(true);
+      break;
+    case "length":
+      resBody = new LengthBody(reader, framing.length, limit, finish, 502);
+      break;
+    case "chunked":
+      resBody = new ChunkedBody(reader, limit, finish, 502);
+      break;
+    case "close":
+      resBody = new CloseBody(reader, limit, finish, 502);
+      break;
+  }
+  return {
+    response: { status: parsed.status, headers: parsed.headers, body: resBody },
+    version: parsed.minor === 1 ? "1.1" : "1.0",
+  };
+}
+
+/** A request body nobody has read yet can still be sent again (a retry is safe to attempt). */
+function untouched(body: Body | null): boolean {
+  return !body || body.received === 0;
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,364 @@
+/**
+ * Strict HTTP/1.1 message-head parsing (RFC 9112) from bytes. Two steps:
+ *   1. findHeadEnd() scans incrementally for the blank line, rejecting bare LF and
+ *      enforcing the request-line and header-block caps while bytes are still arriving, so a
+ *      slow or hostile sender never makes us rescan or buffer past the cap;
+ *   2. parseRequestHead()/parseResponseHead() validate every character class once and
+ *      produce latin1 strings with lower-case header names.
+ * Anything ambiguous is an error: the proxy never forwards a request it had to guess about.
+ */
+
+import { latin1 } from "./bytes.ts";
+
+export class H1ParseError extends Error {
+  constructor(readonly status: 400 | 414 | 431 | 501 | 505 | 502, message: string) {
+    super(message);
+    this.name = "H1ParseError";
+  }
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HTAB = 0x09;
+const COLON = 0x3a;
+
+// Character classes, one bit each.
+const TCHAR = 1;
+const FIELD_VCHAR = 2; // VCHAR and obs-text (a field value may also hold SP/HTAB inside)
+const TARGET = 4; // request-target characters: visible ASCII
+const CLASS = new Uint8Array(256);
+for (let c = 0x21; c <= 0x7e; c++) CLASS[c] |= FIELD_VCHAR | TARGET;
+for (let c = 0x80; c <= 0xff; c++) CLASS[c] |= FIELD_VCHAR;
+for (const ch of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  CLASS[ch.charCodeAt(0)] |= TCHAR;
+}
+
+export interface HeadLimits {
+  /** Longest first line (request line or status line), bytes. */
+  maxLine: number;
+  /** Largest head (first line + fields), bytes. */
+  maxHead: number;
+}
+
+/**
+ * Incremental search for the end of a message head in bytes[base, end). All positions in the
+ * state are relative to `base` (the reader's start), because the reader may compact or move its
+ * buffer between calls; `scanned` keeps the progress of earlier calls so each byte is examined
+ * once however the head is split. Returns the head length (relative offset just past the blank
+ * line) or -1 when more bytes are needed. Leading blank lines (allowed before a request line,
+ * RFC 9112 §2.2) are skipped by advancing `skip`: the head itself starts at base + skip.
+ */
+export interface ScanState {
+  skip: number;
+  scanned: number;
+  /** Relative end of the first line once seen, else -1. */
+  firstLineEnd: number;
+}
+
+export function newScanState(): ScanState {
+  return { skip: 0, scanned: 0, firstLineEnd: -1 };
+}
+
+export function findHeadEnd(
+  bytes: Uint8Array,
+  base: number,
+  end: number,
+  st: ScanState,
+  limits: HeadLimits,
+  isRequest: boolean,
+): number {
+  let i = base + st.scanned;
+  if (st.scanned === st.skip) {
+    // Skip leading CRLFs between pipelined messages.
+    while (i + 1 < end && bytes[i] === CR && bytes[i + 1] === LF) i += 2;
+    if (i < end && bytes[i] === LF) throw new H1ParseError(400, "bare LF");
+    st.skip = st.scanned = i - base;
+    if (i + 1 >= end && i < end && bytes[i] === CR) return -1;
+  }
+  const start = base + st.skip;
+  for (; i < end; i++) {
+    const b = bytes[i];
+    if (b === LF) {
+      if (i === start || bytes[i - 1] !== CR) throw new H1ParseError(400, "bare LF in message head");
+      if (st.firstLineEnd < 0) st.firstLineEnd = i + 1 - base;
+      // Blank line: CRLF immediately after the previous line's CRLF.
+      if (i - 3 >= start && bytes[i - 2] === LF && bytes[i - 3] === CR) {
+        st.scanned = i + 1 - base;
+        if (i + 1 - start > limits.maxHead) {
+          throw new H1ParseError(isRequest ? 431 : 502, "header block too large");
+        }
+        return i + 1 - base;
+      }
+    } else if (b === CR) {
+      if (i + 1 < end && bytes[i + 1] !== LF) throw new H1ParseError(400, "bare CR in message head");
+    }
+  }
+  st.scanned = end - base;
+  if (st.firstLineEnd < 0 && end - start > limits.maxLine) {
+    throw new H1ParseError(
+      isRequest ? 414 : 502,
+      isRequest ? "request line too long" : "status line too long",
+    );
+  }
+  if (end - start > limits.maxHead) {
+    throw new H1ParseError(isRequest ? 431 : 502, "header block too large");
+  }
+  return -1;
+}
+
+export interface RequestHead {
+  method: string;
+  target: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1 */
+  minor: number;
+  /** flat [name, value, …], names lower-cased, values trimmed of OWS */
+  headers: string[];
+}
+
+export interface ResponseHead {
+  status: number;
+  reason: string;
+  minor: number;
+  headers: string[];
+}
+
+/** Parses a complete request head in bytes[start, end) (end is just past the blank line). */
+export function parseRequestHead(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  maxLine: number,
+): RequestHead {
+  let i = start;
+  const mStart = i;
+  while (CLASS[bytes[i]] & TCHAR) i++;
+  if (i === mStart || bytes[i] !== SP) throw new H1ParseError(400, "invalid method");
+  const method = latin1(bytes, mStart, i);
+  i++;
+  const tStart = i;
+  while (CLASS[bytes[i]] & TARGET) i++;
+  if (i === tStart || bytes[i] !== SP) throw new H1ParseError(400, "invalid request target");
+  const target = latin1(bytes, tStart, i);
+  i++;
+  const minor = parseVersion(bytes, i);
+  i += 8;
+  if (bytes[i] !== CR || bytes[i + 1] !== LF) throw new H1ParseError(400, "invalid request line");
+  if (i - start > maxLine) throw new H1ParseError(414, "request line too long");
+  i += 2;
+  return { method, target, minor, headers: parseFields(bytes, i, end, 400) };
+}
+
+/** Parses a complete response head (status line + fields). */
+export function parseResponseHead(bytes: Uint8Array, start: number, end: number): ResponseHead {
+  let i = start;
+  const minor = parseVersion(bytes, i);
+  i += 8;
+  if (bytes[i] !== SP) throw new H1ParseError(502, "invalid status line");
+  i++;
+  const d0 = bytes[i] - 0x30, d1 = bytes[i + 1] - 0x30, d2 = bytes[i + 2] - 0x30;
+  if (!(d0 >= 1 && d0 <= 5 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9)) {
+    throw new H1ParseError(502, "invalid status code");
+  }
+  const status = d0 * 100 + d1 * 10 + d2;
+  i += 3;
+  let reason = "";
+  if (bytes[i] === SP) {
+    i++;
+    const rStart = i;
+    while (bytes[i] !== CR && ((CLASS[bytes[i]] & FIELD_VCHAR) || bytes[i] === SP || bytes[i] === HTAB)) i++;
+    reason = latin1(bytes, rStart, i);
+  }
+  if (bytes[i] !== CR || bytes[i + 1] !== LF) throw new H1ParseError(502, "invalid status line");
+  i += 2;
+  return { status, reason, minor, headers: parseFields(bytes, i, end, 502) };
+}
+
+function parseVersion(bytes: Uint8Array, i: number): number {
+  // "HTTP/1.x"
+  if (
+    bytes[i] !== 0x48 || bytes[i + 1] !== 0x54 || bytes[i + 2] !== 0x54 || bytes[i + 3] !== 0x50 ||
+    bytes[i + 4] !== 0x2f || bytes[i + 6] !== 0x2e
+  ) throw new H1ParseError(400, "invalid HTTP version");
+  const major = bytes[i + 5] - 0x30, minor = bytes[i + 7] - 0x30;
+  if (major < 0 || major > 9 || minor < 0 || minor > 9) throw new H1ParseError(400, "invalid HTTP version");
+  if (major !== 1) throw new H1ParseError(505, "HTTP version not supported");
+  return minor === 0 ? 0 : 1;
+}
+
+/**
+ * Field lines from i up to the blank line that ends at `end`. Also used for chunked trailers.
+ * Rejects obs-fold, whitespace before the colon, empty names and control characters.
+ */
+export function parseFields(bytes: Uint8Array, i: number, end: number, errorStatus: 400 | 502): string[] {
+  const headers: string[] = [];
+  const stop = end - 2; // the blank line's CRLF
+  while (i < stop) {
+    const b = bytes[i];
+    if (b === SP || b === HTAB) {
+      throw new H1ParseError(errorStatus === 400 ? 400 : 502, "obsolete line folding");
+    }
+    const nStart = i;
+    while (CLASS[bytes[i]] & TCHAR) i++;
+    if (i === nStart) throw new H1ParseError(errorStatus, "invalid header field name");
+    if (bytes[i] !== COLON) {
+      throw new H1ParseError(
+        errorStatus,
+        bytes[i] === SP || bytes[i] === HTAB ? "whitespace before colon" : "invalid header field name",
+      );
+    }
+    const name = lowerName(bytes, nStart, i);
+    i++;
+    while (bytes[i] === SP || bytes[i] === HTAB) i++;
+    const vStart = i;
+    let vEnd = i;
+    for (;;) {
+      const c = bytes[i];
+      if (CLASS[c] & FIELD_VCHAR) vEnd = ++i;
+      else if (c === SP || c === HTAB) i++;
+      else break;
+    }
+    if (bytes[i] !== CR || bytes[i + 1] !== LF) {
+      throw new H1ParseError(errorStatus, "invalid character in header field value");
+    }
+    headers.push(name, latin1(bytes, vStart, vEnd));
+    i += 2;
+  }
+  return headers;
+}
+
+// Interned lower-case names for the common headers, so most requests allocate no name strings.
+const COMMON = [
+  "host",
+  "user-agent",
+  "accept",
+  "accept-encoding",
+  "accept-language",
+  "connection",
+  "content-length",
+  "content-type",
+  "transfer-encoding",
+  "cookie",
+  "te",
+  "upgrade",
+  "date",
+  "server",
+  "expect",
+  "keep-alive",
+  "cache-control",
+  "authorization",
+  "referer",
+  "origin",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "via",
+  "trailer",
+  "proxy-connection",
+  "last-modified",
+  "etag",
+  "set-cookie",
+  "location",
+  "vary",
+];
+const internByLength = new Map<number, string[]>();
+for (const n of COMMON) {
+  const list = internByLength.get(n.length) ?? [];
+  list.push(n);
+  internByLength.set(n.length, list);
+}
+
+function lowerName(bytes: Uint8Array, s: number, e: number): string {
+  const candidates = internByLength.get(e - s);
+  if (candidates) {
+    outer: for (const c of candidates) {
+      for (let k = 0; k < c.length; k++) {
+        if ((bytes[s + k] | 0x20) !== c.charCodeAt(k)) continue outer;
+      }
+      return c;
+    }
+  }
+  return latin1(bytes, s, e).toLowerCase();
+}
+
+export type Framing =
+  | { kind: "none" }
+  | { kind: "length"; length: number }
+  | { kind: "chunked" }
+  | { kind: "close" }; // response only: read until the connection closes
+
+/**
+ * Request body framing per RFC 9112 §6.3, strict: Transfer-Encoding must be exactly
+ * `chunked`; both TE and CL, several CL fields, or a CL that is not plain digits → 400.
+ */
+export function requestFraming(headers: string[], minor: number): Framing {
+  let te: string | undefined;
+  let cl: string | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i];
+    if (n === "transfer-encoding") {
+      if (te !== undefined) throw new H1ParseError(400, "several Transfer-Encoding fields");
+      te = headers[i + 1];
+    } else if (n === "content-length") {
+      if (cl !== undefined) throw new H1ParseError(400, "several Content-Length fields");
+      cl = headers[i + 1];
+    }
+  }
+  if (te !== undefined) {
+    if (cl !== undefined) throw new H1ParseError(400, "both Transfer-Encoding and Content-Length");
+    if (minor === 0) throw new H1ParseError(400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (te.length !== 7 || te.toLowerCase() !== "chunked") {
+      throw new H1ParseError(400, "Transfer-Encoding other than a single final 'chunked'");
+    }
+    return { kind: "chunked" };
+  }
+  if (cl !== undefined) {
+    const length = parseContentLength(cl);
+    if (length < 0) throw new H1ParseError(400, "invalid Content-Length");
+    return length === 0 ? { kind: "none" } : { kind: "length", length };
+  }
+  return { kind: "none" };
+}
+
+/**
+ * Response body framing (RFC 9112 §6.3), from the upstream. A response to HEAD, any 1xx,
+ * 204 and 304 has no body. Invalid framing from a backend → 502 (never relayed).
+ */
+export function responseFraming(headers: string[], status: number, method: string): Framing {
+  if (method === "HEAD" || status < 200 || status === 204 || status === 304) return { kind: "none" };
+  let te: string | undefined;
+  let cl: string | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i];
+    if (n === "transfer-encoding") te = te === undefined ? headers[i + 1] : `${te}, ${headers[i + 1]}`;
+    else if (n === "content-length") {
+      if (cl !== undefined && cl !== headers[i + 1]) {
+        throw new H1ParseError(502, "upstream sent differing Content-Length fields");
+      }
+      cl = headers[i + 1];
+    }
+  }
+  if (te !== undefined) {
+    const codings = te.toLowerCase().split(",").map((s) => s.trim());
+    if (codings[codings.length - 1] === "chunked") return { kind: "chunked" };
+    return { kind: "close" };
+  }
+  if (cl !== undefined) {
+    const length = parseContentLength(cl);
+    if (length < 0) throw new H1ParseError(502, "upstream sent an invalid Content-Length");
+    return length === 0 ? { kind: "none" } : { kind: "length", length };
+  }
+  return { kind: "close" };
+}
+
+/** Plain decimal digits only (no sign, no spaces, no list); -1 if invalid or unsafe. */
+export function parseContentLength(v: string): number {
+  if (v.length === 0 || v.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < v.length; i++) {
+    const d = v.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}

@@ -1,0 +1,489 @@
+/**
+ * The HTTP/1.1 server codec: one loop per client connection that parses requests strictly,
+ * hands each to the proxy as a ProxyRequest, and writes the ProxyResponse back, streaming.
+ * Requests on a connection are handled one after another, so pipelined requests are answered
+ * in order. Timeouts (slowloris, slow body, keep-alive idle) are deadlines on the sweeper.
+ */
+
+import type { ListenerConfig } from "../../config/types.ts";
+import { type Deadline, sweeper } from "../../net/deadlines.ts";
+import type { Body, ClientInfo, HeaderList, ProxyRequest, ProxyResponse } from "../exchange.ts";
+import { gatewayResponse, getHeader } from "../exchange.ts";
+import { connectionTokens } from "../headers.ts";
+import { BodyTooLargeError, ChunkedBody, LengthBody, TruncatedBodyError } from "./body.ts";
+import {
+  findHeadEnd,
+  H1ParseError,
+  newScanState,
+  parseRequestHead,
+  requestFraming,
+  type RequestHead,
+} from "./parse.ts";
+import { ConnReader } from "./reader.ts";
+import { ConnWriter, reasonPhrase, writeBody } from "./write.ts";
+
+/** Per-request record the proxy fills in and the codec completes, for logs and metrics. */
+export interface RequestRecord {
+  start: number;
+  method: string;
+  authority: string;
+  path: string;
+  version: string;
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  route?: string;
+  pool?: string;
+  backend?: string;
+  upstreamMs?: number;
+  /** Why the gateway answered itself, when it did (e.g. "no_route", "body_timeout"). */
+  error?: string;
+}
+
+export interface H1Handler {
+  handle(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse>;
+  /** Called once per request after the response was written (or failed). */
+  complete(rec: RequestRecord): void;
+  /** A guard or protocol event for metrics: "header_timeout", "body_timeout", "idle_timeout", "parse_error", … */
+  event(kind: string): void;
+}
+
+export interface ServerConnection {
+  /** Close at once if idle, otherwise after the current response. */
+  drain(): void;
+  /** Close now. */
+  abort(): void;
+  readonly active: boolean;
+}
+
+const CONTINUE_100 = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+
+export class H1ServerConn implements Deadline, ServerConnection {
+  readonly #reader: ConnReader;
+  readonly #writer: ConnWriter;
+  deadline = Infinity;
+  reason = "header";
+  #closed = false;
+  #draining = false;
+  #inRequest = false;
+  #responseStarted = false;
+  #timedOut: string | undefined;
+
+  constructor(
+    readonly conn: Deno.Conn,
+    readonly cfg: ListenerConfig,
+    readonly client: ClientInfo,
+    readonly handler: H1Handler,
+  ) {
+    this.#reader = new ConnReader(conn);
+    this.#writer = new ConnWriter(conn);
+  }
+
+  get active(): boolean {
+    return this.#inRequest;
+  }
+
+  drain(): void {
+    this.#draining = true;
+    if (!this.#inRequest) this.abort();
+  }
+
+  abort(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    sweeper.delete(this);
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+  }
+
+  onExpire(reason: string): void {
+    this.#timedOut = reason;
+    this.handler.event(`${reason}_timeout`);
+    if (reason === "header" && this.#reader.available > 0 && !this.#responseStarted) {
+      // Tell a slow client why before closing (the pending read is independent of this write).
+      this.#writeError(408, "request header timeout").finally(() => this.abort());
+      return;
+    }
+    if (reason === "body" && !this.#responseStarted) {
+      this.#writeError(408, "request body timeout").finally(() => this.abort());
+      return;
+    }
+    this.abort();
+  }
+
+  #arm(reason: string, ms: number): void {
+    this.reason = reason;
+    this.deadline = performance.now() + ms;
+  }
+
+  async run(): Promise<void> {
+    sweeper.add(this);
+    let first = true;
+    try {
+      while (!this.#closed) {
+        this.#arm(first ? "header" : "idle", first ? this.cfg.header_timeout : this.cfg.idle_timeout);
+        first = false;
+        const head = await this.#readHead();
+        if (!head) break;
+        const keepGoing = await this.#exchange(head.head, head.bytes);
+        if (!keepGoing || this.#draining) break;
+        this.#reader.shrink();
+      }
+    } catch (e) {
+      if (e instanceof H1ParseError && !this.#closed) {
+        this.handler.event("parse_error");
+        await this.#writeError(e.status === 502 ? 400 : e.status, e.message);
+      }
+      // Socket errors (reset, closed by a timeout) end this connection only.
+    } finally {
+      this.abort();
+    }
+  }
+
+  /** Reads one request head; null on a clean EOF between requests. */
+  async #readHead(): Promise<{ head: RequestHead; bytes: number } | null> {
+    const r = this.#reader;
+    const st = newScanState();
+    const limits = { maxLine: this.cfg.max_request_line, maxHead: this.cfg.max_header_size };
+    for (;;) {
+      const len = findHeadEnd(r.buf, r.start, r.end, st, limits, true);
+      if (len >= 0) {
+        const head = parseRequestHead(r.buf, r.start + st.skip, r.start + len, this.cfg.max_request_line);
+        r.start += len;
+        return { head, bytes: len - st.skip };
+      }
+      const pending = r.end - r.start - st.skip;
+      if (this.reason === "idle" && pending > 0) this.#arm("header", this.cfg.header_timeout);
+      const want = Math.min(limits.maxHead + 4, Math.max(4096, pending * 2));
+      if (!(await r.fill(want))) {
+        if (r.end - r.start - st.skip > 0) {
+          throw new H1ParseError(400, "connection closed inside a request head");
+        }
+        return null;
+      }
+      if (this.reason === "idle") this.#arm("header", this.cfg.header_timeout);
+    }
+  }
+
+  /** Handles one request; returns whether the connection may carry another. */
+  async #exchange(head: RequestHead, headBytes: number): Promise<boolean> {
+    this.#inRequest = true;
+    this.#responseStarted = false;
+    this.deadline = Infinity;
+    const rec: RequestRecord = {
+      start: performance.now(),
+      method: head.method,
+      authority: "",
+      path: head.target,
+      version: head.minor === 1 ? "1.1" : "1.0",
+      status: 0,
+      bytesIn: headBytes,
+      bytesOut: 0,
+    };
+    const w = this.#writer;
+    const startOut = w.written;
+    let keepAlive = false;
+    let reqBody: RequestBody | null = null;
+    try {
+      const req = this.#buildRequest(head, rec);
+      keepAlive = wantsKeepAlive(head);
+      if (req.error) {
+        rec.error = req.error.reason;
+        this.handler.event(req.error.reason);
+        await this.#respond(gatewayError(req.error.status, req.error.reason), head, false, rec);
+        return false;
+      }
+      reqBody = req.body;
+      const proxyReq = req.request!;
+      let res: ProxyResponse;
+      try {
+        res = await this.handler.handle(proxyReq, rec);
+      } catch (e) {
+        rec.error = "handler_failed";
+        res = gatewayError(502, e instanceof Error ? e.message : "internal error");
+      }
+      // A failed request body decides the answer, whatever the upstream said.
+      const bodyFailure = reqBody?.failure();
+      if (bodyFailure) {
+        res.body?.cancel();
+        rec.error = bodyFailure.reason;
+        this.handler.event(bodyFailure.reason);
+        if (this.#timedOut === "body") return false;
+        res = gatewayError(bodyFailure.status, bodyFailure.reason);
+        keepAlive = false;
+      }
+      if (reqBody && !reqBody.done) keepAlive = false; // unread body: can't find the next request
+      if (this.#draining) keepAlive = false;
+      return await this.#respond(res, head, keepAlive, rec) && keepAlive;
+    } catch (e) {
+      if (e instanceof H1ParseError) {
+        rec.status = e.status === 502 ? 400 : e.status;
+        rec.error = "parse_error";
+        this.handler.event("parse_error");
+        await this.#writeError(rec.status, e.message);
+        return false;
+      }
+      rec.error ??= "client_write_failed";
+      return false;
+    } finally {
+      rec.bytesIn += reqBody?.received ?? 0;
+      rec.bytesOut = w.written - startOut;
+      this.#inRequest = false;
+      this.handler.complete(rec);
+    }
+  }
+
+  #buildRequest(
+    head: RequestHead,
+    rec: RequestRecord,
+  ): { request?: ProxyRequest; body: RequestBody | null; error?: { status: number; reason: string } } {
+    const h = head.headers;
+    let host: string | undefined;
+    let hostCount = 0;
+    for (let i = 0; i < h.length; i += 2) {
+      if (h[i] === "host") {
+        host = h[i + 1];
+        hostCount++;
+      }
+    }
+    if (hostCount > 1) throw new H1ParseError(400, "several Host fields");
+    if (hostCount === 0 && head.minor === 1) throw new H1ParseError(400, "missing Host");
+    let path = head.target;
+    let authority = host ?? "";
+    if (path.charCodeAt(0) !== 0x2f) {
+      if (head.method === "CONNECT") {
+        return { body: null, error: { status: 405, reason: "connect_not_enabled" } };
+      }
+      if (path === "*" && head.method === "OPTIONS") {
+        // asterisk-form: forwarded as is
+      } else {
+        const abs = /^https?:\/\/([^/?#]+)([^#]*)$/i.exec(path);
+        if (!abs) throw new H1ParseError(400, "invalid request target");
+        authority = abs[1]; // RFC 9112 §3.2.2: the target's authority wins over Host
+        path = abs[2] || "/";
+      }
+    }
+    if (authority.length > 0 && !/^[A-Za-z0-9.\-_~!$&'()*+,;=:%\[\]]+$/.test(authority)) {
+      throw new H1ParseError(400, "invalid Host");
+    }
+    rec.authority = authority;
+    rec.path = path;
+    const framing = requestFraming(h, head.minor);
+    const expect = getHeader(h, "expect");
+    if (expect !== undefined && expect.toLowerCase() !== "100-continue") {
+      return { body: null, error: { status: 417, reason: "expectation_failed" } };
+    }
+    if (framing.kind === "length" && framing.length > this.cfg.max_body_size) {
+      return { body: null, error: { status: 413, reason: "body_too_large" } };
+    }
+    let body: RequestBody | null = null;
+    if (framing.kind === "length" || framing.kind === "chunked") {
+      body = new RequestBody(
+        this,
+        framing.kind === "length" ? framing.length : undefined,
+        expect !== undefined,
+      );
+    }
+    const teTokens = getHeader(h, "te");
+    const request: ProxyRequest = {
+      method: head.method,
+      scheme: this.client.tls ? "https" : "http",
+      authority,
+      path,
+      headers: stripFraming(h),
+      body,
+      version: head.minor === 1 ? "1.1" : "1.0",
+      acceptsTrailers: teTokens !== undefined && /(^|,)\s*trailers\s*(;|,|$)/i.test(teTokens),
+      client: this.client,
+    };
+    return { request, body };
+  }
+
+  // Used by RequestBody.
+  get reader(): ConnReader {
+    return this.#reader;
+  }
+  get maxBody(): number {
+    return this.cfg.max_body_size;
+  }
+  armBody(): void {
+    this.#arm("body", this.cfg.body_timeout);
+  }
+  disarm(): void {
+    this.deadline = Infinity;
+  }
+  async sendContinue(): Promise<void> {
+    if (this.#responseStarted) return;
+    await this.#writer.pushBytes(CONTINUE_100);
+    await this.#writer.flush();
+  }
+  get timedOut(): string | undefined {
+    return this.#timedOut;
+  }
+
+  async #respond(
+    res: ProxyResponse,
+    head: RequestHead,
+    keepAlive: boolean,
+    rec: RequestRecord,
+  ): Promise<boolean> {
+    const w = this.#writer;
+    const isHead = head.method === "HEAD";
+    const status = res.status;
+    const noBody = isHead || status < 200 || status === 204 || status === 304;
+    const body = res.body;
+    let mode: "length" | "chunked" | "close" | "none" = "none";
+    let lengthHeader: string | undefined;
+    if (!noBody && body) {
+      if (body.length !== undefined) {
+        mode = "length";
+        lengthHeader = String(body.length);
+      } else if (head.minor === 1) mode = "chunked";
+      else {
+        mode = "close";
+        keepAlive = false;
+      }
+    } else if (!noBody) {
+      lengthHeader = "0";
+    }
+    rec.status = status;
+    let text = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
+    const hs = res.headers;
+    for (let i = 0; i < hs.length; i += 2) {
+      const n = hs[i];
+      if (n === "content-length") {
+        if (noBody && lengthHeader === undefined) text += `content-length: ${hs[i + 1]}\r\n`; // HEAD/304 metadata
+        continue;
+      }
+      if (n === "transfer-encoding" || n === "connection") continue;
+      text += `${n}: ${hs[i + 1]}\r\n`;
+    }
+    if (lengthHeader !== undefined) text += `content-length: ${lengthHeader}\r\n`;
+    if (mode === "chunked") text += "transfer-encoding: chunked\r\n";
+    if (!keepAlive) text += "connection: close\r\n";
+    else if (head.minor === 0) text += "connection: keep-alive\r\n";
+    this.#responseStarted = true;
+    w.pushText(text + "\r\n");
+    if (!body || mode === "none") {
+      body?.cancel();
+      await w.flush();
+      return keepAlive;
+    }
+    try {
+      await writeBody(w, body, mode, true);
+    } catch (e) {
+      body.cancel();
+      rec.error ??= e instanceof TruncatedBodyError ? "upstream_truncated" : "client_write_failed";
+      return false;
+    }
+    return keepAlive;
+  }
+
+  async #writeError(status: number, reason: string): Promise<void> {
+    if (this.#closed || this.#responseStarted) return;
+    this.#responseStarted = true;
+    const body = `${reasonPhrase(status) || "Error"}: ${reason}\n`;
+    const w = this.#writer;
+    w.pushText(
+      `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+        `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    try {
+      await w.flush();
+    } catch { /* the client is gone */ }
+  }
+}
+
+/**
+ * The request body as the proxy sees it: decodes framing, enforces max_body_size and the
+ * body timeout, and sends `100 Continue` the first time it is read (as nginx does: the
+ * gateway answers Expect itself; the upstream never sees it).
+ */
+class RequestBody implements Body {
+  readonly #decoder: LengthBody | ChunkedBody;
+  #expectContinue: boolean;
+  #error: unknown;
+
+  constructor(
+    private readonly owner: H1ServerConn,
+    readonly length: number | undefined,
+    expectContinue: boolean,
+  ) {
+    const r = owner.reader;
+    const onEnd = () => {
+      r.beforeRead = r.afterRead = undefined;
+      owner.disarm();
+    };
+    this.#decoder = length !== undefined
+      ? new LengthBody(r, length, owner.maxBody, onEnd, 400)
+      : new ChunkedBody(r, owner.maxBody, onEnd, 400);
+    this.#expectContinue = expectContinue;
+  }
+
+  get received(): number {
+    return this.#decoder.received;
+  }
+  get done(): boolean {
+    return this.#decoder.done && !this.#error;
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.#expectContinue) {
+      this.#expectContinue = false;
+      await this.owner.sendContinue();
+    }
+    const r = this.owner.reader;
+    r.beforeRead = () => this.owner.armBody();
+    r.afterRead = () => this.owner.disarm();
+    try {
+      return await this.#decoder.read();
+    } catch (e) {
+      this.#error = e;
+      throw e;
+    }
+  }
+
+  trailers(): HeaderList | undefined {
+    return this.#decoder.trailers();
+  }
+
+  cancel(): void {
+    this.#decoder.cancel();
+  }
+
+  /** What went wrong reading the body, as the status the client should get. */
+  failure(): { status: number; reason: string } | undefined {
+    const e = this.#error;
+    if (!e) return undefined;
+    if (this.owner.timedOut === "body") return { status: 408, reason: "body_timeout" };
+    if (e instanceof BodyTooLargeError) return { status: 413, reason: "body_too_large" };
+    if (e instanceof H1ParseError) return { status: 400, reason: "bad_chunked_body" };
+    return { status: 400, reason: "body_read_failed" };
+  }
+}
+
+function wantsKeepAlive(head: RequestHead): boolean {
+  const tokens = connectionTokens(head.headers);
+  if (head.minor === 1) return !tokens.includes("close");
+  return tokens.includes("keep-alive");
+}
+
+/** Framing fields are re-derived by whichever codec writes the message next. */
+function stripFraming(h: string[]): string[] {
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i] === "content-length" || h[i] === "transfer-encoding" || h[i] === "expect") {
+      const out: string[] = [];
+      for (let j = 0; j < h.length; j += 2) {
+        const n = h[j];
+        if (n !== "content-length" && n !== "transfer-encoding" && n !== "expect") out.push(n, h[j + 1]);
+      }
+      return out;
+    }
+  }
+  return h;
+}
+
+function gatewayError(status: number, reason: string): ProxyResponse {
+  return gatewayResponse(status, `${reasonPhrase(status) || "Error"}: ${reason}\n`);
+}

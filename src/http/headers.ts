@@ -1,0 +1,125 @@
+/**
+ * Header hygiene, in one place for every front×back cell (RFC 9110 §7.6): connection-specific
+ * fields and those named in Connection are removed; X-Forwarded-For/-Proto/-Host and Via are
+ * added; `te` survives only as `trailers`. Framing (Content-Length / Transfer-Encoding) is
+ * decided by the writing codec from the Body, never copied blindly.
+ */
+
+import type { HeaderList, ProxyRequest } from "./exchange.ts";
+
+/** Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, RFC 9113 §8.2.2). */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "http2-settings",
+]);
+
+export const VIA_TOKEN = "expressgateway";
+
+/** Names listed in Connection fields (lower-cased). Usually empty or ["keep-alive"]/["close"]. */
+export function connectionTokens(headers: HeaderList): string[] {
+  let out: string[] | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] !== "connection") continue;
+    for (const t of headers[i + 1].split(",")) {
+      const tok = t.trim().toLowerCase();
+      if (tok) (out ??= []).push(tok);
+    }
+  }
+  return out ?? [];
+}
+
+function isDropped(name: string, named: string[]): boolean {
+  return HOP_BY_HOP.has(name) || (named.length > 0 && named.includes(name));
+}
+
+export interface ForwardOptions {
+  /** Overrides the Host sent upstream (per-backend `host_header`). */
+  hostHeader?: string;
+  /** Ask the upstream for trailers (`te: trailers`). */
+  trailers: boolean;
+}
+
+/**
+ * Headers for the upstream request: hop-by-hop removed, forwarding headers added. The
+ * `host` field is included first (H1 upstreams need it; H2/H3 clients turn it into :authority).
+ */
+export function upstreamRequestHeaders(req: ProxyRequest, opts: ForwardOptions): HeaderList {
+  const src = req.headers;
+  const named = connectionTokens(src);
+  const out: HeaderList = ["host", opts.hostHeader ?? req.authority];
+  let xff: string | undefined;
+  let via: string | undefined;
+  for (let i = 0; i < src.length; i += 2) {
+    const n = src[i];
+    if (n === "host" || isDropped(n, named)) continue;
+    if (n === "x-forwarded-for") {
+      xff = xff === undefined ? src[i + 1] : `${xff}, ${src[i + 1]}`;
+      continue;
+    }
+    if (n === "via") {
+      via = via === undefined ? src[i + 1] : `${via}, ${src[i + 1]}`;
+      continue;
+    }
+    if (n === "x-forwarded-proto" || n === "x-forwarded-host") continue;
+    out.push(n, src[i + 1]);
+  }
+  out.push(
+    "x-forwarded-for",
+    xff === undefined ? req.client.ip : `${xff}, ${req.client.ip}`,
+    "x-forwarded-proto",
+    req.scheme,
+    "x-forwarded-host",
+    req.authority,
+    "via",
+    via === undefined ? `${req.version} ${VIA_TOKEN}` : `${via}, ${req.version} ${VIA_TOKEN}`,
+  );
+  if (opts.trailers) out.push("te", "trailers");
+  return out;
+}
+
+/** Headers for the client: hop-by-hop removed, Via appended. */
+export function downstreamResponseHeaders(headers: HeaderList, upstreamVersion: string): HeaderList {
+  const named = connectionTokens(headers);
+  const out: HeaderList = [];
+  let via: string | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    const n = headers[i];
+    if (isDropped(n, named)) continue;
+    if (n === "via") {
+      via = via === undefined ? headers[i + 1] : `${via}, ${headers[i + 1]}`;
+      continue;
+    }
+    out.push(n, headers[i + 1]);
+  }
+  out.push(
+    "via",
+    via === undefined ? `${upstreamVersion} ${VIA_TOKEN}` : `${via}, ${upstreamVersion} ${VIA_TOKEN}`,
+  );
+  return out;
+}
+
+/** Drops fields that must not appear in trailers (framing, routing, auth: RFC 9110 §6.5.1). */
+export function sanitizeTrailers(trailers: HeaderList | undefined): HeaderList | undefined {
+  if (!trailers) return undefined;
+  const out: HeaderList = [];
+  for (let i = 0; i < trailers.length; i += 2) {
+    const n = trailers[i];
+    if (
+      HOP_BY_HOP.has(n) || n === "content-length" || n === "host" || n === "authorization" ||
+      n === "content-type" || n === "cache-control" || n === "set-cookie"
+    ) continue;
+    out.push(n, trailers[i + 1]);
+  }
+  return out.length ? out : undefined;
+}
+
+export function isIdempotent(method: string): boolean {
+  return method === "GET" || method === "HEAD" || method === "OPTIONS" || method === "PUT" ||
+    method === "DELETE" || method === "TRACE";
+}

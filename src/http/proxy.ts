@@ -1,0 +1,322 @@
+/**
+ * The proxy as a short list of phases (after Pingora's proxy_trait): route → pick → forward
+ * → respond → log. Protocol-neutral: it sees ProxyRequest/ProxyResponse only. The state it
+ * reads (routes, pools, pickers) is one immutable object swapped by reloads; a request reads
+ * the reference once, so it never sees a mix of two snapshots.
+ */
+
+import { observeLatency } from "../balancer/ewma.ts";
+import type { PickRequest } from "../balancer/picker.ts";
+import { selectEndpoint } from "../balancer/select.ts";
+import { affinityToken, DEFAULT_AFFINITY_COOKIE } from "../balancer/session_affinity.ts";
+import type { ConfigSnapshot, ListenerConfig } from "../config/types.ts";
+import type { Logger } from "../observability/log.ts";
+import type { DataPlaneMetrics } from "../observability/gateway_metrics.ts";
+import type { BackendRuntime, PoolRuntime } from "../runtime/backends.ts";
+import {
+  type Body,
+  gatewayResponse,
+  getHeader,
+  type HeaderList,
+  type ProxyRequest,
+  type ProxyResponse,
+} from "./exchange.ts";
+import { h1Forward, UpstreamError } from "./h1/client.ts";
+import type { H1Handler, RequestRecord } from "./h1/server.ts";
+import {
+  downstreamResponseHeaders,
+  isIdempotent,
+  sanitizeTrailers,
+  upstreamRequestHeaders,
+} from "./headers.ts";
+import { Router } from "./router.ts";
+
+/** Everything a request needs from the current snapshot, swapped as one reference. */
+export interface ProxyState {
+  readonly snapshot: ConfigSnapshot;
+  readonly routers: ReadonlyMap<string, Router>;
+  readonly pools: ReadonlyMap<string, PoolRuntime>;
+}
+
+export function buildRouters(snapshot: ConfigSnapshot): Map<string, Router> {
+  return new Map(snapshot.config.listeners.map((l) => [l.name, new Router(l.name, l.routes)]));
+}
+
+/** Whether a backend may be picked; the health issue plugs active and passive state in here. */
+export interface HealthView {
+  isHealthy(key: string): boolean;
+  readonly panicThreshold: number;
+}
+
+export const ALWAYS_HEALTHY: HealthView = { isHealthy: () => true, panicThreshold: 0 };
+
+export interface ProxyContext {
+  state(): ProxyState;
+  readonly metrics: DataPlaneMetrics;
+  readonly log: Logger;
+  health: HealthView;
+  inFlight: number;
+}
+
+const MAX_ATTEMPTS = 2;
+
+export class ListenerProxy implements H1Handler {
+  readonly #requestsByKey = new Map<string, { inc(n?: number): void }>();
+  readonly #events = new Map<string, { inc(n?: number): void }>();
+
+  constructor(private readonly ctx: ProxyContext, private readonly listener: ListenerConfig) {}
+
+  async handle(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse> {
+    const ctx = this.ctx;
+    const state = ctx.state();
+    const route = state.routers.get(this.listener.name)?.match(req.authority, req.path);
+    if (!route) {
+      rec.error = "no_route";
+      return gatewayResponse(404, "no route for this host and path\n");
+    }
+    rec.route = route.id;
+    const rc = route.config;
+    if (rc.respond) return gatewayResponse(rc.respond.status, rc.respond.body, rc.respond.content_type);
+    const pool = state.pools.get(rc.pool!);
+    if (!pool) {
+      rec.error = "no_pool";
+      return gatewayResponse(503, "pool unavailable\n");
+    }
+    rec.pool = pool.name;
+    if (ctx.inFlight >= state.snapshot.config.runtime.max_in_flight) {
+      rec.error = "in_flight_cap";
+      ctx.metrics.guardRejections.with(this.listener.name, "in_flight_cap").inc();
+      return gatewayResponse(503, "gateway is at its in-flight request limit\n", undefined, [
+        "retry-after",
+        "1",
+      ]);
+    }
+    ctx.inFlight++;
+    let released = false;
+    const release = () => {
+      if (!released) {
+        released = true;
+        ctx.inFlight--;
+      }
+    };
+    try {
+      const res = await this.#forward(req, rec, pool);
+      if (!res.body) release();
+      else res.body = onBodyEnd(res.body, release);
+      return res;
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  async #forward(req: ProxyRequest, rec: RequestRecord, pool: PoolRuntime): Promise<ProxyResponse> {
+    const ctx = this.ctx;
+    const pickReq = pickRequestOf(req);
+    let exclude: Set<string> | undefined;
+    for (let attempt = 0;; attempt++) {
+      const sel = selectEndpoint(pool.picker, pickReq, {
+        isHealthy: ctx.health.isHealthy,
+        exclude,
+        panicThreshold: ctx.health.panicThreshold,
+      });
+      if (!sel) {
+        rec.error = "no_backend";
+        return gatewayResponse(503, "no backend available\n", undefined, ["retry-after", "1"]);
+      }
+      const backend = pool.backends.get(sel.endpoint.key)!;
+      rec.backend = backend.config.address;
+      const stats = backend.stats;
+      stats.inFlight++;
+      const t0 = performance.now();
+      try {
+        const headers = upstreamRequestHeaders(req, {
+          hostHeader: backend.config.host_header,
+          trailers: req.acceptsTrailers,
+        });
+        const answer = await h1Forward(backend.h1, req, headers, {
+          responseTimeoutMs: pool.config.response_timeout,
+          maxResponseHead: 64 * 1024,
+        });
+        const ms = performance.now() - t0;
+        rec.upstreamMs = ms;
+        observeLatency(stats, ms, performance.now());
+        ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address).observe(ms / 1000);
+        const res = answer.response;
+        res.headers = downstreamResponseHeaders(res.headers, answer.version);
+        if (pool.config.algorithm === "session_affinity") addAffinityCookie(res.headers, pickReq, backend);
+        let done = false;
+        const finish = () => {
+          if (!done) {
+            done = true;
+            stats.inFlight--;
+          }
+        };
+        if (res.body) {
+          res.body = onBodyEnd(res.body, finish);
+          if (!req.acceptsTrailers) res.body = withoutTrailers(res.body);
+          else res.body = withSanitizedTrailers(res.body);
+        } else finish();
+        return res;
+      } catch (e) {
+        stats.inFlight--;
+        if (!(e instanceof UpstreamError)) {
+          // The client's request body failed (timeout, too large, bad framing): the server
+          // codec reports that itself.
+          rec.error = "request_body_failed";
+          return gatewayResponse(400, "request body failed\n");
+        }
+        const kind = e.status === 504 ? "timeout" : e.beforeRequest ? "connect" : "protocol";
+        ctx.metrics.upstreamErrors.with(pool.name, backend.config.address, kind).inc();
+        ctx.log.warn("upstream failed", {
+          pool: pool.name,
+          backend: backend.config.address,
+          error: e.message,
+          attempt,
+        });
+        if (
+          e.beforeRequest && attempt + 1 < MAX_ATTEMPTS && isIdempotent(req.method) &&
+          (!req.body || req.body.received === 0)
+        ) {
+          (exclude ??= new Set()).add(backend.key);
+          ctx.metrics.retries.with(pool.name).inc();
+          continue;
+        }
+        rec.error = kind === "timeout" ? "upstream_timeout" : "upstream_failed";
+        return gatewayResponse(e.status, e.status === 504 ? "upstream timed out\n" : "upstream failed\n");
+      }
+    }
+  }
+
+  complete(rec: RequestRecord): void {
+    const ctx = this.ctx;
+    const listener = this.listener.name;
+    const status = rec.status === 0 ? "none" : `${Math.floor(rec.status / 100)}xx`;
+    const route = rec.route ?? "none";
+    const pool = rec.pool ?? "none";
+    const key = `${route}\u0000${pool}\u0000${status}`;
+    let c = this.#requestsByKey.get(key);
+    if (!c) {
+      c = ctx.metrics.requests.with(listener, route, pool, status);
+      this.#requestsByKey.set(key, c);
+    }
+    c.inc();
+    const totalMs = performance.now() - rec.start;
+    ctx.metrics.requestSeconds.with(listener).observe(totalMs / 1000);
+    ctx.metrics.bytesReceived.with(listener).inc(rec.bytesIn);
+    ctx.metrics.bytesSent.with(listener).inc(rec.bytesOut);
+    if (ctx.state().snapshot.config.observability.access_log) {
+      ctx.log.access({
+        listener,
+        route: rec.route,
+        pool: rec.pool,
+        backend: rec.backend,
+        method: rec.method,
+        authority: rec.authority,
+        path: rec.path,
+        version: rec.version,
+        status: rec.status,
+        bytes_in: rec.bytesIn,
+        bytes_out: rec.bytesOut,
+        upstream_ms: rec.upstreamMs === undefined ? undefined : round(rec.upstreamMs),
+        total_ms: round(totalMs),
+        error: rec.error,
+      });
+    }
+  }
+
+  event(kind: string): void {
+    let c = this.#events.get(kind);
+    if (!c) {
+      c = this.ctx.metrics.protocolEvents.with(this.listener.name, kind);
+      this.#events.set(kind, c);
+    }
+    c.inc();
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function pickRequestOf(req: ProxyRequest): PickRequest {
+  let cookies: Map<string, string> | undefined;
+  return {
+    clientIp: req.client.ip,
+    header: (name) => getHeader(req.headers, name),
+    cookie(name) {
+      if (!cookies) {
+        cookies = new Map();
+        for (let i = 0; i < req.headers.length; i += 2) {
+          if (req.headers[i] !== "cookie") continue;
+          for (const part of req.headers[i + 1].split(";")) {
+            const eq = part.indexOf("=");
+            if (eq > 0) cookies.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+          }
+        }
+      }
+      return cookies.get(name);
+    },
+  };
+}
+
+function addAffinityCookie(headers: HeaderList, req: PickRequest, backend: BackendRuntime): void {
+  const token = affinityToken(backend);
+  if (req.cookie(DEFAULT_AFFINITY_COOKIE) === token) return;
+  headers.push("set-cookie", `${DEFAULT_AFFINITY_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Lax`);
+}
+
+/** Calls `done` exactly once when the body ends, fails or is cancelled. */
+export function onBodyEnd(body: Body, done: () => void): Body {
+  return {
+    get length() {
+      return body.length;
+    },
+    get received() {
+      return body.received;
+    },
+    async read() {
+      try {
+        const chunk = await body.read();
+        if (chunk === null) done();
+        return chunk;
+      } catch (e) {
+        done();
+        throw e;
+      }
+    },
+    trailers: () => body.trailers(),
+    cancel(reason?: unknown) {
+      done();
+      body.cancel(reason);
+    },
+  };
+}
+
+function withoutTrailers(body: Body): Body {
+  return Object.assign(Object.create(null), {
+    get length() {
+      return body.length;
+    },
+    get received() {
+      return body.received;
+    },
+    read: () => body.read(),
+    trailers: () => undefined,
+    cancel: (r?: unknown) => body.cancel(r),
+  });
+}
+
+function withSanitizedTrailers(body: Body): Body {
+  return {
+    get length() {
+      return body.length;
+    },
+    get received() {
+      return body.received;
+    },
+    read: () => body.read(),
+    trailers: () => sanitizeTrailers(body.trailers()),
+    cancel: (r?: unknown) => body.cancel(r),
+  };
+}

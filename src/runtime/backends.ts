@@ -1,0 +1,104 @@
+/**
+ * Per-backend runtime state (balancer stats, connection pool) keyed by backend identity, so a
+ * reload that keeps a backend keeps its in-flight counts, EWMA and warm connections. A reload
+ * builds new PoolRuntime objects (new pickers over the same stats) and the proxy reads them
+ * through one reference swap; removed backends close their idle connections and let
+ * in-flight requests finish.
+ */
+
+import { createPicker } from "../balancer/index.ts";
+import { type Endpoint, type EndpointStats, newEndpointStats, type Picker } from "../balancer/picker.ts";
+import { type BackendConfig, backendKey, type ConfigSnapshot, type PoolConfig } from "../config/types.ts";
+import { H1Pool } from "../http/h1/client.ts";
+import { connectTarget } from "../net/connect.ts";
+
+export interface BackendRuntime {
+  readonly key: string;
+  readonly pool: string;
+  config: BackendConfig;
+  readonly stats: EndpointStats;
+  readonly h1: H1Pool;
+}
+
+export interface PoolRuntime {
+  readonly name: string;
+  readonly config: PoolConfig;
+  readonly picker: Picker;
+  readonly backends: ReadonlyMap<string, BackendRuntime>;
+}
+
+export class BackendRegistry {
+  #backends = new Map<string, BackendRuntime>();
+
+  get size(): number {
+    return this.#backends.size;
+  }
+
+  all(): Iterable<BackendRuntime> {
+    return this.#backends.values();
+  }
+
+  /** Builds the pools of a snapshot, reusing state of backends that stay. */
+  async build(snapshot: ConfigSnapshot): Promise<Map<string, PoolRuntime>> {
+    const pools = new Map<string, PoolRuntime>();
+    const next = new Map<string, BackendRuntime>();
+    for (const p of snapshot.config.pools) {
+      const runtimes = new Map<string, BackendRuntime>();
+      const endpoints: Endpoint[] = [];
+      for (const b of p.backends) {
+        const key = backendKey(p.name, b);
+        const useTls = b.tls !== undefined;
+        const target = await connectTarget(b, useTls, useTls ? ["http/1.1"] : undefined);
+        const limits = {
+          maxIdle: p.max_idle_per_backend,
+          maxTotal: p.max_connections_per_backend,
+          idleTimeoutMs: p.idle_timeout,
+          connectTimeoutMs: p.connect_timeout,
+        };
+        let rt = this.#backends.get(key) ?? next.get(key);
+        if (rt) {
+          rt.config = b;
+          rt.h1.target = target;
+          rt.h1.limits = limits;
+        } else {
+          rt = {
+            key,
+            pool: p.name,
+            config: b,
+            stats: newEndpointStats(),
+            h1: new H1Pool(key, target, limits),
+          };
+        }
+        next.set(key, rt);
+        runtimes.set(key, rt);
+        endpoints.push({ key, address: b.address, weight: b.weight, stats: rt.stats });
+      }
+      pools.set(p.name, {
+        name: p.name,
+        config: p,
+        picker: createPicker(p.algorithm, endpoints, { hashKey: p.hash_key }),
+        backends: runtimes,
+      });
+    }
+    return pools;
+  }
+
+  /** Makes `next` current; backends no longer present stop pooling (in-flight work finishes). */
+  commit(pools: Map<string, PoolRuntime>): BackendRuntime[] {
+    const next = new Map<string, BackendRuntime>();
+    for (const p of pools.values()) for (const [k, b] of p.backends) next.set(k, b);
+    const removed: BackendRuntime[] = [];
+    for (const [k, b] of this.#backends) {
+      if (!next.has(k)) {
+        b.h1.close();
+        removed.push(b);
+      }
+    }
+    this.#backends = next;
+    return removed;
+  }
+
+  closeAll(): void {
+    for (const b of this.#backends.values()) b.h1.close();
+  }
+}

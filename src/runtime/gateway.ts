@@ -1,0 +1,159 @@
+/**
+ * Gateway lifecycle, owned by the control side: boot (admin + data plane, all listeners or
+ * none), validate-first reload (SIGHUP), certificate rotation (SIGUSR1) and drain
+ * (SIGTERM/SIGINT). Probes follow the phase: /readyz is 503 while starting and draining.
+ */
+
+import { liveApplicable, restartRequiredChanges } from "../config/diff.ts";
+import { ConfigError } from "../config/errors.ts";
+import { loadConfigFile } from "../config/load.ts";
+import type { ConfigSnapshot } from "../config/types.ts";
+import { AdminServer, type Phase } from "../observability/admin.ts";
+import { ControlMetrics } from "../observability/gateway_metrics.ts";
+import { flushLogs, type Logger } from "../observability/log.ts";
+import { type CollectedFamily, mergeCollected, Registry } from "../observability/metrics.ts";
+import { VERSION } from "../version.ts";
+import { DataPlane } from "./dataplane.ts";
+
+export interface ReloadResult {
+  applied: boolean;
+  error?: string;
+  skipped: string[];
+}
+
+export class Gateway {
+  #phase: Phase = "starting";
+  #snapshot: ConfigSnapshot;
+  readonly controlRegistry = new Registry();
+  readonly controlMetrics = new ControlMetrics(this.controlRegistry);
+  readonly dataPlane: DataPlane;
+  readonly admin: AdminServer;
+  adminPort = 0;
+  #reloading: Promise<ReloadResult> | undefined;
+
+  constructor(snapshot: ConfigSnapshot, readonly configPath: string, readonly log: Logger) {
+    this.#snapshot = snapshot;
+    this.dataPlane = new DataPlane(log);
+    this.admin = new AdminServer({
+      phase: () => this.#phase,
+      collect: () => Promise.resolve(this.collect()),
+      tokenHash: () => this.#snapshot.config.admin.api_token_hash,
+    });
+    this.controlMetrics.info.with(VERSION).set(1);
+    this.#noteSnapshot(snapshot);
+  }
+
+  get phase(): Phase {
+    return this.#phase;
+  }
+
+  get snapshot(): ConfigSnapshot {
+    return this.#snapshot;
+  }
+
+  collect(): CollectedFamily[] {
+    return mergeCollected([this.controlRegistry.collect(), this.dataPlane.metrics.registry.collect()]);
+  }
+
+  /** Admin first (probes answer "starting"), then every listener; any failure undoes the rest. */
+  async start(): Promise<void> {
+    const cfg = this.#snapshot.config;
+    this.log.configure(cfg.observability.log_level, cfg.observability.log_format);
+    this.adminPort = this.admin.start(cfg.observability.admin_bind);
+    try {
+      await this.dataPlane.start(this.#snapshot);
+    } catch (e) {
+      await this.admin.stop();
+      throw e;
+    }
+    this.#phase = "ready";
+    this.log.info("gateway ready", {
+      config: this.configPath,
+      generation: this.#snapshot.generation,
+      listeners: this.dataPlane.ports(),
+      admin: cfg.observability.admin_bind,
+      admin_port: this.adminPort,
+      version: VERSION,
+    });
+  }
+
+  /** SIGHUP: validate the file first; apply live-swappable parts; keep serving on any error. */
+  reload(): Promise<ReloadResult> {
+    // Reloads are serialized: a second SIGHUP while one is applying waits for it.
+    const run = async (): Promise<ReloadResult> => {
+      let next: ConfigSnapshot;
+      try {
+        next = await loadConfigFile(this.configPath);
+      } catch (e) {
+        const error = e instanceof ConfigError ? e.message : String(e);
+        this.controlMetrics.reloadFailures.inc();
+        this.log.error("config reload rejected; still serving the previous config", {
+          config: this.configPath,
+          generation: this.#snapshot.generation,
+          error,
+        });
+        return { applied: false, error, skipped: [] };
+      }
+      const live = this.#snapshot.config;
+      const skipped = restartRequiredChanges(live, next.config);
+      for (const change of skipped) this.log.warn("reload: change needs a restart; skipped", { change });
+      const effective: ConfigSnapshot = Object.freeze({ ...next, config: liveApplicable(live, next.config) });
+      try {
+        await this.dataPlane.apply(effective);
+      } catch (e) {
+        this.controlMetrics.reloadFailures.inc();
+        const error = e instanceof Error ? e.message : String(e);
+        this.log.error("config reload failed while applying; previous config kept", { error });
+        return { applied: false, error, skipped };
+      }
+      this.#snapshot = effective;
+      this.#noteSnapshot(effective);
+      this.controlMetrics.reloads.inc();
+      const o = effective.config.observability;
+      this.log.configure(o.log_level, o.log_format);
+      this.log.info("config reloaded", {
+        generation: effective.generation,
+        digest: effective.digest.slice(0, 12),
+        skipped,
+      });
+      return { applied: true, skipped };
+    };
+    const chained = (this.#reloading ?? Promise.resolve()).then(run, run);
+    this.#reloading = chained;
+    return chained;
+  }
+
+  /** SIGUSR1: new handshakes get the certificates now on disk; open connections are untouched. */
+  async rotateCertificates(): Promise<string[]> {
+    const failures = await this.dataPlane.rotateCertificates();
+    if (failures.length === 0) {
+      this.controlMetrics.certReloads.with("success").inc();
+      this.log.info("TLS certificates reloaded");
+    } else {
+      this.controlMetrics.certReloads.with("failure").inc();
+      for (const f of failures) {
+        this.log.error("TLS certificate reload failed; previous certificates kept", { error: f });
+      }
+    }
+    return failures;
+  }
+
+  /** SIGTERM: readyz 503 → stop accepting → finish in-flight up to drain_timeout → close. */
+  async drain(): Promise<number> {
+    if (this.#phase === "draining" || this.#phase === "stopped") return 0;
+    this.#phase = "draining";
+    const timeout = this.#snapshot.config.runtime.drain_timeout;
+    this.log.info("draining", { timeout_ms: timeout, connections: this.dataPlane.connectionCount });
+    const cut = await this.dataPlane.drain(timeout);
+    this.#phase = "stopped";
+    this.log.info("drained", { cut_off: cut });
+    await this.admin.stop();
+    flushLogs();
+    return cut;
+  }
+
+  #noteSnapshot(s: ConfigSnapshot): void {
+    this.controlMetrics.configGeneration.set(s.generation);
+    this.controlMetrics.configLoadedAt.set(Math.floor(s.loadedAt / 1000));
+  }
+}

@@ -1,0 +1,60 @@
+/** Starts tests/fixtures/origin.mjs under node: a real HTTP/1.1 origin on a free port. */
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+export interface Origin {
+  port: number;
+  address: string;
+  name: string;
+  child: Deno.ChildProcess;
+  /** Requests the origin has seen (excluding /__requests). */
+  requests(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export async function startOrigin(name = "origin"): Promise<Origin> {
+  const child = new Deno.Command("node", {
+    args: [`${ROOT}tests/fixtures/origin.mjs`, name],
+    stdout: "piped",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  const deadline = Date.now() + 10_000;
+  while (!buf.includes("\n")) {
+    if (Date.now() > deadline) throw new Error("origin did not start");
+    const { value, done } = await reader.read();
+    if (done) throw new Error("origin exited before listening");
+    buf += dec.decode(value);
+  }
+  reader.releaseLock();
+  child.stdout.cancel().catch(() => {});
+  const port = JSON.parse(buf.split("\n")[0]).port as number;
+  let stopped = false;
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    name,
+    child,
+    async requests() {
+      const r = await fetch(`http://127.0.0.1:${port}/__requests`);
+      return (await r.json()).requests;
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      try {
+        child.kill("SIGTERM");
+      } catch { /* exited */ }
+      const t = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* exited */ }
+      }, 5000);
+      await child.status;
+      clearTimeout(t);
+    },
+  };
+}
