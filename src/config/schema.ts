@@ -182,6 +182,65 @@ const BACKEND: TableSpec = {
   host_header: { type: "string", doc: "Host header to send instead of the client's." },
 };
 
+const HEALTH: TableSpec = {
+  kind: {
+    type: "enum",
+    values: ["http", "tcp", "grpc"],
+    default: "http",
+    doc: "Probe type: http request, tcp connect, or grpc.health.v1.",
+  },
+  path: {
+    type: "string",
+    default: "/healthz",
+    pattern: /^\//,
+    patternHint: "must start with '/'",
+    doc: "HTTP probe path.",
+  },
+  method: { type: "enum", values: ["GET", "HEAD", "OPTIONS"], default: "GET", doc: "HTTP probe method." },
+  host: { type: "string", doc: "Host header of HTTP probes (default: the backend address)." },
+  expected_status: {
+    type: "string",
+    default: "200-399",
+    pattern: /^\s*\d{3}(\s*-\s*\d{3})?(\s*,\s*\d{3}(\s*-\s*\d{3})?)*\s*$/,
+    patternHint: 'status ranges such as "200-399" or "200,204"',
+    doc: "Status codes that count as healthy.",
+  },
+  body_contains: { type: "string", doc: "HTTP probe passes only if the body (first 64 KiB) contains this." },
+  interval: { type: "duration", default: "2s", min: 10, doc: "Time between probes of one backend." },
+  jitter: {
+    type: "duration",
+    default: "200ms",
+    doc: "Random extra delay (0..jitter) per probe, so probes don't align.",
+  },
+  timeout: { type: "duration", default: "1s", min: 1, doc: "A probe slower than this fails." },
+  rise: { type: "int", default: 2, min: 1, doc: "Consecutive passes that mark a down backend up." },
+  fall: { type: "int", default: 3, min: 1, doc: "Consecutive failures that mark an up backend down." },
+};
+
+const OUTLIER: TableSpec = {
+  consecutive_5xx: { type: "int", default: 5, min: 1, doc: "Consecutive 5xx answers that eject a backend." },
+  consecutive_failures: {
+    type: "int",
+    default: 5,
+    min: 1,
+    doc: "Consecutive connect failures or timeouts that eject a backend.",
+  },
+  base_ejection_time: {
+    type: "duration",
+    default: "30s",
+    min: 1,
+    doc: "First ejection length; the n-th lasts n × this.",
+  },
+  max_ejection_time: { type: "duration", default: "300s", min: 1, doc: "Longest ejection." },
+  max_ejection_percent: {
+    type: "int",
+    default: 50,
+    min: 0,
+    max: 100,
+    doc: "At most this percent of a pool is ejected at once.",
+  },
+};
+
 const POOL: TableSpec = {
   name: { type: "string", required: true, pattern: NAME, patternHint: NAME_HINT, doc: "Unique pool name." },
   algorithm: { type: "enum", values: ALGORITHMS, default: "round_robin", doc: "Load-balancing algorithm." },
@@ -215,6 +274,20 @@ const POOL: TableSpec = {
     default: "60s",
     min: 1,
     doc: "Idle upstream connections are closed after this.",
+  },
+  panic_threshold: {
+    type: "int",
+    default: 50,
+    min: 0,
+    max: 100,
+    doc: "Percent of healthy backends below which the pool ignores health and picks among all (0 = never).",
+  },
+  health: { type: "table", optional: true, fields: HEALTH, doc: "Active health checks (absent: none)." },
+  outlier: {
+    type: "table",
+    optional: true,
+    fields: OUTLIER,
+    doc: "Passive outlier detection from live traffic (absent: none).",
   },
   backends: { type: "tables", required: true, fields: BACKEND, doc: "The pool's backends." },
 };

@@ -66,6 +66,28 @@ export interface BackendConfig {
   host_header?: string;
 }
 
+export interface HealthConfig {
+  kind: "http" | "tcp" | "grpc";
+  path: string;
+  method: "GET" | "HEAD" | "OPTIONS";
+  host?: string;
+  expected_status: string;
+  body_contains?: string;
+  interval: number;
+  jitter: number;
+  timeout: number;
+  rise: number;
+  fall: number;
+}
+
+export interface OutlierConfig {
+  consecutive_5xx: number;
+  consecutive_failures: number;
+  base_ejection_time: number;
+  max_ejection_time: number;
+  max_ejection_percent: number;
+}
+
 export interface PoolConfig {
   name: string;
   algorithm: Algorithm;
@@ -75,6 +97,9 @@ export interface PoolConfig {
   max_idle_per_backend: number;
   max_connections_per_backend: number;
   idle_timeout: number;
+  panic_threshold: number;
+  health?: HealthConfig;
+  outlier?: OutlierConfig;
   backends: readonly BackendConfig[];
 }
 

@@ -159,6 +159,12 @@ export async function validateSemantics(
         "warning",
       );
     }
+    if (p.health?.kind === "grpc") {
+      report(`${at}.health.kind`, "grpc health checks need the HTTP/2 client, which is not in this build yet; use http or tcp");
+    }
+    if (p.outlier && p.outlier.max_ejection_time < p.outlier.base_ejection_time) {
+      report(`${at}.outlier.max_ejection_time`, "must be at least base_ejection_time");
+    }
     const seen = new Set<string>();
     for (const [j, b] of p.backends.entries()) {
       const bat = `${at}.backends[${j}]`;

@@ -42,13 +42,14 @@ export function buildRouters(snapshot: ConfigSnapshot): Map<string, Router> {
   return new Map(snapshot.config.listeners.map((l) => [l.name, new Router(l.name, l.routes)]));
 }
 
-/** Whether a backend may be picked; the health issue plugs active and passive state in here. */
+/** Health as the proxy sees it: a verdict per backend, and where live results are reported. */
 export interface HealthView {
   isHealthy(key: string): boolean;
-  readonly panicThreshold: number;
+  /** A live exchange on `key` ended with `status` (0: no response — connect failure or timeout). */
+  observe(key: string, status: number): void;
 }
 
-export const ALWAYS_HEALTHY: HealthView = { isHealthy: () => true, panicThreshold: 0 };
+export const ALWAYS_HEALTHY: HealthView = { isHealthy: () => true, observe: () => {} };
 
 export interface ProxyContext {
   state(): ProxyState;
@@ -118,7 +119,7 @@ export class ListenerProxy implements H1Handler {
       const sel = selectEndpoint(pool.picker, pickReq, {
         isHealthy: ctx.health.isHealthy,
         exclude,
-        panicThreshold: ctx.health.panicThreshold,
+        panicThreshold: pool.config.panic_threshold / 100,
       });
       if (!sel) {
         rec.error = "no_backend";
@@ -143,6 +144,7 @@ export class ListenerProxy implements H1Handler {
         observeLatency(stats, ms, performance.now());
         ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address).observe(ms / 1000);
         const res = answer.response;
+        ctx.health.observe(backend.key, res.status);
         res.headers = downstreamResponseHeaders(res.headers, answer.version);
         if (pool.config.algorithm === "session_affinity") addAffinityCookie(res.headers, pickReq, backend);
         let done = false;
@@ -167,6 +169,7 @@ export class ListenerProxy implements H1Handler {
           return gatewayResponse(400, "request body failed\n");
         }
         const kind = e.status === 504 ? "timeout" : e.beforeRequest ? "connect" : "protocol";
+        ctx.health.observe(backend.key, 0);
         ctx.metrics.upstreamErrors.with(pool.name, backend.config.address, kind).inc();
         ctx.log.warn("upstream failed", {
           pool: pool.name,

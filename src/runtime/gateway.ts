@@ -14,6 +14,8 @@ import { flushLogs, type Logger } from "../observability/log.ts";
 import { type CollectedFamily, mergeCollected, Registry } from "../observability/metrics.ts";
 import { VERSION } from "../version.ts";
 import { DataPlane } from "./dataplane.ts";
+import { HealthManager } from "../health/manager.ts";
+import { healthMetrics } from "../health/metrics.ts";
 
 export interface ReloadResult {
   applied: boolean;
@@ -28,16 +30,21 @@ export class Gateway {
   readonly controlMetrics = new ControlMetrics(this.controlRegistry);
   readonly dataPlane: DataPlane;
   readonly admin: AdminServer;
+  /** Active probes and passive verdicts live on the control side; data planes read verdicts. */
+  readonly health: HealthManager;
   adminPort = 0;
   #reloading: Promise<ReloadResult> | undefined;
 
   constructor(snapshot: ConfigSnapshot, readonly configPath: string, readonly log: Logger) {
     this.#snapshot = snapshot;
     this.dataPlane = new DataPlane(log);
+    this.health = new HealthManager(log, healthMetrics(this.controlRegistry));
+    this.dataPlane.ctx.health = this.health;
     this.admin = new AdminServer({
       phase: () => this.#phase,
       collect: () => Promise.resolve(this.collect()),
       tokenHash: () => this.#snapshot.config.admin.api_token_hash,
+      status: (name) => name === "backends" ? { backends: this.health.status() } : undefined,
     });
     this.controlMetrics.info.with(VERSION).set(1);
     this.#noteSnapshot(snapshot);
@@ -60,9 +67,11 @@ export class Gateway {
     const cfg = this.#snapshot.config;
     this.log.configure(cfg.observability.log_level, cfg.observability.log_format);
     this.adminPort = this.admin.start(cfg.observability.admin_bind);
+    this.health.apply(this.#snapshot);
     try {
       await this.dataPlane.start(this.#snapshot);
     } catch (e) {
+      this.health.stop();
       await this.admin.stop();
       throw e;
     }
@@ -107,6 +116,7 @@ export class Gateway {
         return { applied: false, error, skipped };
       }
       this.#snapshot = effective;
+      this.health.apply(effective);
       this.#noteSnapshot(effective);
       this.controlMetrics.reloads.inc();
       const o = effective.config.observability;
@@ -144,6 +154,7 @@ export class Gateway {
     this.#phase = "draining";
     const timeout = this.#snapshot.config.runtime.drain_timeout;
     this.log.info("draining", { timeout_ms: timeout, connections: this.dataPlane.connectionCount });
+    this.health.stop();
     const cut = await this.dataPlane.drain(timeout);
     this.#phase = "stopped";
     this.log.info("drained", { cut_off: cut });

@@ -12,9 +12,9 @@ export interface Origin {
   stop(): Promise<void>;
 }
 
-export async function startOrigin(name = "origin"): Promise<Origin> {
+export async function startOrigin(name = "origin", fixedPort = 0): Promise<Origin> {
   const child = new Deno.Command("node", {
-    args: [`${ROOT}tests/fixtures/origin.mjs`, name],
+    args: [`${ROOT}tests/fixtures/origin.mjs`, name, String(fixedPort)],
     stdout: "piped",
     stderr: "inherit",
     stdin: "null",
