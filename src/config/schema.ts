@@ -275,6 +275,33 @@ const POOL: TableSpec = {
     min: 1,
     doc: "Idle upstream connections are closed after this.",
   },
+  maglev_table_size: {
+    type: "int",
+    default: 65537,
+    min: 7,
+    max: 1_000_003,
+    doc: "maglev: lookup-table size; must be prime and should be ≥ 100 × the number of backends.",
+  },
+  ring_virtual_nodes: {
+    type: "int",
+    default: 160,
+    min: 1,
+    max: 10000,
+    doc: "ring_hash: points on the ring per unit of weight.",
+  },
+  ewma_decay: {
+    type: "duration",
+    default: "10s",
+    min: 1,
+    doc: "ewma: time constant of the latency average's decay.",
+  },
+  affinity_cookie: {
+    type: "string",
+    default: "eg_affinity",
+    pattern: /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/,
+    patternHint: "a cookie name (token characters)",
+    doc: "session_affinity: name of the sticky cookie the gateway sets.",
+  },
   panic_threshold: {
     type: "int",
     default: 50,

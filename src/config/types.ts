@@ -97,6 +97,10 @@ export interface PoolConfig {
   max_idle_per_backend: number;
   max_connections_per_backend: number;
   idle_timeout: number;
+  maglev_table_size: number;
+  ring_virtual_nodes: number;
+  ewma_decay: number;
+  affinity_cookie: string;
   panic_threshold: number;
   health?: HealthConfig;
   outlier?: OutlierConfig;

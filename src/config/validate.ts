@@ -9,6 +9,7 @@ import type { LoadOptions } from "./load.ts";
 import { describeFsError } from "./load.ts";
 import type { Algorithm, BackendProtocol, GatewayConfig, ListenerProtocol } from "./types.ts";
 import { parseHostPort } from "./units.ts";
+import { isPrime } from "../balancer/maglev.ts";
 
 type Report = (path: string, message: string, severity?: "error" | "warning") => void;
 
@@ -159,8 +160,17 @@ export async function validateSemantics(
         "warning",
       );
     }
+    if (p.algorithm === "maglev" && !isPrime(p.maglev_table_size)) {
+      report(
+        `${at}.maglev_table_size`,
+        `${p.maglev_table_size} is not prime (Maglev needs a prime table size, e.g. 65537)`,
+      );
+    }
     if (p.health?.kind === "grpc") {
-      report(`${at}.health.kind`, "grpc health checks need the HTTP/2 client, which is not in this build yet; use http or tcp");
+      report(
+        `${at}.health.kind`,
+        "grpc health checks need the HTTP/2 client, which is not in this build yet; use http or tcp",
+      );
     }
     if (p.outlier && p.outlier.max_ejection_time < p.outlier.base_ejection_time) {
       report(`${at}.outlier.max_ejection_time`, "must be at least base_ejection_time");

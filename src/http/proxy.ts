@@ -8,7 +8,7 @@
 import { observeLatency } from "../balancer/ewma.ts";
 import type { PickRequest } from "../balancer/picker.ts";
 import { selectEndpoint } from "../balancer/select.ts";
-import { affinityToken, DEFAULT_AFFINITY_COOKIE } from "../balancer/session_affinity.ts";
+import { affinityToken } from "../balancer/session_affinity.ts";
 import type { ConfigSnapshot, ListenerConfig } from "../config/types.ts";
 import type { Logger } from "../observability/log.ts";
 import type { DataPlaneMetrics } from "../observability/gateway_metrics.ts";
@@ -141,12 +141,14 @@ export class ListenerProxy implements H1Handler {
         });
         const ms = performance.now() - t0;
         rec.upstreamMs = ms;
-        observeLatency(stats, ms, performance.now());
+        observeLatency(stats, ms, performance.now(), pool.config.ewma_decay);
         ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address).observe(ms / 1000);
         const res = answer.response;
         ctx.health.observe(backend.key, res.status);
         res.headers = downstreamResponseHeaders(res.headers, answer.version);
-        if (pool.config.algorithm === "session_affinity") addAffinityCookie(res.headers, pickReq, backend);
+        if (pool.config.algorithm === "session_affinity") {
+          addAffinityCookie(res.headers, pickReq, backend, pool.config.affinity_cookie);
+        }
         let done = false;
         const finish = () => {
           if (!done) {
@@ -263,10 +265,16 @@ function pickRequestOf(req: ProxyRequest): PickRequest {
   };
 }
 
-function addAffinityCookie(headers: HeaderList, req: PickRequest, backend: BackendRuntime): void {
+/** Sets the sticky cookie unless the client already carries this backend's token. */
+function addAffinityCookie(
+  headers: HeaderList,
+  req: PickRequest,
+  backend: BackendRuntime,
+  cookie: string,
+): void {
   const token = affinityToken(backend);
-  if (req.cookie(DEFAULT_AFFINITY_COOKIE) === token) return;
-  headers.push("set-cookie", `${DEFAULT_AFFINITY_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Lax`);
+  if (req.cookie(cookie) === token) return;
+  headers.push("set-cookie", `${cookie}=${token}; Path=/; HttpOnly; SameSite=Lax`);
 }
 
 /** Calls `done` exactly once when the body ends, fails or is cancelled. */

@@ -61,13 +61,11 @@ export class BackendRegistry {
           rt.h1.target = target;
           rt.h1.limits = limits;
         } else {
-          rt = {
-            key,
-            pool: p.name,
-            config: b,
-            stats: newEndpointStats(),
-            h1: new H1Pool(key, target, limits),
-          };
+          const h1 = new H1Pool(key, target, limits);
+          const stats = newEndpointStats();
+          // least_connections reads open upstream connections straight from the pool.
+          Object.defineProperty(stats, "connections", { get: () => h1.open, enumerable: true });
+          rt = { key, pool: p.name, config: b, stats, h1 };
         }
         next.set(key, rt);
         runtimes.set(key, rt);
@@ -76,7 +74,13 @@ export class BackendRegistry {
       pools.set(p.name, {
         name: p.name,
         config: p,
-        picker: createPicker(p.algorithm, endpoints, { hashKey: p.hash_key }),
+        picker: createPicker(p.algorithm, endpoints, {
+          hashKey: p.hash_key,
+          maglevTableSize: p.maglev_table_size,
+          ringVirtualNodes: p.ring_virtual_nodes,
+          ewmaDecayMs: p.ewma_decay,
+          affinityCookie: p.affinity_cookie,
+        }),
         backends: runtimes,
       });
     }
