@@ -1,11 +1,13 @@
 /**
  * expressgateway [CONFIG] [--check] [--version] [--help]
  *
- * Exit codes: 0 success; 2 invalid config (including a listener that cannot bind);
- * 1 runtime failure.
+ * Exit codes: 0 success; 2 invalid config (including a listener that cannot bind) or bad
+ * usage; 1 runtime failure. Every error reaches the terminal as one line per problem: config
+ * problems as `file:line:col: key.path: message`, anything else as its message's first line.
+ * No path through main() prints a stack trace (tests/integration/cli.test.ts checks).
  */
 
-import { ConfigError, formatProblem } from "./src/config/errors.ts";
+import { ConfigError, formatProblem, oneLine } from "./src/config/errors.ts";
 import type { ConfigProblem } from "./src/config/errors.ts";
 import { loadConfigFile } from "./src/config/load.ts";
 import type { ConfigSnapshot } from "./src/config/types.ts";
@@ -21,15 +23,25 @@ const HELP = `expressgateway ${VERSION}: L4/L7 load balancer and reverse proxy
 
 Usage:
   expressgateway [CONFIG]          run with CONFIG (default: ${DEFAULT_CONFIG})
-  expressgateway --check [CONFIG]  validate CONFIG, print a summary, exit
-  expressgateway --version         print the version
-  expressgateway --help            this text
+  expressgateway --check [CONFIG]  validate CONFIG, print a summary, exit (also -t)
+  expressgateway --version         print the version (also -V)
+  expressgateway --help            this text (also -h)
+
+Paths in CONFIG (tls cert/key/ca) are relative to the working directory.
 
 Signals: SIGHUP reload config (validate first), SIGUSR1 reload TLS certificates,
 SIGTERM/SIGINT drain and exit.
 Environment: LB_LOG_FORMAT=json|text, LB_LOG_LEVEL=debug|info|warn|error.
-Exit codes: 0 ok, 2 invalid config, 1 runtime failure.
+Exit codes: 0 ok, 2 invalid config or usage (including an address that cannot be bound),
+1 runtime failure.
 `;
+
+function describeBindError(e: unknown): string {
+  if (e instanceof Deno.errors.AddrInUse) return "address already in use";
+  if (e instanceof Deno.errors.AddrNotAvailable) return "address not available on this host";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return oneLineError(e);
+}
 
 export function summary(s: ConfigSnapshot): string {
   const c = s.config;
@@ -63,44 +75,66 @@ export function summary(s: ConfigSnapshot): string {
   return lines.join("\n");
 }
 
-async function main(args: string[]): Promise<number> {
+export interface CliArgs {
+  check: boolean;
+  configPath: string;
+}
+
+/** argv → what to do: run/check, "help" / "version" (print, exit 0), or a usage error (exit 2). */
+export function parseArgs(args: string[]): CliArgs | "help" | "version" | { usage: string } {
   let check = false;
   let configPath: string | undefined;
+  let positionalOnly = false;
   for (const a of args) {
-    if (a === "--help" || a === "-h") {
-      console.log(HELP);
-      return 0;
-    }
-    if (a === "--version" || a === "-V") {
-      console.log(`expressgateway ${VERSION}`);
-      return 0;
-    }
-    if (a === "--check" || a === "-t") check = true;
-    else if (a.startsWith("-")) {
-      console.error(`expressgateway: unknown option ${a}\n\n${HELP}`);
-      return 2;
+    if (!positionalOnly && a.startsWith("-") && a !== "-") {
+      if (a === "--") positionalOnly = true;
+      else if (a === "--help" || a === "-h") return "help";
+      else if (a === "--version" || a === "-V") return "version";
+      else if (a === "--check" || a === "-t") check = true;
+      else return { usage: `unknown option '${a}'; see expressgateway --help` };
     } else if (configPath === undefined) configPath = a;
-    else {
-      console.error(`expressgateway: more than one config file given (${configPath}, ${a})`);
-      return 2;
-    }
+    else return { usage: `more than one config file given ('${configPath}', '${a}')` };
   }
-  const path = configPath ?? DEFAULT_CONFIG;
+  return { check, configPath: configPath ?? DEFAULT_CONFIG };
+}
+
+/** One line for any thrown value: its message's first line, never a stack. */
+function oneLineError(e: unknown): string {
+  return oneLine((e instanceof Error ? e.message : String(e)).split("\n")[0]);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (args === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  if (args === "version") {
+    console.log(`expressgateway ${VERSION}`);
+    return 0;
+  }
+  if ("usage" in args) {
+    console.error(`expressgateway: ${args.usage}`);
+    return 2;
+  }
+  const path = args.configPath;
   const warnings: ConfigProblem[] = [];
   let snapshot: ConfigSnapshot;
   try {
     snapshot = await loadConfigFile(path, { warnings });
   } catch (e) {
     if (e instanceof ConfigError) {
+      // One line per problem (file:line:col: key.path: what is wrong), then a count if several.
       console.error(e.message);
-      console.error(`expressgateway: ${path}: invalid config (${e.problems.length} problem(s))`);
-      return 2;
+      if (e.problems.length > 1) console.error(`expressgateway: ${path}: ${e.problems.length} errors`);
+    } else {
+      // A bug in validation, not in the file: still one line, still exit 2 (the config was not accepted).
+      console.error(`expressgateway: ${path}: cannot validate config: ${oneLineError(e)}`);
     }
-    console.error(`expressgateway: ${path}: ${e instanceof Error ? e.message : String(e)}`);
     return 2;
   }
   for (const w of warnings) console.error(formatProblem(w));
-  if (check) {
+  if (args.check) {
     console.log(summary(snapshot));
     return 0;
   }
@@ -109,11 +143,24 @@ async function main(args: string[]): Promise<number> {
   try {
     await gateway.start();
   } catch (e) {
-    const bind = e instanceof BindError ||
-      (e instanceof Error && /AddrInUse|address already in use/i.test(e.message));
-    console.error(`expressgateway: ${e instanceof Error ? e.message : String(e)}`);
+    // Gateway.start binds the admin listener, then every data listener; any failure closes what
+    // was bound, so the process never runs half-up. A listener that cannot bind is a BindError,
+    // or, from a data-plane worker, an error flagged `bind: true` (classes don't cross isolates).
+    // A bare socket error can only come from the admin bind, so it is named as such.
+    const listenerBind = e instanceof BindError ||
+      (e instanceof Error && (e as { bind?: unknown }).bind === true);
+    const adminBind = e instanceof Deno.errors.AddrInUse || e instanceof Deno.errors.AddrNotAvailable ||
+      e instanceof Deno.errors.PermissionDenied;
+    if (listenerBind) console.error(`expressgateway: ${oneLineError(e)}`);
+    else if (adminBind) {
+      console.error(
+        `expressgateway: observability.admin_bind ${snapshot.config.observability.admin_bind} cannot bind: ${
+          describeBindError(e)
+        }`,
+      );
+    } else console.error(`expressgateway: start failed: ${oneLineError(e)}`);
     flushLogs();
-    return bind ? 2 : 1;
+    return listenerBind || adminBind ? 2 : 1;
   }
 
   const done = Promise.withResolvers<number>();
@@ -138,7 +185,7 @@ if (import.meta.main) {
   try {
     code = await main(Deno.args);
   } catch (e) {
-    console.error(`expressgateway: fatal: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`expressgateway: fatal: ${oneLineError(e)}`);
     code = 1;
   }
   flushLogs();

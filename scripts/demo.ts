@@ -49,7 +49,7 @@ Deno.addSignalListener("SIGTERM", stopAll);
 if (await ready()) {
   console.log(`
 expressgateway is proxying on http://127.0.0.1:8080 to two demo origins. Try:
-  curl http://127.0.0.1:8080/             # alternates origin-1 / origin-2 (round_robin)
+  curl http://127.0.0.1:8080/             # spread over origin-1 and origin-2 (round_robin per worker)
   curl http://127.0.0.1:8080/gateway/hello  # answered by the gateway itself
   curl http://127.0.0.1:9090/metrics        # Prometheus metrics
 Ctrl-C to stop.

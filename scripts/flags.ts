@@ -36,7 +36,8 @@ function collectFiles(value: unknown, out: string[]): void {
 /** Flags for running the gateway on `configPath` (read scoped to what it needs). */
 export function gatewayFlags(configPath: string, extraRead: string[] = []): string[] {
   const flags = baseFlags();
-  const reads = new Set<string>([dirOf(configPath), ...extraRead]);
+  // Data-plane workers are loaded from src/ at run time (deno run); a compiled binary embeds them.
+  const reads = new Set<string>([dirOf(configPath), `${ROOT}src`, ...extraRead]);
   let xdp = false;
   try {
     const doc = parse(Deno.readTextFileSync(configPath)) as Record<string, unknown>;

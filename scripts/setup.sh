@@ -3,6 +3,8 @@
 # present). Debian packages: the real peers the tests talk to. npm packages: the toolchain
 # (deno) and node-side test peers. Needs root for apt-get (CI and the dev machines run as root).
 set -euo pipefail
+# Deno resolves its imports from deno.json + deno.lock only; package.json is for npm (toolchain, node peers).
+export DENO_NO_PACKAGE_JSON=1
 cd "$(dirname "$0")/.."
 
 PACKAGES=(curl openssl procps iproute2 nginx haproxy caddy ngtcp2-client ngtcp2-server nghttp2-client wrk

@@ -2,6 +2,8 @@
 # The whole test suite: setup, static checks, then every test under tests/ against real peers.
 #   npm test            (what .ci/run runs)
 set -euo pipefail
+# Deno resolves its imports from deno.json + deno.lock only; package.json is for npm (toolchain, node peers).
+export DENO_NO_PACKAGE_JSON=1
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 DENO=node_modules/.bin/deno

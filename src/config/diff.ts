@@ -5,6 +5,18 @@
  */
 
 import type { GatewayConfig } from "./types.ts";
+import { parseHostPort } from "./units.ts";
+import { isLoopback } from "./validate.ts";
+
+/**
+ * The admin listener keeps its live bind until a restart, so a reload that drops the token
+ * hash (valid for the *new*, loopback bind) must not open /metrics on a live public bind.
+ */
+function keepsLiveAdminToken(live: GatewayConfig, next: GatewayConfig): boolean {
+  const bind = parseHostPort(live.observability.admin_bind);
+  return !next.admin.api_token_hash && live.admin.api_token_hash !== undefined &&
+    (bind === undefined || !isLoopback(bind.host));
+}
 
 export function restartRequiredChanges(live: GatewayConfig, next: GatewayConfig): string[] {
   const out: string[] = [];
@@ -24,7 +36,13 @@ export function restartRequiredChanges(live: GatewayConfig, next: GatewayConfig)
   if (live.observability.admin_bind !== next.observability.admin_bind) {
     out.push(`observability.admin_bind ${live.observability.admin_bind} → ${next.observability.admin_bind}`);
   }
+  if (keepsLiveAdminToken(live, next)) {
+    out.push(`admin.api_token_hash removal (admin_bind ${live.observability.admin_bind} is not loopback)`);
+  }
   if (live.runtime.xdp_enabled !== next.runtime.xdp_enabled) out.push("runtime.xdp_enabled");
+  if (live.runtime.workers !== next.runtime.workers) {
+    out.push(`runtime.workers ${live.runtime.workers} → ${next.runtime.workers}`);
+  }
   return out;
 }
 
@@ -42,6 +60,7 @@ export function liveApplicable(live: GatewayConfig, next: GatewayConfig): Gatewa
     ...next,
     listeners,
     observability: { ...next.observability, admin_bind: live.observability.admin_bind },
-    runtime: { ...next.runtime, xdp_enabled: live.runtime.xdp_enabled },
+    admin: keepsLiveAdminToken(live, next) ? live.admin : next.admin,
+    runtime: { ...next.runtime, xdp_enabled: live.runtime.xdp_enabled, workers: live.runtime.workers },
   };
 }

@@ -5,12 +5,12 @@
  */
 
 import { parse as parseToml } from "smol-toml";
-import { ConfigError, type ConfigProblem } from "./errors.ts";
+import { ConfigError, type ConfigProblem, describeFsError } from "./errors.ts";
 import { KeyLocator } from "./locate.ts";
 import { type FieldSpec, SCHEMA, type TableSpec } from "./schema.ts";
 import { nearest } from "./suggest.ts";
 import type { ConfigSnapshot, GatewayConfig } from "./types.ts";
-import { parseDuration, parseSize } from "./units.ts";
+import { formatDuration, formatSize, MAX_DURATION_MS, parseDuration, parseSize } from "./units.ts";
 import { validateSemantics } from "./validate.ts";
 
 /** A config file larger than this is refused before parsing (a 10 MB file is not a config). */
@@ -26,29 +26,49 @@ export interface LoadOptions {
 }
 
 export async function loadConfigFile(path: string, opts: LoadOptions = {}): Promise<ConfigSnapshot> {
+  const fail = (message: string): never => {
+    throw new ConfigError([{ file: path, path: "", message }]);
+  };
   let bytes: Uint8Array;
   try {
     const info = await Deno.stat(path);
-    if (!info.isFile) throw new ConfigError([{ file: path, path: "", message: "not a regular file" }]);
+    if (info.isDirectory) fail("is a directory, not a config file");
+    if (!info.isFile) fail("not a regular file");
     if (info.size > MAX_CONFIG_BYTES) {
-      throw new ConfigError([{
-        file: path,
-        path: "",
-        message: `file is ${info.size} bytes; a config may be at most ${MAX_CONFIG_BYTES} bytes`,
-      }]);
+      fail(`file is ${info.size} bytes; a config may be at most ${MAX_CONFIG_BYTES} bytes`);
     }
-    bytes = await Deno.readFile(path);
+    bytes = await readAtMost(path, MAX_CONFIG_BYTES);
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw new ConfigError([{ file: path, path: "", message: `cannot read config: ${describeFsError(e)}` }]);
+    return fail(`cannot read config: ${describeFsError(e)}`);
   }
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new ConfigError([{ file: path, path: "", message: "config is not valid UTF-8 text" }]);
+    return fail("not UTF-8 text (a TOML config must be UTF-8)");
   }
   return await loadConfigText(text, path, opts);
+}
+
+/** Reads a file, refusing it if it grew past `limit` since it was stat'ed (never reads more). */
+async function readAtMost(path: string, limit: number): Promise<Uint8Array> {
+  const f = await Deno.open(path, { read: true });
+  try {
+    const buf = new Uint8Array(limit + 1);
+    let n = 0;
+    for (;;) {
+      const got = await f.read(buf.subarray(n));
+      if (got === null) break;
+      n += got;
+      if (n > limit) {
+        throw new ConfigError([{ file: path, path: "", message: `a config may be at most ${limit} bytes` }]);
+      }
+    }
+    return buf.subarray(0, n);
+  } finally {
+    f.close();
+  }
 }
 
 export async function loadConfigText(
@@ -57,7 +77,7 @@ export async function loadConfigText(
   opts: LoadOptions = {},
 ): Promise<ConfigSnapshot> {
   if (text.length > MAX_CONFIG_BYTES) {
-    throw new ConfigError([{ file, path: "", message: `config is larger than ${MAX_CONFIG_BYTES} bytes` }]);
+    throw new ConfigError([{ file, path: "", message: `a config may be at most ${MAX_CONFIG_BYTES} bytes` }]);
   }
   let raw: unknown;
   try {
@@ -75,8 +95,8 @@ export async function loadConfigText(
   }
   const locator = new KeyLocator(text);
   const problems: ConfigProblem[] = [];
-  const report = (path: string, message: string, severity: "error" | "warning" = "error") => {
-    const pos = locator.find(path);
+  const report: Report = (path, message, severity = "error", near = path) => {
+    const pos = locator.find(near);
     problems.push({ file, path, message, line: pos?.line, column: pos?.column, severity });
   };
   const config = normalizeTable(
@@ -85,6 +105,7 @@ export async function loadConfigText(
     "",
     report,
   ) as unknown as GatewayConfig;
+  // Cross-table checks assume a well-typed config, so they run only once the shape is right.
   if (!problems.some((p) => p.severity !== "warning")) {
     await validateSemantics(config, file, report, opts);
   }
@@ -96,7 +117,8 @@ export async function loadConfigText(
   return deepFreeze({ config, source: file, generation: ++generationCounter, digest, loadedAt: Date.now() });
 }
 
-type Report = (path: string, message: string, severity?: "error" | "warning") => void;
+/** Records a problem at `path`; `near` is where to point in the text when that differs (a missing key). */
+export type Report = (path: string, message: string, severity?: "error" | "warning", near?: string) => void;
 
 function normalizeTable(
   raw: Record<string, unknown>,
@@ -105,13 +127,12 @@ function normalizeTable(
   report: Report,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const tablePath = path || "top level";
   for (const key of Object.keys(raw)) {
     if (!(key in spec)) {
       const hint = nearest(key, Object.keys(spec));
       report(
         path ? `${path}.${key}` : key,
-        `unknown key '${key}' in ${tablePath}` +
+        `unknown key '${key}' ${path ? `in ${path}` : "at the top level"}` +
           (hint ? `; did you mean '${hint}'?` : `; valid keys: ${Object.keys(spec).join(", ")}`),
       );
     }
@@ -131,10 +152,20 @@ function typeName(v: unknown): string {
   return typeof v === "number" ? (Number.isInteger(v) ? "integer" : "float") : typeof v;
 }
 
+/** `[[listeners.routes]]` for `listeners[0].routes`: how the user writes an entry of that array. */
+function arrayHeader(path: string): string {
+  return `[[${path.replace(/\[\d+\]/g, "")}]]`;
+}
+
 function normalizeField(value: unknown, field: FieldSpec, path: string, report: Report): unknown {
   if (value === undefined) {
     if ("required" in field && field.required) {
-      report(path, `required key is missing (${field.doc})`);
+      report(
+        path,
+        field.type === "tables"
+          ? `at least one ${arrayHeader(path)} entry is required`
+          : `required key is missing: ${field.doc}`,
+      );
       return undefined;
     }
     switch (field.type) {
@@ -163,18 +194,12 @@ function normalizeField(value: unknown, field: FieldSpec, path: string, report: 
       }
       return value;
     }
+    case "int_or_auto":
     case "int": {
-      if (typeof value !== "number" || !Number.isInteger(value)) return wrongType("an integer");
-      if (field.min !== undefined && value < field.min) {
-        report(path, `must be at least ${field.min}, got ${value}`);
-      } else if (field.max !== undefined && value > field.max) {
-        report(path, `must be at most ${field.max}, got ${value}`);
+      if (field.type === "int_or_auto" && value === "auto") return value;
+      if (typeof value !== "number" || !Number.isInteger(value)) {
+        return wrongType(field.type === "int_or_auto" ? '"auto" or an integer' : "an integer");
       }
-      return value;
-    }
-    case "int_or_auto": {
-      if (value === "auto") return value;
-      if (typeof value !== "number" || !Number.isInteger(value)) return wrongType('"auto" or an integer');
       if (field.min !== undefined && value < field.min) {
         report(path, `must be at least ${field.min}, got ${value}`);
       } else if (field.max !== undefined && value > field.max) {
@@ -194,7 +219,12 @@ function normalizeField(value: unknown, field: FieldSpec, path: string, report: 
         );
         return undefined;
       }
-      if (field.min !== undefined && ms < field.min) report(path, `must be at least ${field.min}ms`);
+      const max = Math.min(field.max ?? MAX_DURATION_MS, MAX_DURATION_MS);
+      if (field.min !== undefined && ms < field.min) {
+        report(path, `must be at least ${formatDuration(field.min)}, got ${JSON.stringify(value)}`);
+      } else if (ms > max) {
+        report(path, `must be at most ${formatDuration(max)}, got ${JSON.stringify(value)}`);
+      }
       return ms;
     }
     case "size": {
@@ -203,13 +233,16 @@ function normalizeField(value: unknown, field: FieldSpec, path: string, report: 
       if (bytes === undefined) {
         report(
           path,
-          `invalid size ${
-            JSON.stringify(value)
-          }; use a number with B, KiB, MiB, GiB (or KB, MB, GB), e.g. "64MiB"`,
+          `invalid size ${JSON.stringify(value)}; use a non-negative number with B, KiB, MiB, GiB ` +
+            `(or KB, MB, GB), e.g. "64MiB"`,
         );
         return undefined;
       }
-      if (field.min !== undefined && bytes < field.min) report(path, `must be at least ${field.min} bytes`);
+      if (field.min !== undefined && bytes < field.min) {
+        report(path, `must be at least ${formatSize(field.min)}, got ${JSON.stringify(value)}`);
+      } else if (field.max !== undefined && bytes > field.max) {
+        report(path, `must be at most ${formatSize(field.max)}, got ${JSON.stringify(value)}`);
+      }
       return bytes;
     }
     case "enum": {
@@ -218,8 +251,8 @@ function normalizeField(value: unknown, field: FieldSpec, path: string, report: 
         const hint = nearest(value, field.values);
         report(
           path,
-          `invalid value '${value}'` + (hint ? `; did you mean '${hint}'?` : "") +
-            `; one of: ${field.values.join(", ")}`,
+          `invalid value '${value}'; one of: ${field.values.join(", ")}` +
+            (hint ? `; did you mean '${hint}'?` : ""),
         );
         return undefined;
       }
@@ -232,19 +265,17 @@ function normalizeField(value: unknown, field: FieldSpec, path: string, report: 
       if (field.required && value.length === 0) report(path, "must not be empty");
       return [...value];
     }
-    case "int_ranges": {
-      if (typeof value !== "string") return wrongType('a string of ranges such as "200-399"');
-      return value;
-    }
     case "table": {
       if (typeName(value) !== "table") return wrongType("a table");
       return normalizeTable(value as Record<string, unknown>, field.fields, path, report);
     }
     case "tables": {
       if (!Array.isArray(value) || value.some((v) => typeName(v) !== "table")) {
-        return wrongType(`an array of tables ([[${path.replace(/\[\d+\]/g, "")}]])`);
+        return wrongType(`an array of tables (${arrayHeader(path)})`);
       }
-      if (field.required && value.length === 0) report(path, "must have at least one entry");
+      if (field.required && value.length === 0) {
+        report(path, `at least one ${arrayHeader(path)} entry is required`);
+      }
       return value.map((v, i) =>
         normalizeTable(v as Record<string, unknown>, field.fields, `${path}[${i}]`, report)
       );
@@ -258,11 +289,4 @@ function deepFreeze<T>(obj: T): T {
     for (const v of Object.values(obj as Record<string, unknown>)) deepFreeze(v);
   }
   return obj;
-}
-
-export function describeFsError(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "no such file";
-  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
-  return e instanceof Error ? e.message : String(e);
 }

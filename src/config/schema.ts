@@ -14,13 +14,14 @@ export type FieldSpec =
     patternHint?: string;
   }
   | { type: "int"; doc: string; default?: number; required?: boolean; min?: number; max?: number }
-  | { type: "bool"; doc: string; default?: boolean }
-  | { type: "duration"; doc: string; default?: string; required?: boolean; min?: number }
-  | { type: "size"; doc: string; default?: string; min?: number }
-  | { type: "enum"; doc: string; values: readonly string[]; default?: string; required?: boolean }
   | { type: "int_or_auto"; doc: string; default: "auto" | number; min?: number; max?: number }
+  | { type: "bool"; doc: string; default?: boolean }
+  /** Milliseconds after parsing; `min`/`max` are in milliseconds too (max defaults to MAX_DURATION_MS). */
+  | { type: "duration"; doc: string; default?: string; required?: boolean; min?: number; max?: number }
+  /** Bytes after parsing; `min`/`max` are in bytes. */
+  | { type: "size"; doc: string; default?: string; min?: number; max?: number }
+  | { type: "enum"; doc: string; values: readonly string[]; default?: string; required?: boolean }
   | { type: "string_list"; doc: string; default?: string[]; required?: boolean }
-  | { type: "int_ranges"; doc: string; default: string }
   | { type: "table"; doc: string; fields: TableSpec; optional?: boolean }
   | { type: "tables"; doc: string; fields: TableSpec; required?: boolean };
 
@@ -149,6 +150,12 @@ const LISTENER: TableSpec = {
     min: 1,
     doc: "Keep-alive idle time between requests before the connection is closed.",
   },
+  proxy_protocol: {
+    type: "enum",
+    values: ["off", "v2"],
+    default: "off",
+    doc: "tcp listeners: send a PROXY protocol v2 header to the backend first (client address).",
+  },
   alt_svc_h3: { type: "string", doc: "Name of a quic listener to advertise in Alt-Svc." },
   routes: {
     type: "tables",
@@ -158,7 +165,11 @@ const LISTENER: TableSpec = {
 };
 
 const BACKEND_TLS: TableSpec = {
-  verify: { type: "bool", default: true, doc: "Verify the backend certificate chain and name." },
+  verify: {
+    type: "bool",
+    default: true,
+    doc: "false skips only the name check; Deno always verifies the chain (system roots + ca).",
+  },
   ca: { type: "string", doc: "PEM CA bundle for verification (system roots when absent)." },
   server_name: { type: "string", doc: "SNI and verification name (default: host part of address)." },
 };
@@ -333,6 +344,14 @@ export const SCHEMA: TableSpec = {
         type: "bool",
         default: false,
         doc: "Load the XDP fast path (needs --allow-ffi and CAP_BPF/CAP_NET_ADMIN).",
+      },
+      workers: {
+        type: "int_or_auto",
+        default: "auto",
+        min: 1,
+        max: 256,
+        doc:
+          'Data-plane workers: "auto" (one per core) or a count; 1 runs the data plane in the main isolate.',
       },
       max_in_flight: {
         type: "int",

@@ -48,6 +48,7 @@ export interface ListenerConfig {
   header_timeout: number;
   body_timeout: number;
   idle_timeout: number;
+  proxy_protocol: "off" | "v2";
   alt_svc_h3?: string;
   routes: readonly RouteConfig[];
 }
@@ -108,7 +109,7 @@ export interface PoolConfig {
 }
 
 export interface GatewayConfig {
-  runtime: { drain_timeout: number; xdp_enabled: boolean; max_in_flight: number };
+  runtime: { drain_timeout: number; xdp_enabled: boolean; max_in_flight: number; workers: "auto" | number };
   observability: {
     admin_bind: string;
     log_format: "json" | "text";

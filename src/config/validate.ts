@@ -4,18 +4,20 @@
  * features this build cannot honour (said plainly rather than ignored).
  */
 
-import type { ConfigProblem } from "./errors.ts";
-import type { LoadOptions } from "./load.ts";
-import { describeFsError } from "./load.ts";
-import type { Algorithm, BackendProtocol, GatewayConfig, ListenerProtocol } from "./types.ts";
-import { parseHostPort } from "./units.ts";
+import { type ConfigProblem, describeFsError } from "./errors.ts";
+import type { LoadOptions, Report } from "./load.ts";
+import type { Algorithm, BackendProtocol, GatewayConfig, ListenerProtocol, RouteConfig } from "./types.ts";
+import { isLoopbackHost, isWildcardHost, parseHostPort } from "./units.ts";
 import { isPrime } from "../balancer/maglev.ts";
 
-type Report = (path: string, message: string, severity?: "error" | "warning") => void;
-
 /** Listener and backend protocols this build can serve; the rest are refused at --check. */
-export const SUPPORTED_LISTENER_PROTOCOLS: ReadonlySet<ListenerProtocol> = new Set(["http", "https"]);
-export const SUPPORTED_BACKEND_PROTOCOLS: ReadonlySet<BackendProtocol> = new Set(["h1"]);
+export const SUPPORTED_LISTENER_PROTOCOLS: ReadonlySet<ListenerProtocol> = new Set([
+  "http",
+  "https",
+  "tcp",
+  "udp",
+]);
+export const SUPPORTED_BACKEND_PROTOCOLS: ReadonlySet<BackendProtocol> = new Set(["h1", "h2", "h2c"]);
 
 const HASH_ALGORITHMS: ReadonlySet<Algorithm> = new Set(["maglev", "ring_hash", "session_affinity"]);
 /** round_robin and random are the unweighted variants of weighted_round_robin and weighted_random. */
@@ -40,30 +42,45 @@ export async function validateSemantics(
   if (!admin) {
     report(
       "observability.admin_bind",
-      `invalid address '${cfg.observability.admin_bind}'; expected "host:port"`,
+      `invalid address '${cfg.observability.admin_bind}'; expected "host:port", "[v6]:port" or ":port" (port 0-65535)`,
     );
-  } else if (!isLoopback(admin.host) && !cfg.admin.api_token_hash) {
+  } else if (!isLoopbackHost(admin.host) && !cfg.admin.api_token_hash) {
     report(
       "admin.api_token_hash",
       `admin_bind ${cfg.observability.admin_bind} is not loopback, so admin.api_token_hash is required ` +
         `(sha256 of the bearer token that /metrics will demand)`,
+      "error",
+      "observability.admin_bind",
     );
   }
 
-  const tcpBinds = new Map<string, string>();
+  // Every listener binds with reusePort, so the kernel would not catch two listeners on one
+  // address: they would silently share its connections. Port 0 (any free port) never clashes.
+  const binds: Bind[] = [];
+  if (admin && admin.port !== 0) binds.push({ ...admin, transport: "tcp", owner: "the admin listener" });
   const usedPools = new Set<string>();
   for (const [i, l] of cfg.listeners.entries()) {
     const at = `listeners[${i}]`;
     const addr = parseHostPort(l.bind);
-    if (!addr) report(`${at}.bind`, `invalid address '${l.bind}'; expected "host:port" or "[v6]:port"`);
-    else {
-      const transport = l.protocol === "quic" || l.protocol === "udp" ? "udp" : "tcp";
-      const key = `${transport}/${addr.host}:${addr.port}`;
-      const other = tcpBinds.get(key);
+    if (!addr) {
+      report(
+        `${at}.bind`,
+        `invalid address '${l.bind}'; expected "host:port", "[v6]:port" or ":port" (port 0-65535)`,
+      );
+    } else if (addr.port !== 0) {
+      const bind: Bind = {
+        ...addr,
+        transport: l.protocol === "quic" || l.protocol === "udp" ? "udp" : "tcp",
+        owner: `listener '${l.name}'`,
+      };
+      const other = binds.find((b) => overlaps(b, bind));
       if (other) {
-        report(`${at}.bind`, `${transport.toUpperCase()} ${l.bind} is already bound by listener '${other}'`);
+        report(
+          `${at}.bind`,
+          `${bind.transport.toUpperCase()} ${l.bind} overlaps ${other.owner} (${other.host}:${other.port})`,
+        );
       }
-      tcpBinds.set(key, l.name);
+      binds.push(bind);
     }
     if (!SUPPORTED_LISTENER_PROTOCOLS.has(l.protocol)) {
       report(
@@ -89,18 +106,26 @@ export async function validateSemantics(
         );
       }
       if (!opts.skipFileChecks) {
-        await checkReadable(l.tls.cert, `${at}.tls.cert`, false, report);
-        await checkReadable(l.tls.key, `${at}.tls.key`, true, report);
+        await checkPemFile(l.tls.cert, `${at}.tls.cert`, "cert", report);
+        await checkPemFile(l.tls.key, `${at}.tls.key`, "key", report);
         for (const [j, c] of l.tls.certificates.entries()) {
-          await checkReadable(c.cert, `${at}.tls.certificates[${j}].cert`, false, report);
-          await checkReadable(c.key, `${at}.tls.certificates[${j}].key`, true, report);
+          await checkPemFile(c.cert, `${at}.tls.certificates[${j}].cert`, "cert", report);
+          await checkPemFile(c.key, `${at}.tls.certificates[${j}].key`, "key", report);
         }
       }
+      // SNI picks one certificate per name, so a name listed twice would silently lose one.
+      const certFor = new Map<string, number>();
       for (const [j, c] of l.tls.certificates.entries()) {
         for (const name of c.server_names) {
+          const n = name.toLowerCase();
           if (!HOST_PATTERN.test(name)) {
             report(`${at}.tls.certificates[${j}].server_names`, `invalid server name '${name}'`);
-          }
+          } else if (certFor.has(n)) {
+            report(
+              `${at}.tls.certificates[${j}].server_names`,
+              `'${name}' is already served by ${at}.tls.certificates[${certFor.get(n)}]`,
+            );
+          } else certFor.set(n, j);
         }
       }
     }
@@ -123,6 +148,22 @@ export async function validateSemantics(
     if ((l.protocol === "http" || l.protocol === "https") && l.routes.length === 0) {
       report(`${at}.routes`, "no routes: every request will get 404", "warning");
     }
+    if (l.protocol === "tcp" || l.protocol === "udp") {
+      const r = l.routes[0];
+      if (
+        l.routes.length !== 1 || !r.pool || r.host !== undefined || r.path_prefix !== undefined || r.respond
+      ) {
+        report(
+          `${at}.routes`,
+          `a ${l.protocol} listener needs exactly one route with only pool = "NAME" (no host, path_prefix or respond)`,
+        );
+      }
+    } else if (l.proxy_protocol !== "off") {
+      report(`${at}.proxy_protocol`, "proxy_protocol applies to tcp listeners only");
+    }
+    if (l.protocol === "udp" && l.proxy_protocol !== "off") {
+      report(`${at}.proxy_protocol`, "proxy_protocol applies to tcp listeners only");
+    }
     for (const [j, r] of l.routes.entries()) {
       const rat = `${at}.routes[${j}]`;
       if ((r.pool === undefined) === (r.respond === undefined)) {
@@ -140,6 +181,14 @@ export async function validateSemantics(
       }
       if (r.host !== undefined && !HOST_PATTERN.test(r.host)) {
         report(`${rat}.host`, `invalid host '${r.host}'; use "name.example.com" or "*.example.com"`);
+      }
+      const earlier = l.routes.slice(0, j).findIndex((e) => covers(e, r));
+      if (earlier >= 0) {
+        report(
+          rat,
+          `unreachable: ${at}.routes[${earlier}] matches every request this route matches`,
+          "warning",
+        );
       }
     }
   }
@@ -172,14 +221,21 @@ export async function validateSemantics(
         "grpc health checks need the HTTP/2 client, which is not in this build yet; use http or tcp",
       );
     }
+    if (p.health && !validStatusRanges(p.health.expected_status)) {
+      report(
+        `${at}.health.expected_status`,
+        `'${p.health.expected_status}' has a status outside 100-599 or a range whose end is below its start`,
+      );
+    }
     if (p.outlier && p.outlier.max_ejection_time < p.outlier.base_ejection_time) {
       report(`${at}.outlier.max_ejection_time`, "must be at least base_ejection_time");
     }
     const seen = new Set<string>();
     for (const [j, b] of p.backends.entries()) {
       const bat = `${at}.backends[${j}]`;
-      if (!parseHostPort(b.address) || b.address.startsWith(":")) {
-        report(`${bat}.address`, `invalid address '${b.address}'; expected "host:port"`);
+      const baddr = parseHostPort(b.address);
+      if (!baddr || b.address.startsWith(":") || baddr.port === 0 || isWildcardHost(baddr.host)) {
+        report(`${bat}.address`, `invalid address '${b.address}'; expected "host:port" with a port 1-65535`);
       }
       const id = `${b.protocol}://${b.address}`;
       if (seen.has(id)) report(`${bat}.address`, `backend ${id} appears twice in pool '${p.name}'`);
@@ -195,7 +251,7 @@ export async function validateSemantics(
       if (b.protocol === "h2c" && b.tls) {
         report(`${bat}.tls`, 'h2c is cleartext; remove tls or use protocol = "h2"');
       }
-      if (b.tls?.ca && !opts.skipFileChecks) await checkReadable(b.tls.ca, `${bat}.tls.ca`, false, report);
+      if (b.tls?.ca && !opts.skipFileChecks) await checkPemFile(b.tls.ca, `${bat}.tls.ca`, "ca", report);
     }
     if (p.backends.length > 0 && p.backends.every((b) => b.weight === 0)) {
       report(`${at}.backends`, "every backend has weight 0: the pool can never be picked");
@@ -213,31 +269,84 @@ function checkUnique(names: string[], path: string, what: string, report: Report
   }
 }
 
-async function checkReadable(file: string, path: string, isKey: boolean, report: Report) {
+/** PEM files are small; anything bigger is not one (and is not read whole). */
+const MAX_PEM_BYTES = 1024 * 1024;
+
+/**
+ * A TLS file must be a regular readable file holding the right PEM block, and a private key
+ * must not be readable or writable by group or others (checked first: saying "chmod 600"
+ * beats reading a leaked key).
+ */
+async function checkPemFile(file: string, path: string, kind: "cert" | "key" | "ca", report: Report) {
   try {
     const info = await Deno.stat(file);
     if (!info.isFile) {
       report(path, `'${file}' is not a regular file`);
       return;
     }
-    if (isKey && info.mode !== null && (info.mode & 0o077) !== 0) {
+    if (kind === "key" && info.mode !== null && (info.mode & 0o077) !== 0) {
       report(
         path,
-        `private key '${file}' is readable by group or others (mode ${
+        `private key '${file}' is accessible by group or others (mode ${
           (info.mode & 0o777).toString(8)
         }); chmod 600 it`,
       );
       return;
     }
-    const f = await Deno.open(file, { read: true });
-    f.close();
+    if (info.size > MAX_PEM_BYTES) {
+      report(path, `'${file}' is ${info.size} bytes; a PEM file is at most ${MAX_PEM_BYTES} bytes`);
+      return;
+    }
+    const text = new TextDecoder().decode(await Deno.readFile(file));
+    const ok = kind === "key"
+      ? /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)
+      : text.includes("-----BEGIN CERTIFICATE-----");
+    if (!ok) {
+      report(
+        path,
+        `'${file}' holds no PEM ${kind === "key" ? "private key" : "certificate"} (-----BEGIN ${
+          kind === "key" ? "PRIVATE KEY" : "CERTIFICATE"
+        }----- block)`,
+      );
+    }
   } catch (e) {
     report(path, `cannot read '${file}': ${describeFsError(e)}`);
   }
 }
 
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+/** "200-399,404": the schema pattern checked the shape; this checks the numbers. */
+function validStatusRanges(text: string): boolean {
+  return text.split(",").every((part) => {
+    const [lo, hi = lo] = part.split("-").map((n) => Number(n.trim()));
+    return lo >= 100 && hi <= 599 && lo <= hi;
+  });
+}
+
+/** True when route `a` matches every request `b` matches (so `b`, listed after `a`, never runs). */
+function covers(a: RouteConfig, b: RouteConfig): boolean {
+  const aHost = a.host?.toLowerCase(), bHost = b.host?.toLowerCase();
+  const hostCovered = aHost === undefined || aHost === bHost ||
+    (aHost.startsWith("*.") && bHost !== undefined && bHost.endsWith(aHost.slice(1)) &&
+      bHost.length > aHost.length - 1);
+  const pathCovered = a.path_prefix === undefined ||
+    (b.path_prefix !== undefined && b.path_prefix.startsWith(a.path_prefix));
+  return hostCovered && pathCovered;
+}
+
+/** True for addresses only this host can reach (kept here for callers of validate.ts). */
+export const isLoopback = isLoopbackHost;
+
+interface Bind {
+  host: string;
+  port: number;
+  transport: "tcp" | "udp";
+  owner: string;
+}
+
+/** Same port and transport, and the same host or a wildcard on either side. */
+function overlaps(a: Bind, b: Bind): boolean {
+  if (a.port !== b.port || a.transport !== b.transport) return false;
+  return a.host.toLowerCase() === b.host.toLowerCase() || isWildcardHost(a.host) || isWildcardHost(b.host);
 }
 
 export type { ConfigProblem };

@@ -33,6 +33,7 @@ interface Entry {
 }
 
 export interface BackendStatus {
+  key: string;
   pool: string;
   address: string;
   up: boolean;
@@ -238,6 +239,7 @@ export class HealthManager {
   status(): BackendStatus[] {
     const now = Date.now();
     return [...this.#entries.values()].map((e) => ({
+      key: e.key,
       pool: e.pool,
       address: e.address,
       up: e.health.isUsable(now),

@@ -22,6 +22,7 @@ import {
   type ProxyResponse,
 } from "./exchange.ts";
 import { h1Forward, UpstreamError } from "./h1/client.ts";
+import { h2Forward } from "./h2/client.ts";
 import type { H1Handler, RequestRecord } from "./h1/server.ts";
 import {
   downstreamResponseHeaders,
@@ -30,6 +31,7 @@ import {
   upstreamRequestHeaders,
 } from "./headers.ts";
 import { Router } from "./router.ts";
+import type { SharedCounters } from "../runtime/shared_counters.ts";
 
 /** Everything a request needs from the current snapshot, swapped as one reference. */
 export interface ProxyState {
@@ -56,6 +58,9 @@ export interface ProxyContext {
   readonly metrics: DataPlaneMetrics;
   readonly log: Logger;
   health: HealthView;
+  /** Caps shared by every worker of the process (in-flight requests, connections). */
+  readonly counters: SharedCounters;
+  /** Requests in flight in this isolate (for its gauge; the cap uses `counters`). */
   inFlight: number;
 }
 
@@ -84,7 +89,7 @@ export class ListenerProxy implements H1Handler {
       return gatewayResponse(503, "pool unavailable\n");
     }
     rec.pool = pool.name;
-    if (ctx.inFlight >= state.snapshot.config.runtime.max_in_flight) {
+    if (!ctx.counters.takeInFlight(state.snapshot.config.runtime.max_in_flight)) {
       rec.error = "in_flight_cap";
       ctx.metrics.guardRejections.with(this.listener.name, "in_flight_cap").inc();
       return gatewayResponse(503, "gateway is at its in-flight request limit\n", undefined, [
@@ -98,12 +103,13 @@ export class ListenerProxy implements H1Handler {
       if (!released) {
         released = true;
         ctx.inFlight--;
+        ctx.counters.releaseInFlight();
       }
     };
     try {
       const res = await this.#forward(req, rec, pool);
-      if (!res.body) release();
-      else res.body = onBodyEnd(res.body, release);
+      if (res.body instanceof RelayBody) res.body.onEnd(release);
+      else release(); // answered by the gateway itself: nothing left in flight
       return res;
     } catch (e) {
       release();
@@ -115,6 +121,7 @@ export class ListenerProxy implements H1Handler {
     const ctx = this.ctx;
     const pickReq = pickRequestOf(req);
     let exclude: Set<string> | undefined;
+    let lastError: UpstreamError | undefined;
     for (let attempt = 0;; attempt++) {
       const sel = selectEndpoint(pool.picker, pickReq, {
         isHealthy: ctx.health.isHealthy,
@@ -122,6 +129,14 @@ export class ListenerProxy implements H1Handler {
         panicThreshold: pool.config.panic_threshold / 100,
       });
       if (!sel) {
+        if (lastError) {
+          // The retry found no other backend: the client gets the failure that happened.
+          rec.error = lastError.status === 504 ? "upstream_timeout" : "upstream_failed";
+          return gatewayResponse(
+            lastError.status,
+            lastError.status === 504 ? "upstream timed out\n" : "upstream failed\n",
+          );
+        }
         rec.error = "no_backend";
         return gatewayResponse(503, "no backend available\n", undefined, ["retry-after", "1"]);
       }
@@ -135,10 +150,10 @@ export class ListenerProxy implements H1Handler {
           hostHeader: backend.config.host_header,
           trailers: req.acceptsTrailers,
         });
-        const answer = await h1Forward(backend.h1, req, headers, {
-          responseTimeoutMs: pool.config.response_timeout,
-          maxResponseHead: 64 * 1024,
-        });
+        const timeouts = { responseTimeoutMs: pool.config.response_timeout, maxResponseHead: 64 * 1024 };
+        const answer = backend.h2
+          ? await h2Forward(backend.h2, req, headers, timeouts)
+          : await h1Forward(backend.h1, req, headers, timeouts);
         const ms = performance.now() - t0;
         rec.upstreamMs = ms;
         observeLatency(stats, ms, performance.now(), pool.config.ewma_decay);
@@ -149,18 +164,11 @@ export class ListenerProxy implements H1Handler {
         if (pool.config.algorithm === "session_affinity") {
           addAffinityCookie(res.headers, pickReq, backend, pool.config.affinity_cookie);
         }
-        let done = false;
-        const finish = () => {
-          if (!done) {
-            done = true;
-            stats.inFlight--;
-          }
-        };
         if (res.body) {
-          res.body = onBodyEnd(res.body, finish);
-          if (!req.acceptsTrailers) res.body = withoutTrailers(res.body);
-          else res.body = withSanitizedTrailers(res.body);
-        } else finish();
+          const relay = new RelayBody(res.body, req.acceptsTrailers);
+          relay.onEnd(() => stats.inFlight--);
+          res.body = relay;
+        } else stats.inFlight--;
         return res;
       } catch (e) {
         stats.inFlight--;
@@ -184,6 +192,7 @@ export class ListenerProxy implements H1Handler {
           (!req.body || req.body.received === 0)
         ) {
           (exclude ??= new Set()).add(backend.key);
+          lastError = e;
           ctx.metrics.retries.with(pool.name).inc();
           continue;
         }
@@ -277,57 +286,53 @@ function addAffinityCookie(
   headers.push("set-cookie", `${cookie}=${token}; Path=/; HttpOnly; SameSite=Lax`);
 }
 
-/** Calls `done` exactly once when the body ends, fails or is cancelled. */
-export function onBodyEnd(body: Body, done: () => void): Body {
-  return {
-    get length() {
-      return body.length;
-    },
-    get received() {
-      return body.received;
-    },
-    async read() {
-      try {
-        const chunk = await body.read();
-        if (chunk === null) done();
-        return chunk;
-      } catch (e) {
-        done();
-        throw e;
-      }
-    },
-    trailers: () => body.trailers(),
-    cancel(reason?: unknown) {
-      done();
-      body.cancel(reason);
-    },
-  };
-}
+/**
+ * The upstream body as relayed to the client: runs end-of-exchange callbacks exactly once
+ * (end, failure or cancel) and passes trailers only to clients that accept them, sanitized.
+ * One wrapper per response keeps the per-chunk cost to a single extra await.
+ */
+export class RelayBody implements Body {
+  #ended = false;
+  #callbacks: Array<() => void> = [];
 
-function withoutTrailers(body: Body): Body {
-  return Object.assign(Object.create(null), {
-    get length() {
-      return body.length;
-    },
-    get received() {
-      return body.received;
-    },
-    read: () => body.read(),
-    trailers: () => undefined,
-    cancel: (r?: unknown) => body.cancel(r),
-  });
-}
+  constructor(private readonly inner: Body, private readonly passTrailers: boolean) {}
 
-function withSanitizedTrailers(body: Body): Body {
-  return {
-    get length() {
-      return body.length;
-    },
-    get received() {
-      return body.received;
-    },
-    read: () => body.read(),
-    trailers: () => sanitizeTrailers(body.trailers()),
-    cancel: (r?: unknown) => body.cancel(r),
-  };
+  get length(): number | undefined {
+    return this.inner.length;
+  }
+
+  get received(): number {
+    return this.inner.received;
+  }
+
+  onEnd(fn: () => void): void {
+    if (this.#ended) fn();
+    else this.#callbacks.push(fn);
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    try {
+      const chunk = await this.inner.read();
+      if (chunk === null) this.#end();
+      return chunk;
+    } catch (e) {
+      this.#end();
+      throw e;
+    }
+  }
+
+  trailers(): HeaderList | undefined {
+    return this.passTrailers ? sanitizeTrailers(this.inner.trailers()) : undefined;
+  }
+
+  cancel(reason?: unknown): void {
+    this.#end();
+    this.inner.cancel(reason);
+  }
+
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    for (const fn of this.#callbacks) fn();
+  }
 }

@@ -24,6 +24,9 @@ function describe(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** https listeners offer HTTP/2 first, then HTTP/1.1 (the data plane dispatches on the result). */
+export const HTTPS_ALPN: string[] = ["h2", "http/1.1"];
+
 export type ConnHandler = (conn: Deno.Conn, tls: boolean) => void;
 
 export class BoundListener {
@@ -39,7 +42,7 @@ export class BoundListener {
     this.#listener = listener;
   }
 
-  static async bind(cfg: ListenerConfig, alpn: string[] = ["http/1.1"]): Promise<BoundListener> {
+  static async bind(cfg: ListenerConfig, alpn: string[] = HTTPS_ALPN): Promise<BoundListener> {
     const addr = parseHostPort(cfg.bind)!;
     try {
       if (cfg.protocol === "https") {
@@ -95,7 +98,7 @@ export class BoundListener {
    * then close the old one. Existing connections are untouched; new handshakes see the new
    * certificates. On any error the old listener keeps serving.
    */
-  async rotateCertificates(log: Logger, alpn: string[] = ["http/1.1"]): Promise<void> {
+  async rotateCertificates(log: Logger, alpn: string[] = HTTPS_ALPN): Promise<void> {
     if (!this.certs) return;
     await this.certs.load();
     const addr = parseHostPort(this.cfg.bind)!;

@@ -16,7 +16,16 @@ export interface AdminSource {
   tokenHash(): string | undefined;
   /** Extra JSON endpoints under /status/ (e.g. backends); undefined → 404. */
   status?(name: string): unknown;
+  /**
+   * POST /workers/<id>/restart: recycle one data-plane worker (its in-flight requests are
+   * lost, as in a crash). False when there is no such worker (single-isolate mode).
+   */
+  restartWorker?(id: number): boolean;
+  /** A handler or collection bug (logged by the owner; the client gets a 500). */
+  onError?(e: unknown): void;
 }
+
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 export class AdminServer {
   #server: Deno.HttpServer<Deno.NetAddr> | undefined;
@@ -25,20 +34,42 @@ export class AdminServer {
 
   /** Binds now (throws on failure) so a gateway never runs without its probes. */
   start(bind: string): number {
-    const hp = parseHostPort(bind)!;
+    const hp = parseHostPort(bind);
+    if (!hp) throw new Error(`admin_bind: invalid address '${bind}'`);
     this.#server = Deno.serve(
-      { hostname: hp.host, port: hp.port, onListen: () => {} },
+      {
+        hostname: hp.host,
+        port: hp.port,
+        onListen: () => {},
+        // Last net: a bug in a handler answers 500 instead of Deno's default console dump.
+        onError: (e) => {
+          this.source.onError?.(e);
+          return text(500, "internal error\n");
+        },
+      },
       (req) => this.#handle(req),
     );
     return this.#server.addr.port;
   }
 
   async stop(): Promise<void> {
-    await this.#server?.shutdown();
+    const s = this.#server;
+    this.#server = undefined;
+    try {
+      await s?.shutdown();
+    } catch { /* already shut down */ }
   }
 
   async #handle(req: Request): Promise<Response> {
     const url = new URL(req.url);
+    const restart = /^\/workers\/(\d+)\/restart$/.exec(url.pathname);
+    if (restart && req.method === "POST" && this.source.restartWorker) {
+      if (!(await this.#authorized(req))) return unauthorized();
+      return this.source.restartWorker(Number(restart[1])) ? text(202, "restarting\n") : text(404, "no such worker\n");
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
     const phase = this.source.phase();
     switch (url.pathname) {
       case "/livez":
@@ -51,10 +82,15 @@ export class AdminServer {
         return phase === "starting" ? text(503, "starting\n") : text(200, "started\n");
       case "/metrics": {
         if (!(await this.#authorized(req))) return unauthorized();
-        const body = exposition(await this.source.collect());
-        return new Response(body, {
-          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-        });
+        let body: string;
+        try {
+          body = exposition(await this.source.collect());
+        } catch (e) {
+          // Never let a collection bug take the admin listener down; say so, and scrape again.
+          this.source.onError?.(e);
+          return text(500, "metrics collection failed\n");
+        }
+        return new Response(body, { headers: { "content-type": METRICS_CONTENT_TYPE } });
       }
     }
     if (url.pathname.startsWith("/status/") && this.source.status) {
@@ -65,13 +101,18 @@ export class AdminServer {
     return text(404, "not found\n");
   }
 
+  /**
+   * The bearer token is hashed and the digests compared in constant time, so neither the
+   * token's length nor a matching prefix shows in the timing; a missing or malformed header
+   * is hashed too (as the empty token) for the same reason.
+   */
   async #authorized(req: Request): Promise<boolean> {
     const expected = this.source.tokenHash();
     if (!expected) return true;
-    const auth = req.headers.get("authorization") ?? "";
-    const m = /^Bearer\s+(\S+)$/i.exec(auth);
+    const m = /^Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(req.headers.get("authorization") ?? "");
     const digest = await sha256Hex(m ? m[1] : "");
-    return constantTimeEqual(`sha256:${digest}`, expected) && m !== null;
+    const ok = constantTimeEqual(`sha256:${digest}`, expected.trim().toLowerCase());
+    return ok && m !== null;
   }
 }
 

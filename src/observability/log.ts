@@ -48,26 +48,43 @@ class BufferedSink {
 const stderrSink = new BufferedSink(Deno.stderr);
 const stdoutSink = new BufferedSink(Deno.stdout);
 
+/** Level and format shared by a logger and its children, so a reload reconfigures them all. */
+interface LogSettings {
+  level: LogLevel;
+  format: LogFormat;
+}
+
 export class Logger {
+  readonly #settings: LogSettings;
   constructor(
-    private level: LogLevel = "info",
-    private format: LogFormat = "json",
+    level: LogLevel = "info",
+    format: LogFormat = "json",
     private readonly context: Fields = {},
-  ) {}
+    settings?: LogSettings,
+  ) {
+    this.#settings = settings ?? { level, format };
+  }
+
+  get level(): LogLevel {
+    return this.#settings.level;
+  }
+
+  get format(): LogFormat {
+    return this.#settings.format;
+  }
 
   /** Applies config, letting LB_LOG_FORMAT / LB_LOG_LEVEL win. */
   configure(level: LogLevel, format: LogFormat): void {
-    this.level = envLevel() ?? level;
-    this.format = envFormat() ?? format;
+    this.#settings.level = envLevel() ?? level;
+    this.#settings.format = envFormat() ?? format;
   }
 
   child(context: Fields): Logger {
-    const c = new Logger(this.level, this.format, { ...this.context, ...context });
-    return c;
+    return new Logger(this.level, this.format, { ...this.context, ...context }, this.#settings);
   }
 
   enabled(level: LogLevel): boolean {
-    return LEVEL_RANK[level] >= LEVEL_RANK[this.level];
+    return LEVEL_RANK[level] >= LEVEL_RANK[this.#settings.level];
   }
 
   debug(msg: string, fields?: Fields) {
@@ -83,30 +100,50 @@ export class Logger {
     this.#log("error", msg, fields);
   }
 
-  /** One access-log line (stdout), regardless of level. */
+  /** One access-log line (stdout), regardless of level (access_log = false turns these off). */
   access(fields: Fields): void {
-    stdoutSink.write(this.#render("info", "access", fields));
+    stdoutSink.write(this.render("info", "access", fields));
   }
 
   #log(level: LogLevel, msg: string, fields?: Fields) {
-    if (LEVEL_RANK[level] < LEVEL_RANK[this.level]) return;
-    stderrSink.write(this.#render(level, msg, fields));
+    if (!this.enabled(level)) return;
+    stderrSink.write(this.render(level, msg, fields));
     if (level === "error") stderrSink.flush();
   }
 
-  #render(level: LogLevel, msg: string, fields?: Fields): string {
+  /**
+   * One line: JSON (`{"ts","level","msg",...fields}`) or logfmt text
+   * (`ts=… level=info msg="gateway ready" key=value …`), values quoted when they hold spaces,
+   * quotes, `=`, backslashes or control characters, so every line splits back into pairs.
+   */
+  render(level: LogLevel, msg: string, fields?: Fields): string {
     const ts = new Date().toISOString();
-    if (this.format === "json") {
-      return JSON.stringify({ ts, level, msg, ...this.context, ...fields }, jsonSafe) + "\n";
+    if (this.#settings.format === "json") {
+      try {
+        return JSON.stringify({ ts, level, msg, ...this.context, ...fields }, jsonSafe) + "\n";
+      } catch {
+        // A cyclic field object: log the message rather than throwing from a log call.
+        return JSON.stringify({ ts, level, msg, log_error: "unserializable fields" }) + "\n";
+      }
     }
-    let line = `${ts} ${level.toUpperCase().padEnd(5)} ${msg}`;
+    let line = `ts=${ts} level=${level} msg=${textValue(msg)}`;
     for (const [k, v] of Object.entries({ ...this.context, ...fields })) {
       if (v === undefined) continue;
-      const s = typeof v === "string" ? v : JSON.stringify(v, jsonSafe);
-      line += ` ${k}=${/[\s"=]/.test(s) ? JSON.stringify(s) : s}`;
+      let s: string;
+      try {
+        s = typeof v === "string" ? v : JSON.stringify(v, jsonSafe) ?? String(v);
+      } catch {
+        s = "[unserializable]";
+      }
+      line += ` ${k}=${textValue(s)}`;
     }
     return line + "\n";
   }
+}
+
+function textValue(s: string): string {
+  // deno-lint-ignore no-control-regex
+  return s === "" || /[\s"=\\\x00-\x1f\x7f]/.test(s) ? JSON.stringify(s) : s;
 }
 
 function jsonSafe(_key: string, value: unknown): unknown {

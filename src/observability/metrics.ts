@@ -4,6 +4,10 @@
  * once (`family.with(...)`) and then bump a plain number; exposition walks the families only
  * when /metrics is scraped. Families are plain data (`collect()`), so data-plane workers can
  * ship theirs to the control isolate and the totals are merged there (`mergeCollected`).
+ *
+ * Misuse by code (a bad metric or label name, a type clash, unsorted buckets, the wrong
+ * number of label values) throws at registration or first use, so it shows up in tests;
+ * scraping (`collect`, `exposition`) never throws.
  */
 
 export type Labels = Readonly<Record<string, string>>;
@@ -25,11 +29,15 @@ export interface CollectedFamily {
   series: CollectedSeries[];
 }
 
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
 export class CounterChild {
   value = 0;
   constructor(readonly labels: Labels) {}
+  /** Counters only go up: negative or NaN increments are ignored rather than corrupting the series. */
   inc(n = 1): void {
-    this.value += n;
+    if (n > 0) this.value += n;
   }
 }
 
@@ -55,7 +63,11 @@ export class HistogramChild {
     this.counts = new Float64Array(buckets.length + 1);
   }
   observe(v: number): void {
+    // NaN would poison _sum forever and fits no bucket; drop it.
+    if (Number.isNaN(v)) return;
     this.sum += v;
+    // First bucket with v <= upper bound ("le"); the bucket lists are short (~15), so a
+    // linear scan beats a binary search here, and most latencies land in the first few.
     const b = this.buckets;
     let i = 0;
     while (i < b.length && v > b[i]) i++;
@@ -72,22 +84,34 @@ abstract class Family<C extends Child> {
     readonly help: string,
     readonly labelNames: readonly string[],
     readonly type: MetricType,
-  ) {}
+  ) {
+    const seen = new Set<string>();
+    for (const l of labelNames) {
+      if (!LABEL_NAME.test(l) || l.startsWith("__")) {
+        throw new Error(`metric ${name}: invalid label name '${l}'`);
+      }
+      if (seen.has(l)) throw new Error(`metric ${name}: duplicate label name '${l}'`);
+      if (type === "histogram" && l === "le") {
+        throw new Error(`metric ${name}: 'le' is reserved in histograms`);
+      }
+      seen.add(l);
+    }
+  }
 
   protected abstract make(labels: Labels): C;
 
   /** The child for these label values (in labelNames order). Cache the result on hot paths. */
   with(...values: string[]): C {
-    const key = values.length === 1 ? values[0] : values.join("\u0000");
+    if (values.length !== this.labelNames.length) {
+      throw new Error(
+        `metric ${this.name}: expected ${this.labelNames.length} label values, got ${values.length}`,
+      );
+    }
+    const key = seriesKey(values);
     let child = this.#children.get(key);
     if (!child) {
-      if (values.length !== this.labelNames.length) {
-        throw new Error(
-          `metric ${this.name}: expected ${this.labelNames.length} label values, got ${values.length}`,
-        );
-      }
       const labels: Record<string, string> = {};
-      this.labelNames.forEach((n, i) => labels[n] = values[i]);
+      this.labelNames.forEach((n, i) => labels[n] = String(values[i]));
       child = this.make(Object.freeze(labels));
       this.#children.set(key, child);
     }
@@ -96,12 +120,24 @@ abstract class Family<C extends Child> {
 
   /** Drop a series (a backend removed by reload), so label cardinality stays bounded. */
   remove(...values: string[]): void {
-    this.#children.delete(values.length === 1 ? values[0] : values.join("\u0000"));
+    this.#children.delete(seriesKey(values));
+  }
+
+  /** Drops every series whose labels include all of `match` (e.g. {pool, backend}). */
+  removeMatching(match: Record<string, string>): void {
+    const entries = Object.entries(match);
+    for (const [key, child] of this.#children) {
+      if (entries.every(([k, v]) => child.labels[k] === v)) this.#children.delete(key);
+    }
   }
 
   children(): Iterable<C> {
     return this.#children.values();
   }
+}
+
+function seriesKey(values: readonly string[]): string {
+  return values.length === 1 ? values[0] : values.join("\u0000");
 }
 
 export class Counter extends Family<CounterChild> {
@@ -123,16 +159,24 @@ export class Gauge extends Family<GaugeChild> {
 }
 
 export class Histogram extends Family<HistogramChild> {
-  constructor(
-    name: string,
-    help: string,
-    labelNames: readonly string[],
-    readonly buckets: readonly number[],
-  ) {
+  readonly buckets: readonly number[];
+  constructor(name: string, help: string, labelNames: readonly string[], buckets: readonly number[]) {
     super(name, help, labelNames, "histogram");
+    // +Inf is implicit (always exposed); the rest must be finite and strictly increasing,
+    // or the cumulative counts would not be monotonic.
+    const finite = buckets.filter((b) => b !== Infinity);
+    for (let i = 0; i < finite.length; i++) {
+      if (!Number.isFinite(finite[i]) || (i > 0 && finite[i] <= finite[i - 1])) {
+        throw new Error(`metric ${name}: buckets must be finite and strictly increasing`);
+      }
+    }
+    this.buckets = Object.freeze(finite);
   }
   protected make(labels: Labels) {
     return new HistogramChild(labels, this.buckets);
+  }
+  observe(v: number): void {
+    this.with().observe(v);
   }
 }
 
@@ -159,20 +203,37 @@ export class Registry {
   readonly #families = new Map<string, Family<Child>>();
   /** Called before each collect so gauges that mirror live state can refresh themselves. */
   readonly #collectHooks: Array<() => void> = [];
+  /** Last error thrown by a collect hook (a bug; reported rather than breaking /metrics). */
+  hookError: unknown;
 
   counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
-    return this.#register(name, () => new Counter(name, help, labelNames, "counter")) as Counter;
+    return this.#register(
+      name,
+      "counter",
+      labelNames,
+      () => new Counter(name, help, labelNames, "counter"),
+    ) as Counter;
   }
   gauge(name: string, help: string, labelNames: readonly string[] = []): Gauge {
-    return this.#register(name, () => new Gauge(name, help, labelNames, "gauge")) as Gauge;
+    return this.#register(
+      name,
+      "gauge",
+      labelNames,
+      () => new Gauge(name, help, labelNames, "gauge"),
+    ) as Gauge;
   }
   histogram(
     name: string,
     help: string,
     labelNames: readonly string[] = [],
-    buckets = LATENCY_BUCKETS,
+    buckets: readonly number[] = LATENCY_BUCKETS,
   ): Histogram {
-    return this.#register(name, () => new Histogram(name, help, labelNames, buckets)) as Histogram;
+    return this.#register(
+      name,
+      "histogram",
+      labelNames,
+      () => new Histogram(name, help, labelNames, buckets),
+    ) as Histogram;
   }
 
   onCollect(hook: () => void): void {
@@ -184,17 +245,36 @@ export class Registry {
     return [...this.#families.keys()];
   }
 
-  #register(name: string, make: () => Family<Child>): Family<Child> {
+  /** Registering the same name twice returns the first family, if the type and labels agree. */
+  #register(
+    name: string,
+    type: MetricType,
+    labelNames: readonly string[],
+    make: () => Family<Child>,
+  ): Family<Child> {
     const existing = this.#families.get(name);
-    if (existing) return existing;
-    if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(name)) throw new Error(`invalid metric name ${name}`);
+    if (existing) {
+      if (existing.type !== type || existing.labelNames.join(",") !== labelNames.join(",")) {
+        throw new Error(`metric ${name} is already registered as a ${existing.type} with other labels`);
+      }
+      return existing;
+    }
+    if (!METRIC_NAME.test(name)) throw new Error(`invalid metric name ${name}`);
     const fam = make();
+    // An unlabelled series exists from the start, so "0 reloads" is a sample, not an absence.
+    if (labelNames.length === 0) fam.with();
     this.#families.set(name, fam);
     return fam;
   }
 
   collect(): CollectedFamily[] {
-    for (const hook of this.#collectHooks) hook();
+    for (const hook of this.#collectHooks) {
+      try {
+        hook();
+      } catch (e) {
+        this.hookError = e;
+      }
+    }
     const out: CollectedFamily[] = [];
     for (const fam of this.#families.values()) {
       const series: CollectedSeries[] = [];
@@ -222,25 +302,33 @@ export class Registry {
 /**
  * Sums families from several sources (data-plane workers + control). Series with identical
  * labels add up; gauges add too (a per-worker gauge of open connections sums to the total).
+ * The first source to name a family decides its type, help and buckets; a later source that
+ * disagrees on type or buckets is skipped for that family rather than producing nonsense.
  */
 export function mergeCollected(sources: CollectedFamily[][]): CollectedFamily[] {
-  const byName = new Map<string, CollectedFamily>();
+  const byName = new Map<string, { fam: CollectedFamily; index: Map<string, CollectedSeries> }>();
   for (const families of sources) {
     for (const fam of families) {
       let target = byName.get(fam.name);
       if (!target) {
-        target = { ...fam, series: [] };
+        target = {
+          fam: { ...fam, buckets: fam.buckets ? [...fam.buckets] : undefined, series: [] },
+          index: new Map(),
+        };
         byName.set(fam.name, target);
+      } else if (
+        target.fam.type !== fam.type ||
+        (target.fam.buckets ?? []).join(",") !== (fam.buckets ?? []).join(",")
+      ) {
+        continue;
       }
       for (const s of fam.series) {
         const key = labelKey(s.labels);
-        const hit = target.series.find((t) => labelKey(t.labels) === key);
+        const hit = target.index.get(key);
         if (!hit) {
-          target.series.push({
-            labels: s.labels,
-            value: s.value,
-            counts: s.counts ? [...s.counts] : undefined,
-          });
+          const copy = { labels: s.labels, value: s.value, counts: s.counts ? [...s.counts] : undefined };
+          target.index.set(key, copy);
+          target.fam.series.push(copy);
         } else {
           hit.value += s.value;
           if (hit.counts && s.counts) s.counts.forEach((n, i) => hit.counts![i] += n);
@@ -248,14 +336,14 @@ export function mergeCollected(sources: CollectedFamily[][]): CollectedFamily[] 
       }
     }
   }
-  return [...byName.values()];
+  return [...byName.values()].map((t) => t.fam);
 }
 
 function labelKey(l: Labels): string {
-  return Object.keys(l).sort().map((k) => `${k}=${l[k]}`).join(",");
+  return JSON.stringify(Object.keys(l).sort().map((k) => [k, l[k]]));
 }
 
-/** Prometheus text exposition format 0.0.4. */
+/** Prometheus text exposition format 0.0.4 (HELP, TYPE, then samples; histograms end in +Inf, _sum, _count). */
 export function exposition(families: CollectedFamily[]): string {
   const lines: string[] = [];
   for (const fam of families) {
@@ -263,16 +351,19 @@ export function exposition(families: CollectedFamily[]): string {
     lines.push(`# TYPE ${fam.name} ${fam.type}`);
     for (const s of fam.series) {
       if (fam.type === "histogram") {
+        const buckets = fam.buckets ?? [];
         const counts = s.counts ?? [];
-        fam.buckets!.forEach((b, i) => {
+        buckets.forEach((b, i) => {
           lines.push(
-            `${fam.name}_bucket${formatLabels(s.labels, ["le", formatNumber(b)])} ${counts[i] ?? 0}`,
+            `${fam.name}_bucket${formatLabels(s.labels, ["le", formatNumber(b)])} ${
+              formatNumber(counts[i] ?? 0)
+            }`,
           );
         });
-        const total = counts[counts.length - 1] ?? 0;
-        lines.push(`${fam.name}_bucket${formatLabels(s.labels, ["le", "+Inf"])} ${total}`);
+        const total = counts[buckets.length] ?? counts[counts.length - 1] ?? 0;
+        lines.push(`${fam.name}_bucket${formatLabels(s.labels, ["le", "+Inf"])} ${formatNumber(total)}`);
         lines.push(`${fam.name}_sum${formatLabels(s.labels)} ${formatNumber(s.value)}`);
-        lines.push(`${fam.name}_count${formatLabels(s.labels)} ${total}`);
+        lines.push(`${fam.name}_count${formatLabels(s.labels)} ${formatNumber(total)}`);
       } else {
         lines.push(`${fam.name}${formatLabels(s.labels)} ${formatNumber(s.value)}`);
       }
@@ -282,22 +373,24 @@ export function exposition(families: CollectedFamily[]): string {
 }
 
 function formatLabels(labels: Labels, extra?: [string, string]): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(String(v))}"`);
   if (extra) parts.push(`${extra[0]}="${extra[1]}"`);
   return parts.length ? `{${parts.join(",")}}` : "";
 }
 
 function formatNumber(n: number): string {
-  if (Number.isNaN(n)) return "NaN";
+  if (typeof n !== "number" || Number.isNaN(n)) return "NaN";
   if (n === Infinity) return "+Inf";
   if (n === -Infinity) return "-Inf";
   return String(n);
 }
 
-function escapeLabel(v: string): string {
+/** Label values: backslash, double quote and line feed are escaped (in that order of care). */
+export function escapeLabel(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
-function escapeHelp(v: string): string {
+/** HELP text: backslash and line feed only (quotes are literal there). */
+export function escapeHelp(v: string): string {
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
 }

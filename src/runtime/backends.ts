@@ -10,6 +10,7 @@ import { createPicker } from "../balancer/index.ts";
 import { type Endpoint, type EndpointStats, newEndpointStats, type Picker } from "../balancer/picker.ts";
 import { type BackendConfig, backendKey, type ConfigSnapshot, type PoolConfig } from "../config/types.ts";
 import { H1Pool } from "../http/h1/client.ts";
+import { H2Pool } from "../http/h2/client.ts";
 import { connectTarget } from "../net/connect.ts";
 
 export interface BackendRuntime {
@@ -18,6 +19,8 @@ export interface BackendRuntime {
   config: BackendConfig;
   readonly stats: EndpointStats;
   readonly h1: H1Pool;
+  /** Multiplexed pool for protocol "h2" / "h2c" backends (requests go here instead of h1). */
+  readonly h2?: H2Pool;
 }
 
 export interface PoolRuntime {
@@ -47,8 +50,9 @@ export class BackendRegistry {
       const endpoints: Endpoint[] = [];
       for (const b of p.backends) {
         const key = backendKey(p.name, b);
-        const useTls = b.tls !== undefined;
-        const target = await connectTarget(b, useTls, useTls ? ["http/1.1"] : undefined);
+        const isH2 = b.protocol === "h2" || b.protocol === "h2c";
+        const useTls = b.tls !== undefined || b.protocol === "h2";
+        const target = await connectTarget(b, useTls, useTls ? [isH2 ? "h2" : "http/1.1"] : undefined);
         const limits = {
           maxIdle: p.max_idle_per_backend,
           maxTotal: p.max_connections_per_backend,
@@ -60,12 +64,17 @@ export class BackendRegistry {
           rt.config = b;
           rt.h1.target = target;
           rt.h1.limits = limits;
+          if (rt.h2) {
+            rt.h2.target = target;
+            rt.h2.limits = limits;
+          }
         } else {
           const h1 = new H1Pool(key, target, limits);
+          const h2 = isH2 ? new H2Pool(key, target, limits) : undefined;
           const stats = newEndpointStats();
           // least_connections reads open upstream connections straight from the pool.
-          Object.defineProperty(stats, "connections", { get: () => h1.open, enumerable: true });
-          rt = { key, pool: p.name, config: b, stats, h1 };
+          Object.defineProperty(stats, "connections", { get: () => (h2 ?? h1).open, enumerable: true });
+          rt = { key, pool: p.name, config: b, stats, h1, h2 };
         }
         next.set(key, rt);
         runtimes.set(key, rt);
@@ -95,6 +104,7 @@ export class BackendRegistry {
     for (const [k, b] of this.#backends) {
       if (!next.has(k)) {
         b.h1.close();
+        b.h2?.close();
         removed.push(b);
       }
     }
@@ -103,6 +113,9 @@ export class BackendRegistry {
   }
 
   closeAll(): void {
-    for (const b of this.#backends.values()) b.h1.close();
+    for (const b of this.#backends.values()) {
+      b.h1.close();
+      b.h2?.close();
+    }
   }
 }

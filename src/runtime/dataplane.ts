@@ -8,6 +8,8 @@
 import type { ConfigSnapshot, ListenerConfig } from "../config/types.ts";
 import type { ClientInfo } from "../http/exchange.ts";
 import { H1ServerConn, type ServerConnection } from "../http/h1/server.ts";
+import { PendingConnection } from "../http/h2/detect.ts";
+import { H2ServerConn } from "../http/h2/server.ts";
 import {
   ALWAYS_HEALTHY,
   buildRouters,
@@ -20,9 +22,17 @@ import { BoundListener } from "../net/listener.ts";
 import { DataPlaneMetrics } from "../observability/gateway_metrics.ts";
 import type { Logger } from "../observability/log.ts";
 import { BackendRegistry } from "./backends.ts";
+import type { HealthManager } from "../health/manager.ts";
+import type { CollectedFamily } from "../observability/metrics.ts";
+import { SharedCounters } from "./shared_counters.ts";
+import { type L4Metrics, l4Metrics } from "../l4/metrics.ts";
+import { TcpRelay } from "../l4/tcp.ts";
+import { UdpProxy } from "../l4/udp.ts";
 
 interface ListenerRuntime {
   cfg: ListenerConfig;
+  /** Connections open on this listener in this isolate (the gauge; caps use the guard). */
+  open: number;
   bound: BoundListener;
   guard: ConnectionGuard;
   proxy: ListenerProxy;
@@ -33,19 +43,40 @@ export class DataPlane {
   readonly #backends = new BackendRegistry();
   readonly #connections = new Set<ServerConnection>();
   readonly #listeners = new Map<string, ListenerRuntime>();
+  readonly #udp = new Map<string, UdpProxy>();
+  readonly #l4: L4Metrics;
+  readonly #workerConnections: { inc(n?: number): void } | undefined;
   #state!: ProxyState;
   readonly ctx: ProxyContext;
   #draining = false;
 
-  constructor(readonly log: Logger, metrics?: DataPlaneMetrics) {
+  constructor(
+    readonly log: Logger,
+    metrics?: DataPlaneMetrics,
+    /** Shared with the other workers of the process; a fresh one when running alone. */
+    readonly counters: SharedCounters = new SharedCounters(),
+    /** Set when this data plane is one of several workers (labels its per-worker counter). */
+    readonly workerId?: number,
+  ) {
     this.metrics = metrics ?? new DataPlaneMetrics();
     this.ctx = {
       state: () => this.#state,
       metrics: this.metrics,
       log,
       health: ALWAYS_HEALTHY,
+      counters,
       inFlight: 0,
     };
+    this.#l4 = l4Metrics(this.metrics.registry);
+    if (workerId !== undefined) {
+      this.#workerConnections = this.metrics.registry
+        .counter(
+          "expressgateway_worker_connections_total",
+          "Client connections accepted, by data-plane worker.",
+          ["worker"],
+        )
+        .with(String(workerId));
+    }
     this.metrics.registry.onCollect(() => this.#refreshGauges());
   }
 
@@ -57,29 +88,58 @@ export class DataPlane {
     return this.#connections.size;
   }
 
+  collect(): Promise<CollectedFamily[]> {
+    return Promise.resolve(this.metrics.registry.collect());
+  }
+
+  attachHealth(h: HealthManager): void {
+    this.ctx.health = h;
+  }
+
   /** Bound ports by listener name (tests bind port 0). */
   ports(): Record<string, number> {
-    return Object.fromEntries([...this.#listeners].map(([n, l]) => [n, l.bound.port]));
+    return Object.fromEntries([
+      ...[...this.#listeners].map(([n, l]) => [n, l.bound.port]),
+      ...[...this.#udp].map(([n, u]) => [n, u.port]),
+    ]);
   }
 
   /** Builds state and binds every listener; if any bind fails, closes those bound and throws. */
-  async start(snapshot: ConfigSnapshot): Promise<void> {
+  async start(snapshot: ConfigSnapshot, opts: StartOptions = {}): Promise<void> {
     const pools = await this.#backends.build(snapshot);
     this.#backends.commit(pools);
     this.#state = { snapshot, routers: buildRouters(snapshot), pools };
     const bound: BoundListener[] = [];
+    const udp: UdpProxy[] = [];
     try {
-      for (const l of snapshot.config.listeners) bound.push(await BoundListener.bind(l));
+      for (const configured of snapshot.config.listeners) {
+        const port = opts.ports?.[configured.name];
+        const l = port ? { ...configured, bind: withPort(configured.bind, port) } : configured;
+        if (l.protocol === "udp") {
+          if (!opts.skipDatagram) udp.push(UdpProxy.bind(l, this.ctx, this.#l4, this.log));
+        } else bound.push(await BoundListener.bind(l));
+      }
     } catch (e) {
       for (const b of bound) b.close();
+      for (const u of udp) u.close();
       this.#backends.closeAll();
       throw e;
+    }
+    for (const u of udp) {
+      this.#udp.set(u.cfg.name, u);
+      u.start();
     }
     for (const b of bound) {
       const rt: ListenerRuntime = {
         cfg: b.cfg,
+        open: 0,
         bound: b,
-        guard: new ConnectionGuard(b.cfg.max_connections, b.cfg.max_connections_per_ip),
+        guard: new ConnectionGuard(
+          this.counters,
+          snapshot.config.listeners.findIndex((l) => l.name === b.cfg.name),
+          b.cfg.max_connections,
+          b.cfg.max_connections_per_ip,
+        ),
         proxy: new ListenerProxy(this.ctx, b.cfg),
       };
       this.#listeners.set(b.cfg.name, rt);
@@ -92,6 +152,8 @@ export class DataPlane {
     const pools = await this.#backends.build(snapshot);
     const state: ProxyState = { snapshot, routers: buildRouters(snapshot), pools };
     for (const l of snapshot.config.listeners) {
+      const u = this.#udp.get(l.name);
+      if (u) u.cfg = l;
       const rt = this.#listeners.get(l.name);
       if (!rt) continue;
       rt.cfg = l;
@@ -101,11 +163,15 @@ export class DataPlane {
     }
     this.#state = state;
     const removed = this.#backends.commit(pools);
+    // A removed backend's series go too (label cardinality stays bounded by the config).
+    const m = this.metrics;
     for (const b of removed) {
-      this.metrics.backendInFlight.remove(b.pool, b.config.address);
-      this.metrics.backendEwma.remove(b.pool, b.config.address);
-      this.metrics.poolConnections.remove(b.pool, b.config.address, "open");
-      this.metrics.poolConnections.remove(b.pool, b.config.address, "idle");
+      const id = { pool: b.pool, backend: b.config.address };
+      for (const fam of [m.backendInFlight, m.backendEwma, m.poolConnections, m.backendPicks]) {
+        fam.removeMatching(id);
+      }
+      m.upstreamSeconds.removeMatching(id);
+      m.upstreamErrors.removeMatching(id);
     }
   }
 
@@ -138,22 +204,48 @@ export class DataPlane {
       return;
     }
     this.metrics.connectionsTotal.with(listenerName).inc();
+    this.#workerConnections?.inc();
+    rt.open++;
     const client: ClientInfo = { ip, port: remote.port, listener: listenerName, tls };
     try {
       (conn as Deno.TcpConn).setNoDelay?.(true);
     } catch { /* TLS conns forward this to the TCP socket; best effort */ }
-    const server = new H1ServerConn(conn, rt.cfg, client, rt.proxy);
-    this.#connections.add(server);
-    server.run().catch(() => {}).finally(() => {
-      this.#connections.delete(server);
+    const done = () => {
+      rt.open--;
       rt.guard.release(ip);
-    });
+    };
+    if (rt.cfg.protocol === "tcp") {
+      const relay = new TcpRelay(conn, rt.cfg, this.ctx, this.#l4);
+      this.#connections.add(relay);
+      relay.run().catch(() => {}).finally(() => {
+        this.#connections.delete(relay);
+        done();
+      });
+      return;
+    }
+    // HTTP: ALPN (TLS) or the h2c preface (cleartext) picks the codec, within header_timeout.
+    const pending = new PendingConnection(conn, rt.cfg.header_timeout);
+    this.#connections.add(pending);
+    const cfg = rt.cfg;
+    const proxy = rt.proxy;
+    pending.detect(tls).then((d) => {
+      this.#connections.delete(pending);
+      if (!d || pending.aborted || this.#draining) {
+        pending.abort();
+        return;
+      }
+      const server = d.protocol === "h2"
+        ? new H2ServerConn(d.conn, cfg, client, proxy, d.initial)
+        : new H1ServerConn(d.conn, cfg, client, proxy);
+      this.#connections.add(server);
+      return server.run().catch(() => {}).finally(() => this.#connections.delete(server));
+    }).catch(() => {}).finally(done);
   }
 
   #refreshGauges(): void {
     const m = this.metrics;
     m.inFlight.set(this.ctx.inFlight);
-    for (const rt of this.#listeners.values()) m.connectionsActive.with(rt.cfg.name).set(rt.guard.total);
+    for (const rt of this.#listeners.values()) m.connectionsActive.with(rt.cfg.name).set(rt.open);
     for (const b of this.#backends.all()) {
       m.backendInFlight.with(b.pool, b.config.address).set(b.stats.inFlight);
       m.backendEwma.with(b.pool, b.config.address).set(b.stats.ewmaMs / 1000);
@@ -178,6 +270,7 @@ export class DataPlane {
     const cut = this.#connections.size;
     for (const c of this.#connections) c.abort();
     if (cut > 0) this.metrics.drainCutoff.inc(cut);
+    for (const u of this.#udp.values()) u.close();
     this.#backends.closeAll();
     return cut;
   }
@@ -186,8 +279,20 @@ export class DataPlane {
     this.#draining = true;
     for (const rt of this.#listeners.values()) rt.bound.close();
     for (const c of this.#connections) c.abort();
+    for (const u of this.#udp.values()) u.close();
     this.#backends.closeAll();
   }
+}
+
+export interface StartOptions {
+  /** Concrete ports for listeners configured with port 0 (workers after the first bind these). */
+  ports?: Record<string, number>;
+  /** Leave UDP listeners to another worker (Deno has no reusePort for datagram sockets). */
+  skipDatagram?: boolean;
+}
+
+function withPort(bind: string, port: number): string {
+  return bind.replace(/:\d+$/, `:${port}`);
 }
 
 function closeQuietly(conn: Deno.Conn): void {

@@ -14,6 +14,7 @@ import { flushLogs, type Logger } from "../observability/log.ts";
 import { type CollectedFamily, mergeCollected, Registry } from "../observability/metrics.ts";
 import { VERSION } from "../version.ts";
 import { DataPlane } from "./dataplane.ts";
+import { WorkerGroup } from "./workers.ts";
 import { HealthManager } from "../health/manager.ts";
 import { healthMetrics } from "../health/metrics.ts";
 
@@ -28,23 +29,36 @@ export class Gateway {
   #snapshot: ConfigSnapshot;
   readonly controlRegistry = new Registry();
   readonly controlMetrics = new ControlMetrics(this.controlRegistry);
-  readonly dataPlane: DataPlane;
+  /** One in-process data plane, or N workers (runtime.workers) behind the same calls. */
+  readonly dataPlane: DataPlane | WorkerGroup;
   readonly admin: AdminServer;
   /** Active probes and passive verdicts live on the control side; data planes read verdicts. */
   readonly health: HealthManager;
   adminPort = 0;
   #reloading: Promise<ReloadResult> | undefined;
+  #startup: Promise<void> | undefined;
+  #stopping: Promise<number> | undefined;
 
   constructor(snapshot: ConfigSnapshot, readonly configPath: string, readonly log: Logger) {
     this.#snapshot = snapshot;
-    this.dataPlane = new DataPlane(log);
+    const workers = resolveWorkers(snapshot.config.runtime.workers);
+    this.dataPlane = workers === 1 ? new DataPlane(log) : new WorkerGroup(workers, log);
     this.health = new HealthManager(log, healthMetrics(this.controlRegistry));
-    this.dataPlane.ctx.health = this.health;
+    this.dataPlane.attachHealth(this.health);
     this.admin = new AdminServer({
       phase: () => this.#phase,
-      collect: () => Promise.resolve(this.collect()),
+      collect: () => this.collect(),
       tokenHash: () => this.#snapshot.config.admin.api_token_hash,
       status: (name) => name === "backends" ? { backends: this.health.status() } : undefined,
+      restartWorker: (id) => {
+        if (!(this.dataPlane instanceof WorkerGroup) || id < 0 || id >= this.dataPlane.size) return false;
+        this.dataPlane.crash(id);
+        return true;
+      },
+      onError: (e) =>
+        this.log.error("admin request failed (bug: please report)", {
+          error: String((e as Error)?.stack ?? e),
+        }),
     });
     this.controlMetrics.info.with(VERSION).set(1);
     this.#noteSnapshot(snapshot);
@@ -58,12 +72,17 @@ export class Gateway {
     return this.#snapshot;
   }
 
-  collect(): CollectedFamily[] {
-    return mergeCollected([this.controlRegistry.collect(), this.dataPlane.metrics.registry.collect()]);
+  async collect(): Promise<CollectedFamily[]> {
+    return mergeCollected([this.controlRegistry.collect(), await this.dataPlane.collect()]);
   }
 
   /** Admin first (probes answer "starting"), then every listener; any failure undoes the rest. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.#startup ??= this.#boot();
+    return this.#startup;
+  }
+
+  async #boot(): Promise<void> {
     const cfg = this.#snapshot.config;
     this.log.configure(cfg.observability.log_level, cfg.observability.log_format);
     this.adminPort = this.admin.start(cfg.observability.admin_bind);
@@ -80,6 +99,7 @@ export class Gateway {
       config: this.configPath,
       generation: this.#snapshot.generation,
       listeners: this.dataPlane.ports(),
+      workers: this.dataPlane instanceof WorkerGroup ? this.dataPlane.size : 1,
       admin: cfg.observability.admin_bind,
       admin_port: this.adminPort,
       version: VERSION,
@@ -90,6 +110,11 @@ export class Gateway {
   reload(): Promise<ReloadResult> {
     // Reloads are serialized: a second SIGHUP while one is applying waits for it.
     const run = async (): Promise<ReloadResult> => {
+      if (this.#phase !== "ready") {
+        // Starting: the boot snapshot is being applied. Draining: nothing new should start.
+        this.log.warn("config reload ignored", { phase: this.#phase });
+        return { applied: false, error: `gateway is ${this.#phase}`, skipped: [] };
+      }
       let next: ConfigSnapshot;
       try {
         next = await loadConfigFile(this.configPath);
@@ -128,7 +153,15 @@ export class Gateway {
       });
       return { applied: true, skipped };
     };
-    const chained = (this.#reloading ?? Promise.resolve()).then(run, run);
+    // Never rejects: SIGHUP handlers fire and forget, so a bug here is logged and counted.
+    const guarded = () =>
+      run().catch((e): ReloadResult => {
+        this.controlMetrics.reloadFailures.inc();
+        const error = e instanceof Error ? e.message : String(e);
+        this.log.error("config reload failed; previous config kept", { error });
+        return { applied: false, error, skipped: [] };
+      });
+    const chained = (this.#reloading ?? Promise.resolve()).then(guarded, guarded);
     this.#reloading = chained;
     return chained;
   }
@@ -148,23 +181,47 @@ export class Gateway {
     return failures;
   }
 
-  /** SIGTERM: readyz 503 → stop accepting → finish in-flight up to drain_timeout → close. */
-  async drain(): Promise<number> {
-    if (this.#phase === "draining" || this.#phase === "stopped") return 0;
+  /**
+   * SIGTERM: readyz 503 → stop accepting → finish in-flight up to drain_timeout → close.
+   * Idempotent: a second SIGTERM/SIGINT gets the same drain (it neither restarts the clock nor
+   * cuts it short). During startup it first lets the binds settle, so nothing is leaked.
+   */
+  drain(): Promise<number> {
+    this.#stopping ??= this.#drain();
+    return this.#stopping;
+  }
+
+  async #drain(): Promise<number> {
+    if (this.#startup) await this.#startup.catch(() => {});
     this.#phase = "draining";
     const timeout = this.#snapshot.config.runtime.drain_timeout;
     this.log.info("draining", { timeout_ms: timeout, connections: this.dataPlane.connectionCount });
-    this.health.stop();
-    const cut = await this.dataPlane.drain(timeout);
-    this.#phase = "stopped";
-    this.log.info("drained", { cut_off: cut });
-    await this.admin.stop();
-    flushLogs();
+    let cut = 0;
+    try {
+      this.health.stop();
+      cut = await this.dataPlane.drain(timeout);
+    } finally {
+      this.#phase = "stopped";
+      this.log.info("drained", { cut_off: cut });
+      await this.admin.stop();
+      flushLogs();
+    }
     return cut;
+  }
+
+  /** For tests and tools in this process. */
+  get workerGroup(): WorkerGroup | undefined {
+    return this.dataPlane instanceof WorkerGroup ? this.dataPlane : undefined;
   }
 
   #noteSnapshot(s: ConfigSnapshot): void {
     this.controlMetrics.configGeneration.set(s.generation);
     this.controlMetrics.configLoadedAt.set(Math.floor(s.loadedAt / 1000));
   }
+}
+
+/** "auto" → one worker per core (navigator.hardwareConcurrency), else the configured count. */
+export function resolveWorkers(setting: "auto" | number): number {
+  if (setting !== "auto") return setting;
+  return Math.max(1, navigator.hardwareConcurrency || 1);
 }

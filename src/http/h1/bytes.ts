@@ -37,6 +37,11 @@ export function latin1(bytes: Uint8Array, start: number, end: number): string {
 
 /** Writes a latin1 string into `out` at `off`; returns the new offset. `out` must have room. */
 export function writeLatin1(s: string, out: Uint8Array, off: number): number {
+  // Heads are almost always ASCII, where the native encoder beats a char loop by far. A
+  // latin1 char above 0x7f takes two bytes in UTF-8, which the counts reveal; then the loop
+  // rewrites the same bytes correctly.
+  const r = encoder.encodeInto(s, out.subarray(off));
+  if (r.read === s.length && r.written === s.length) return off + s.length;
   for (let i = 0; i < s.length; i++) out[off++] = s.charCodeAt(i) & 0xff;
   return off;
 }

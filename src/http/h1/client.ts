@@ -311,14 +311,17 @@ export async function h1Forward(
     sweeper.delete(up);
     pool.release(up, false);
     body?.cancel();
-    if (e instanceof UpstreamError) throw e;
+    // The client's body failed (bad chunked framing, too large, timeout): that is the cause,
+    // whatever the cut connection made the read report. Never blame the backend for it.
+    if (requestFailed) throw requestFailed;
+    // Our own timer closed the connection: that may read as EOF, but it is a timeout.
     if (up.timedOut) {
       throw new UpstreamError(`${pool.key} did not answer within ${t.responseTimeoutMs}ms`, 504, false);
     }
+    if (e instanceof UpstreamError) throw e;
     if (e instanceof H1ParseError) {
       throw new UpstreamError(`${pool.key} sent an invalid response: ${e.message}`, 502, false);
     }
-    if (requestFailed) throw requestFailed;
     throw new UpstreamError(
       `read from ${pool.key} failed: ${errText(e)}`,
       502,
@@ -326,7 +329,16 @@ export async function h1Forward(
     );
   }
 
-  const framing = responseFraming(parsed.headers, parsed.status, req.method);
+  let framing;
+  try {
+    framing = responseFraming(parsed.headers, parsed.status, req.method);
+  } catch (e) {
+    // Ambiguous framing from the backend (e.g. differing Content-Lengths): never relayed.
+    sweeper.delete(up);
+    pool.release(up, false);
+    body?.cancel();
+    throw new UpstreamError(`${pool.key} sent an invalid response: ${errText(e)}`, 502, false);
+  }
   const keepAlive = parsed.minor === 1 && !connectionTokens(parsed.headers).includes("close") &&
     framing.kind !== "close";
   let released = false;

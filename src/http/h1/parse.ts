@@ -68,20 +68,27 @@ export function findHeadEnd(
   limits: HeadLimits,
   isRequest: boolean,
 ): number {
+  const bad = isRequest ? 400 : 502;
   let i = base + st.scanned;
   if (st.scanned === st.skip) {
-    // Skip leading CRLFs between pipelined messages.
+    // Skip leading CRLFs between pipelined messages (RFC 9112 §2.2), but not without end: a
+    // peer that only sends empty lines must not grow the buffer forever.
     while (i + 1 < end && bytes[i] === CR && bytes[i + 1] === LF) i += 2;
-    if (i < end && bytes[i] === LF) throw new H1ParseError(400, "bare LF");
+    if (i < end && bytes[i] === LF) throw new H1ParseError(bad, "bare LF");
     st.skip = st.scanned = i - base;
+    if (st.skip > limits.maxLine) throw new H1ParseError(bad, "too many empty lines before the message");
     if (i + 1 >= end && i < end && bytes[i] === CR) return -1;
   }
   const start = base + st.skip;
   for (; i < end; i++) {
     const b = bytes[i];
     if (b === LF) {
-      if (i === start || bytes[i - 1] !== CR) throw new H1ParseError(400, "bare LF in message head");
-      if (st.firstLineEnd < 0) st.firstLineEnd = i + 1 - base;
+      if (i === start || bytes[i - 1] !== CR) throw new H1ParseError(bad, "bare LF in message head");
+      if (st.firstLineEnd < 0) {
+        st.firstLineEnd = i + 1 - base;
+        // Checked here too, so a long line that arrives whole is a 414, not a 431.
+        if (i - 1 - start > limits.maxLine) throw lineTooLong(isRequest);
+      }
       // Blank line: CRLF immediately after the previous line's CRLF.
       if (i - 3 >= start && bytes[i - 2] === LF && bytes[i - 3] === CR) {
         st.scanned = i + 1 - base;
@@ -91,20 +98,24 @@ export function findHeadEnd(
         return i + 1 - base;
       }
     } else if (b === CR) {
-      if (i + 1 < end && bytes[i + 1] !== LF) throw new H1ParseError(400, "bare CR in message head");
+      if (i + 1 < end && bytes[i + 1] !== LF) throw new H1ParseError(bad, "bare CR in message head");
     }
   }
-  st.scanned = end - base;
-  if (st.firstLineEnd < 0 && end - start > limits.maxLine) {
-    throw new H1ParseError(
-      isRequest ? 414 : 502,
-      isRequest ? "request line too long" : "status line too long",
-    );
-  }
+  // A CR as the last byte is examined again with its successor on the next call (else a CR
+  // followed by anything but LF in the next read would slip through).
+  const lastIsCr = end > start && bytes[end - 1] === CR;
+  st.scanned = end - base - (lastIsCr ? 1 : 0);
+  if (st.firstLineEnd < 0 && end - start - (lastIsCr ? 1 : 0) > limits.maxLine) throw lineTooLong(isRequest);
   if (end - start > limits.maxHead) {
     throw new H1ParseError(isRequest ? 431 : 502, "header block too large");
   }
   return -1;
+}
+
+function lineTooLong(isRequest: boolean): H1ParseError {
+  return isRequest
+    ? new H1ParseError(414, "request line too long")
+    : new H1ParseError(502, "status line too long");
 }
 
 export interface RequestHead {
@@ -279,6 +290,48 @@ function lowerName(bytes: Uint8Array, s: number, e: number): string {
     }
   }
   return latin1(bytes, s, e).toLowerCase();
+}
+
+export interface RequestTarget {
+  /** Host / the absolute-form target's authority (may include a port; "" for HTTP/1.0 without Host). */
+  authority: string;
+  /** origin-form path with query ("*" for OPTIONS *). */
+  path: string;
+}
+
+// RFC 3986 reg-name / IPv4 / IP-literal characters plus ':' for the port; no userinfo ('@').
+const AUTHORITY = /^[A-Za-z0-9.\-_~!$&'()*+,;=:%\[\]]+$/;
+const ABSOLUTE = /^https?:\/\/([^/?#]+)([^#]*)$/i;
+
+/**
+ * Host rules (RFC 9112 §3.2): exactly one Host in HTTP/1.1, at most one in 1.0, with valid
+ * characters; an absolute-form target's authority wins over Host (§3.2.2) and becomes the
+ * Host sent upstream. Returns undefined for a target that is none of origin-, asterisk- or
+ * absolute-form (authority-form: CONNECT), which the caller decides about.
+ */
+export function requestTarget(head: RequestHead): RequestTarget | undefined {
+  const h = head.headers;
+  let host: string | undefined;
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i] === "host") {
+      if (host !== undefined) throw new H1ParseError(400, "several Host fields");
+      host = h[i + 1];
+    }
+  }
+  if (host === undefined && head.minor === 1) throw new H1ParseError(400, "missing Host");
+  let authority = host ?? "";
+  let path = head.target;
+  if (path.charCodeAt(0) !== 0x2f) {
+    if (head.method === "CONNECT") return undefined;
+    if (path !== "*" || head.method !== "OPTIONS") {
+      const abs = ABSOLUTE.exec(path);
+      if (!abs) throw new H1ParseError(400, "invalid request target");
+      authority = abs[1];
+      path = abs[2].charCodeAt(0) === 0x2f ? abs[2] : `/${abs[2]}`;
+    }
+  }
+  if (authority.length > 0 && !AUTHORITY.test(authority)) throw new H1ParseError(400, "invalid Host");
+  return { authority, path };
 }
 
 export type Framing =

@@ -9,7 +9,7 @@ import type { ListenerConfig } from "../../config/types.ts";
 import { type Deadline, sweeper } from "../../net/deadlines.ts";
 import type { Body, ClientInfo, HeaderList, ProxyRequest, ProxyResponse } from "../exchange.ts";
 import { gatewayResponse, getHeader } from "../exchange.ts";
-import { connectionTokens } from "../headers.ts";
+import { connectionTokens, sanitizeTrailers } from "../headers.ts";
 import { BodyTooLargeError, ChunkedBody, LengthBody, TruncatedBodyError } from "./body.ts";
 import {
   findHeadEnd,
@@ -18,6 +18,7 @@ import {
   parseRequestHead,
   requestFraming,
   type RequestHead,
+  requestTarget,
 } from "./parse.ts";
 import { ConnReader } from "./reader.ts";
 import { ConnWriter, reasonPhrase, writeBody } from "./write.ts";
@@ -58,6 +59,16 @@ export interface ServerConnection {
 
 const CONTINUE_100 = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 
+/**
+ * Lingering close (RFC 9112 §9.6, nginx's lingering_close): after an error answer while the
+ * client may still be sending (an unread body, a refused request), close our side first and
+ * discard what still arrives, bounded in time and bytes. Closing at once with unread data
+ * makes the kernel send a reset, and the client may lose our answer (curl then reports
+ * "Send failure: Broken pipe" instead of the 413).
+ */
+const LINGER_MS = 2000;
+const LINGER_BYTES = 16 * 1024 * 1024;
+
 export class H1ServerConn implements Deadline, ServerConnection {
   readonly #reader: ConnReader;
   readonly #writer: ConnWriter;
@@ -68,6 +79,9 @@ export class H1ServerConn implements Deadline, ServerConnection {
   #inRequest = false;
   #responseStarted = false;
   #timedOut: string | undefined;
+  /** The client may still be sending: close with a linger (see LINGER_MS). */
+  #linger = false;
+  readonly #limits: { maxLine: number; maxHead: number };
 
   constructor(
     readonly conn: Deno.Conn,
@@ -77,6 +91,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
   ) {
     this.#reader = new ConnReader(conn);
     this.#writer = new ConnWriter(conn);
+    this.#limits = { maxLine: cfg.max_request_line, maxHead: cfg.max_header_size };
   }
 
   get active(): boolean {
@@ -98,6 +113,10 @@ export class H1ServerConn implements Deadline, ServerConnection {
   }
 
   onExpire(reason: string): void {
+    if (reason === "linger") {
+      this.abort();
+      return;
+    }
     this.#timedOut = reason;
     this.handler.event(`${reason}_timeout`);
     if (reason === "header" && this.#reader.available > 0 && !this.#responseStarted) {
@@ -122,6 +141,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
     let first = true;
     try {
       while (!this.#closed) {
+        this.#responseStarted = false; // the previous response is complete: a 408 may be sent again
         this.#arm(first ? "header" : "idle", first ? this.cfg.header_timeout : this.cfg.idle_timeout);
         first = false;
         const head = await this.#readHead();
@@ -134,18 +154,33 @@ export class H1ServerConn implements Deadline, ServerConnection {
       if (e instanceof H1ParseError && !this.#closed) {
         this.handler.event("parse_error");
         await this.#writeError(e.status === 502 ? 400 : e.status, e.message);
+        this.#linger = true;
       }
       // Socket errors (reset, closed by a timeout) end this connection only.
     } finally {
+      if (this.#linger && !this.#closed && this.#timedOut === undefined) await this.#lingerClose();
       this.abort();
     }
+  }
+
+  async #lingerClose(): Promise<void> {
+    this.#arm("linger", LINGER_MS);
+    try {
+      await (this.conn as Deno.TcpConn).closeWrite();
+      const r = this.#reader;
+      for (let budget = LINGER_BYTES; budget > 0;) {
+        const n = await this.conn.read(r.buf); // discarded: the buffer holds nothing we need now
+        if (n === null) break;
+        budget -= n;
+      }
+    } catch { /* reset by the client, or closed by the linger deadline */ }
   }
 
   /** Reads one request head; null on a clean EOF between requests. */
   async #readHead(): Promise<{ head: RequestHead; bytes: number } | null> {
     const r = this.#reader;
     const st = newScanState();
-    const limits = { maxLine: this.cfg.max_request_line, maxHead: this.cfg.max_header_size };
+    const limits = this.#limits;
     for (;;) {
       const len = findHeadEnd(r.buf, r.start, r.end, st, limits, true);
       if (len >= 0) {
@@ -191,6 +226,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
       if (req.error) {
         rec.error = req.error.reason;
         this.handler.event(req.error.reason);
+        this.#linger = true;
         await this.#respond(gatewayError(req.error.status, req.error.reason), head, false, rec);
         return false;
       }
@@ -208,12 +244,18 @@ export class H1ServerConn implements Deadline, ServerConnection {
       if (bodyFailure) {
         res.body?.cancel();
         rec.error = bodyFailure.reason;
+        if (this.#timedOut === "body") {
+          rec.status = 408; // answered and counted by onExpire
+          return false;
+        }
         this.handler.event(bodyFailure.reason);
-        if (this.#timedOut === "body") return false;
         res = gatewayError(bodyFailure.status, bodyFailure.reason);
         keepAlive = false;
       }
-      if (reqBody && !reqBody.done) keepAlive = false; // unread body: can't find the next request
+      if (reqBody && !reqBody.done) {
+        keepAlive = false; // unread body: can't find the next request
+        this.#linger = true;
+      }
       if (this.#draining) keepAlive = false;
       return await this.#respond(res, head, keepAlive, rec) && keepAlive;
     } catch (e) {
@@ -222,6 +264,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
         rec.error = "parse_error";
         this.handler.event("parse_error");
         await this.#writeError(rec.status, e.message);
+        this.#linger = true;
         return false;
       }
       rec.error ??= "client_write_failed";
@@ -239,34 +282,9 @@ export class H1ServerConn implements Deadline, ServerConnection {
     rec: RequestRecord,
   ): { request?: ProxyRequest; body: RequestBody | null; error?: { status: number; reason: string } } {
     const h = head.headers;
-    let host: string | undefined;
-    let hostCount = 0;
-    for (let i = 0; i < h.length; i += 2) {
-      if (h[i] === "host") {
-        host = h[i + 1];
-        hostCount++;
-      }
-    }
-    if (hostCount > 1) throw new H1ParseError(400, "several Host fields");
-    if (hostCount === 0 && head.minor === 1) throw new H1ParseError(400, "missing Host");
-    let path = head.target;
-    let authority = host ?? "";
-    if (path.charCodeAt(0) !== 0x2f) {
-      if (head.method === "CONNECT") {
-        return { body: null, error: { status: 405, reason: "connect_not_enabled" } };
-      }
-      if (path === "*" && head.method === "OPTIONS") {
-        // asterisk-form: forwarded as is
-      } else {
-        const abs = /^https?:\/\/([^/?#]+)([^#]*)$/i.exec(path);
-        if (!abs) throw new H1ParseError(400, "invalid request target");
-        authority = abs[1]; // RFC 9112 §3.2.2: the target's authority wins over Host
-        path = abs[2] || "/";
-      }
-    }
-    if (authority.length > 0 && !/^[A-Za-z0-9.\-_~!$&'()*+,;=:%\[\]]+$/.test(authority)) {
-      throw new H1ParseError(400, "invalid Host");
-    }
+    const target = requestTarget(head);
+    if (!target) return { body: null, error: { status: 405, reason: "connect_not_enabled" } };
+    const { authority, path } = target;
     rec.authority = authority;
     rec.path = path;
     const framing = requestFraming(h, head.minor);
@@ -282,7 +300,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
       body = new RequestBody(
         this,
         framing.kind === "length" ? framing.length : undefined,
-        expect !== undefined,
+        expect !== undefined && head.minor === 1, // HTTP/1.0 clients don't know 100 (RFC 9110 §10.1.1)
       );
     }
     const teTokens = getHeader(h, "te");
@@ -445,7 +463,8 @@ class RequestBody implements Body {
   }
 
   trailers(): HeaderList | undefined {
-    return this.#decoder.trailers();
+    // Framing, routing and auth fields are not allowed in trailers (RFC 9110 §6.5.1).
+    return sanitizeTrailers(this.#decoder.trailers());
   }
 
   cancel(): void {

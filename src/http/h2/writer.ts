@@ -1,0 +1,212 @@
+/**
+ * The one serialized writer of an HTTP/2 connection. Every stream and the control logic append
+ * frames into a buffer (no per-frame allocation: headers are written in place, payloads copied
+ * once); a single flush loop writes the buffer with one socket write, double-buffered so frames
+ * keep accumulating while a write is in flight. Appends are synchronous, so a HEADERS +
+ * CONTINUATION sequence can never be interleaved with another stream's frames (§6.10).
+ *
+ * Backpressure: data producers call `writable()` and wait while `pending` is at or above the high
+ * water mark; the flush loop wakes them as the socket drains. A peer that stops reading therefore
+ * stalls the producers (and through them the upstream reads), never memory.
+ */
+
+import { FrameType, writeFrameHeader } from "./frames.ts";
+
+export interface FrameSink {
+  write(p: Uint8Array): Promise<number>;
+}
+
+const INITIAL_BUFFER = 16 * 1024;
+/** Grown buffers up to this size are kept for reuse; bigger ones are dropped after a write. */
+const KEEP_BUFFER = 512 * 1024;
+
+export class FrameWriter {
+  #buf: Uint8Array = new Uint8Array(INITIAL_BUFFER);
+  #len = 0;
+  #spare: Uint8Array | null = null;
+  #takeSpare(): Uint8Array {
+    const s = this.#spare;
+    this.#spare = null;
+    return s ?? new Uint8Array(INITIAL_BUFFER);
+  }
+  #keep(buf: Uint8Array): void {
+    const s = this.#spare;
+    if (buf.length <= KEEP_BUFFER && (s === null || buf.length > s.length)) this.#spare = buf;
+  }
+  #inflight = 0;
+  #writing = false;
+  #scheduled = false;
+  #closed = false;
+  #waiters: Array<() => void> = [];
+  #idle: Array<() => void> = [];
+  /** Total bytes handed to the socket. */
+  written = 0;
+
+  constructor(
+    private readonly sink: FrameSink,
+    readonly highWater: number,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  /** Bytes queued or being written. */
+  get pending(): number {
+    return this.#len + this.#inflight;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Resolves once `pending` is below the high water mark (or the writer closed). */
+  writable(): Promise<void> {
+    if (this.#closed || this.pending < this.highWater) return Promise.resolve();
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  /** Resolves once everything queued so far has been written (or the writer closed). */
+  settled(): Promise<void> {
+    if (this.#closed || (this.#len === 0 && !this.#writing && !this.#scheduled)) return Promise.resolve();
+    return new Promise((r) => this.#idle.push(r));
+  }
+
+  /** Stops writing; wakes every waiter. Queued bytes are dropped. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#len = 0;
+    this.#wake();
+    for (const r of this.#idle.splice(0)) r();
+  }
+
+  // --- frame appenders ------------------------------------------------------------------------
+
+  /** Pre-encoded bytes (preface, SETTINGS). */
+  raw(bytes: Uint8Array): void {
+    const o = this.#reserve(bytes.length);
+    this.#buf.set(bytes, o);
+    this.#schedule();
+  }
+
+  /** A frame whose payload is `payload[off, off + n)`. */
+  frame(type: number, flags: number, streamId: number, payload?: Uint8Array, off = 0, n = 0): void {
+    const o = this.#reserve(9 + n);
+    writeFrameHeader(this.#buf, o, n, type, flags, streamId);
+    if (n > 0) this.#buf.set(payload!.subarray(off, off + n), o + 9);
+    this.#schedule();
+  }
+
+  /** RST_STREAM or WINDOW_UPDATE: one 32-bit value. */
+  u32(type: number, streamId: number, value: number): void {
+    const o = this.#reserve(13);
+    const b = this.#buf;
+    writeFrameHeader(b, o, 4, type, 0, streamId);
+    b[o + 9] = value >>> 24;
+    b[o + 10] = value >>> 16;
+    b[o + 11] = value >>> 8;
+    b[o + 12] = value;
+    this.#schedule();
+  }
+
+  /** A field block as HEADERS + CONTINUATION frames of at most `maxFrame` octets, appended at once. */
+  headers(streamId: number, block: Uint8Array, endStream: boolean, maxFrame: number): void {
+    const frames = Math.max(1, Math.ceil(block.length / maxFrame));
+    let o = this.#reserve(block.length + frames * 9);
+    const b = this.#buf;
+    for (let i = 0; i < frames; i++) {
+      const start = i * maxFrame;
+      const end = Math.min(block.length, start + maxFrame);
+      let flags = i === frames - 1 ? 0x4 : 0; // END_HEADERS on the last
+      if (i === 0 && endStream) flags |= 0x1; // END_STREAM on the HEADERS frame
+      writeFrameHeader(b, o, end - start, i === 0 ? FrameType.HEADERS : FrameType.CONTINUATION, flags, streamId);
+      b.set(block.subarray(start, end), o + 9);
+      o += 9 + end - start;
+    }
+    this.#schedule();
+  }
+
+  /** GOAWAY with an optional short debug text (ASCII). */
+  goaway(lastStreamId: number, code: number, debug = ""): void {
+    const n = 8 + debug.length;
+    const o = this.#reserve(9 + n);
+    const b = this.#buf;
+    writeFrameHeader(b, o, n, FrameType.GOAWAY, 0, 0);
+    writeU32(b, o + 9, lastStreamId);
+    writeU32(b, o + 13, code);
+    for (let i = 0; i < debug.length; i++) b[o + 17 + i] = debug.charCodeAt(i) & 0x7f;
+    this.#schedule();
+  }
+
+  // --- internals ------------------------------------------------------------------------------
+
+  #reserve(n: number): number {
+    const need = this.#len + n;
+    if (need > this.#buf.length) {
+      let size = this.#buf.length * 2;
+      while (size < need) size *= 2;
+      const next = new Uint8Array(size);
+      next.set(this.#buf.subarray(0, this.#len));
+      this.#buf = next;
+    }
+    const o = this.#len;
+    this.#len = need;
+    return o;
+  }
+
+  #schedule(): void {
+    if (this.#writing || this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    queueMicrotask(() => this.#flush());
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#writing) return;
+    this.#writing = true;
+    try {
+      // Let the promise chains that are already runnable (a response body's next chunk, other
+      // streams finishing the same tick) append first, so they share this write.
+      await null;
+      await null;
+      await null;
+      this.#scheduled = false;
+      while (this.#len > 0 && !this.#closed) {
+        const buf = this.#buf;
+        const n = this.#len;
+        this.#buf = this.#takeSpare();
+        this.#len = 0;
+        this.#inflight = n;
+        let off = 0;
+        while (off < n) off += await this.sink.write(off === 0 && n === buf.length ? buf : buf.subarray(off, n));
+        this.written += n;
+        this.#inflight = 0;
+        this.#keep(buf);
+        if (this.#len < this.highWater) this.#wake();
+      }
+    } catch (e) {
+      this.#closed = true;
+      this.#len = 0;
+      this.#inflight = 0;
+      this.#wake();
+      this.onError(e);
+    } finally {
+      this.#scheduled = false;
+      this.#writing = false;
+      this.#inflight = 0;
+      if (this.#len > 0 && !this.#closed) this.#schedule();
+      else for (const r of this.#idle.splice(0)) r();
+    }
+  }
+
+  #wake(): void {
+    if (this.#waiters.length === 0) return;
+    const ws = this.#waiters;
+    this.#waiters = [];
+    for (const r of ws) r();
+  }
+}
+
+function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = v >>> 16;
+  b[o + 2] = v >>> 8;
+  b[o + 3] = v;
+}

@@ -1,0 +1,205 @@
+/**
+ * Userspace L4 listeners on loopback with real peers (node net/dgram, curl, the node http
+ * origin): large transfers intact, half-close, idle expiry, caps, PROXY protocol v2, UDP
+ * sessions answered from the listener's address.
+ */
+import assert from "node:assert/strict";
+import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { startNodePeer } from "../helpers/node_peer.ts";
+import { startOrigin } from "../helpers/origin.ts";
+import { run } from "../helpers/run.ts";
+
+function l4Config(protocol: "tcp" | "udp", backends: number[], listener = "", pool = ""): string {
+  return `
+[observability]
+admin_bind = "127.0.0.1:0"
+
+[[listeners]]
+name = "l4"
+bind = "127.0.0.1:0"
+protocol = "${protocol}"
+${listener}
+  [[listeners.routes]]
+  pool = "b"
+
+[[pools]]
+name = "b"
+${pool}
+${backends.map((p) => `  [[pools.backends]]\n  address = "127.0.0.1:${p}"`).join("\n")}
+`;
+}
+
+async function metric(gw: GatewayProcess, prefix: string): Promise<number> {
+  const text = await (await fetch(gw.admin("/metrics"))).text();
+  return text.split("\n").filter((l) => l.startsWith(prefix)).reduce(
+    (n, l) => n + Number(l.split(" ").pop()),
+    0,
+  );
+}
+
+async function readAll(conn: Deno.Conn, timeoutMs = 5000): Promise<string> {
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  let out = "";
+  const buf = new Uint8Array(65536);
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      out += new TextDecoder().decode(buf.subarray(0, n));
+    }
+  } catch { /* closed by the timer */ }
+  clearTimeout(timer);
+  return out;
+}
+
+Deno.test("tcp: an HTTP origin through the relay, 50 MB intact", async () => {
+  const origin = await startOrigin("o");
+  const gw = await startGateway(l4Config("tcp", [origin.port]));
+  try {
+    const r = await run("curl", [
+      "-s",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code} %{size_download}",
+      `http://127.0.0.1:${gw.ports.l4}/bytes/52428800`,
+    ]);
+    assert.equal(r.stdout, "200 52428800");
+    const up = await run("bash", [
+      "-c",
+      `head -c 20000000 /dev/zero | curl -s --data-binary @- http://127.0.0.1:${gw.ports.l4}/sha256`,
+    ]);
+    const j = JSON.parse(up.stdout);
+    assert.equal(j.bytes, 20_000_000);
+    assert.ok((await metric(gw, "expressgateway_l4_backend_to_client_bytes_total")) >= 52428800);
+  } finally {
+    await gw.stop();
+    await origin.stop();
+  }
+});
+
+Deno.test("tcp: half-close travels through; idle timeout closes a silent relay", async () => {
+  const echo = await startNodePeer("l4_peers.mjs", ["tcp-echo", "e1"]);
+  const gw = await startGateway(l4Config("tcp", [echo.port], `idle_timeout = "600ms"`));
+  try {
+    const c = await Deno.connect({ port: gw.ports.l4 });
+    await c.write(new TextEncoder().encode("ping"));
+    await c.closeWrite();
+    assert.equal(await readAll(c), "pingbye e1", "echo, then the backend's answer to our half-close");
+    c.close();
+
+    const idle = await Deno.connect({ port: gw.ports.l4 });
+    const t0 = Date.now();
+    assert.equal(await readAll(idle, 5000), "", "closed by the gateway without data");
+    assert.ok(Date.now() - t0 < 4000, "closed by the idle timeout, not by the read timer");
+    idle.close();
+    assert.equal(await metric(gw, "expressgateway_l4_idle_timeouts_total"), 1);
+  } finally {
+    await gw.stop();
+    await echo.stop();
+  }
+});
+
+Deno.test("tcp: per-IP cap closes the extra connection; PROXY v2 header carries the client address", async () => {
+  const echo = await startNodePeer("l4_peers.mjs", ["tcp-echo", "e1"]);
+  const pp = await startNodePeer("l4_peers.mjs", ["proxy-v2"]);
+  const gw = await startGateway(l4Config("tcp", [echo.port], `max_connections_per_ip = 2`));
+  const gw2 = await startGateway(l4Config("tcp", [pp.port], `proxy_protocol = "v2"`));
+  try {
+    const a = await Deno.connect({ port: gw.ports.l4 });
+    const b = await Deno.connect({ port: gw.ports.l4 });
+    // make sure both are admitted before the third arrives
+    for (const c of [a, b]) {
+      await c.write(new TextEncoder().encode("x"));
+      const buf = new Uint8Array(8);
+      assert.equal(await c.read(buf), 1);
+    }
+    const third = await Deno.connect({ port: gw.ports.l4 });
+    assert.equal(await readAll(third, 3000), "", "third connection closed at once");
+    third.close();
+    a.close();
+    b.close();
+    assert.equal(
+      await metric(gw, 'expressgateway_guard_rejections_total{listener="l4",reason="per_ip_cap"}'),
+      1,
+    );
+
+    const c = await Deno.connect({ port: gw2.ports.l4 });
+    const local = c.localAddr as Deno.NetAddr;
+    const j = JSON.parse(await readAll(c));
+    c.close();
+    assert.equal(j.sig, "0d0a0d0a000d0a515549540a");
+    assert.equal(j.verCmd, 0x21);
+    assert.equal(j.fam, 0x11);
+    assert.equal(j.src, "127.0.0.1");
+    assert.equal(j.srcPort, local.port);
+    assert.equal(j.dstPort, gw2.ports.l4);
+  } finally {
+    await gw.stop();
+    await gw2.stop();
+    await echo.stop();
+    await pp.stop();
+  }
+});
+
+async function udpRoundTrip(
+  sock: Deno.DatagramConn,
+  port: number,
+  msg: string,
+): Promise<{ text: string; from: number }> {
+  await sock.send(new TextEncoder().encode(msg), { transport: "udp", hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => sock.close(), 3000);
+  const [data, from] = await sock.receive();
+  clearTimeout(timer);
+  return { text: new TextDecoder().decode(data), from: (from as Deno.NetAddr).port };
+}
+
+Deno.test("udp: sessions per client, replies from the listener address, idle expiry, session cap", async () => {
+  const e1 = await startNodePeer("l4_peers.mjs", ["udp-echo", "u1"]);
+  const e2 = await startNodePeer("l4_peers.mjs", ["udp-echo", "u2"]);
+  const gw = await startGateway(
+    l4Config("udp", [e1.port, e2.port], `idle_timeout = "500ms"\nmax_connections = 2`),
+  );
+  const socks: Deno.DatagramConn[] = [];
+  const open = () => {
+    const s = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    socks.push(s);
+    return s;
+  };
+  try {
+    const a = open(), b = open();
+    const ra = await udpRoundTrip(a, gw.ports.l4, "hello");
+    assert.equal(ra.from, gw.ports.l4, "reply comes from the listener's address");
+    const rb = await udpRoundTrip(b, gw.ports.l4, "hello");
+    assert.deepEqual([ra.text, rb.text].sort(), ["u1:hello", "u2:hello"], "round_robin spreads clients");
+    // a client stays on its backend for the life of its session
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await udpRoundTrip(a, gw.ports.l4, `m${i}`)).text, `${ra.text.split(":")[0]}:m${i}`);
+    }
+    // a third client is over max_connections = 2 sessions: dropped and counted
+    const c = open();
+    await c.send(new TextEncoder().encode("x"), {
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: gw.ports.l4,
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(
+      await metric(gw, 'expressgateway_l4_udp_drops_total{listener="l4",reason="session_cap"}'),
+      1,
+    );
+    // after idle_timeout both sessions expire and a new client is served
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(await metric(gw, "expressgateway_l4_sessions_active"), 0);
+    assert.match((await udpRoundTrip(c, gw.ports.l4, "late")).text, /^u[12]:late$/);
+  } finally {
+    for (const s of socks) {
+      try {
+        s.close();
+      } catch { /* closed */ }
+    }
+    await gw.stop();
+    await e1.stop();
+    await e2.stop();
+  }
+});
