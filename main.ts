@@ -1,5 +1,6 @@
 /**
  * expressgateway [CONFIG] [--check] [--version] [--help]
+ * expressgateway config push FILE --etcd URL | config get --etcd URL | fleet --etcd URL
  *
  * Exit codes: 0 success; 2 invalid config (including a listener that cannot bind) or bad
  * usage; 1 runtime failure. Every error reaches the terminal as one line per problem: config
@@ -9,7 +10,11 @@
 
 import { ConfigError, formatProblem, oneLine } from "./src/config/errors.ts";
 import type { ConfigProblem } from "./src/config/errors.ts";
-import { loadConfigFile } from "./src/config/load.ts";
+import { type Bootstrap, loadBootstrap } from "./src/control/bootstrap.ts";
+import { CONTROL_HELP, controlCli } from "./src/control/cli.ts";
+import { BootError, EtcdSource } from "./src/control/etcd_source.ts";
+import { FileSource } from "./src/control/file_source.ts";
+import type { ConfigSource } from "./src/control/source.ts";
 import type { ConfigSnapshot } from "./src/config/types.ts";
 import { formatDuration, formatSize } from "./src/config/units.ts";
 import { BindError } from "./src/net/listener.ts";
@@ -29,11 +34,16 @@ Usage:
 
 Paths in CONFIG (tls cert/key/ca) are relative to the working directory.
 
-Signals: SIGHUP reload config (validate first), SIGUSR1 reload TLS certificates,
-SIGTERM/SIGINT drain and exit.
+${CONTROL_HELP}
+
+With [control] source = "etcd" in CONFIG, the config comes from etcd (CONFIG holds only
+[control]); without etcd at boot the gateway starts from control.cache_file, else exits 1.
+
+Signals: SIGHUP reload config (validate first; with etcd: re-read the key), SIGUSR1 reload
+TLS certificates, SIGTERM/SIGINT drain and exit.
 Environment: LB_LOG_FORMAT=json|text, LB_LOG_LEVEL=debug|info|warn|error.
 Exit codes: 0 ok, 2 invalid config or usage (including an address that cannot be bound),
-1 runtime failure.
+1 runtime failure (etcd unreachable at boot without a cache), 3 config push refused (stale).
 `;
 
 function describeBindError(e: unknown): string {
@@ -75,6 +85,16 @@ export function summary(s: ConfigSnapshot): string {
   return lines.join("\n");
 }
 
+function bootstrapSummary(b: Extract<Bootstrap, { kind: "etcd" }>): string {
+  const c = b.control;
+  return [
+    `config ${b.file} is a valid etcd bootstrap`,
+    `etcd: ${c.endpoints.join(", ")}${c.username ? ` as ${c.username}` : ""}${c.tls ? " (tls)" : ""}`,
+    `config key: ${c.prefix}/config; fleet: ${c.prefix}/instances/${c.instance_id ?? "<hostname>-<pid>"}`,
+    `cache: ${c.cache_file ?? "none (etcd must be reachable at boot)"}`,
+  ].join("\n");
+}
+
 export interface CliArgs {
   check: boolean;
   configPath: string;
@@ -104,6 +124,8 @@ function oneLineError(e: unknown): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  const sub = await controlCli(argv);
+  if (sub !== undefined) return sub;
   const args = parseArgs(argv);
   if (args === "help") {
     console.log(HELP);
@@ -119,9 +141,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const path = args.configPath;
   const warnings: ConfigProblem[] = [];
-  let snapshot: ConfigSnapshot;
+  let boot: Bootstrap;
   try {
-    snapshot = await loadConfigFile(path, { warnings });
+    boot = await loadBootstrap(path, warnings);
   } catch (e) {
     if (e instanceof ConfigError) {
       // One line per problem (file:line:col: key.path: what is wrong), then a count if several.
@@ -135,14 +157,36 @@ async function main(argv: string[]): Promise<number> {
   }
   for (const w of warnings) console.error(formatProblem(w));
   if (args.check) {
-    console.log(summary(snapshot));
+    console.log(boot.kind === "file" ? summary(boot.snapshot) : bootstrapSummary(boot));
     return 0;
+  }
+
+  let snapshot: ConfigSnapshot;
+  let source: ConfigSource;
+  if (boot.kind === "file") {
+    snapshot = boot.snapshot;
+    source = new FileSource(path, snapshot.config.control.watch_file, log);
+  } else {
+    try {
+      const etcd = await EtcdSource.create(boot.control, log);
+      source = etcd;
+      snapshot = (await etcd.initial()).snapshot;
+    } catch (e) {
+      if (!(e instanceof BootError)) throw e;
+      // Config problems are already one line each; the last line says why there is no fallback.
+      for (const line of e.message.split("\n")) {
+        console.error(line.startsWith("expressgateway:") || e.exitCode === 2 ? line : `expressgateway: ${line}`);
+      }
+      flushLogs();
+      return e.exitCode;
+    }
   }
 
   const gateway = new Gateway(snapshot, path, log);
   try {
     await gateway.start();
   } catch (e) {
+    await source.stop().catch(() => {});
     // Gateway.start binds the admin listener, then every data listener; any failure closes what
     // was bound, so the process never runs half-up. A listener that cannot bind is a BindError,
     // or, from a data-plane worker, an error flagged `bind: true` (classes don't cross isolates).
@@ -163,13 +207,19 @@ async function main(argv: string[]): Promise<number> {
     return listenerBind || adminBind ? 2 : 1;
   }
 
+  source.start(gateway);
   const done = Promise.withResolvers<number>();
+  let stopping: Promise<void> | undefined;
   const onStop = () => {
-    gateway.drain().then(() => done.resolve(0), () => done.resolve(1));
+    // Stop following the source first (and leave the fleet list), then drain.
+    stopping ??= source.stop()
+      .catch((e) => log.warn("config source did not stop cleanly", { error: String(e) }))
+      .then(() => gateway.drain())
+      .then(() => done.resolve(0), () => done.resolve(1));
   };
   Deno.addSignalListener("SIGTERM", onStop);
   Deno.addSignalListener("SIGINT", onStop);
-  Deno.addSignalListener("SIGHUP", () => void gateway.reload());
+  Deno.addSignalListener("SIGHUP", () => void source.resync());
   Deno.addSignalListener("SIGUSR1", () => void gateway.rotateCertificates());
   return await done.promise;
 }

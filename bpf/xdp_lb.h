@@ -104,4 +104,101 @@ struct eg_stats {
 	__u64 c[EG_STAT_MAX];
 };
 
+/*
+ * ---- Packet arithmetic shared by the BPF program and the host-side C test ----
+ * Pure C on __u8/__u16/__u32 and struct iphdr only, so tests/unit/xdp_layout.test.ts compiles
+ * this very code for the host and checks it (flow hash against TS, checksums against a full
+ * recomputation) instead of checking a copy.
+ */
+#include <linux/ip.h>
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define EG_HTONS(x) ((__u16)__builtin_bswap16(x))
+#else
+#define EG_HTONS(x) ((__u16)(x))
+#endif
+
+/* RFC 1624 incremental update HC' = ~(~HC + ~m + m'), on 16-bit words in wire order. */
+static __always_inline __u16 eg_csum_fold(__u32 c)
+{
+	c = (c & 0xffff) + (c >> 16);
+	c = (c & 0xffff) + (c >> 16);
+	return (__u16)c;
+}
+
+static __always_inline __u16 eg_csum_replace4(__u16 check, __u32 from, __u32 to)
+{
+	__u32 c = (__u16)~check;
+	c += (~from & 0xffff) + (~from >> 16);
+	c += (to & 0xffff) + (to >> 16);
+	return (__u16)~eg_csum_fold(c);
+}
+
+static __always_inline __u16 eg_csum_replace2(__u16 check, __u16 from, __u16 to)
+{
+	__u32 c = (__u16)~check;
+	c += (__u16)~from;
+	c += to;
+	return (__u16)~eg_csum_fold(c);
+}
+
+/* The kernel's ip_decrease_ttl: TTL is the high byte of a 16-bit word, so +0x0100 to the sum. */
+static __always_inline void eg_ip_decrease_ttl(struct iphdr *ip)
+{
+	__u32 check = (__u32)ip->check;
+	check += (__u32)EG_HTONS(0x0100);
+	ip->check = (__u16)(check + (check >= 0xffff));
+	--ip->ttl;
+}
+
+/*
+ * Rewrites one address (saddr or daddr, given by `addr`) and the matching port, fixing the IP
+ * header checksum and the L4 checksum (pseudo-header address + port). `l4check` is the TCP or
+ * UDP checksum field; with `udp` a zero checksum ("none") stays zero and a computed zero is
+ * sent as 0xffff (RFC 768).
+ */
+static __always_inline void eg_rewrite(struct iphdr *ip, __u32 *addr, __u16 *port, __u16 *l4check, int udp,
+				       __u32 new_addr, __u16 new_port)
+{
+	__u32 old_addr = *addr;
+	__u16 old_port = *port;
+
+	ip->check = eg_csum_replace4(ip->check, old_addr, new_addr);
+	*addr = new_addr;
+	*port = new_port;
+	if (udp && *l4check == 0)
+		return;
+	__u16 c = eg_csum_replace4(*l4check, old_addr, new_addr);
+	c = eg_csum_replace2(c, old_port, new_port);
+	if (udp && c == 0)
+		c = 0xffff;
+	*l4check = c;
+}
+
+/*
+ * The flow hash: eg_hash32 of src/balancer/hash.ts (FNV-1a 32, seed 0, then murmur3 fmix32)
+ * over the first 13 bytes of the key (src, dst, sport, dport, proto, as on the wire). A new
+ * flow's Maglev slot is eg_flow_hash(key) % M; src/xdp/layout.ts flowHash() is the TS twin.
+ */
+static __always_inline __u32 eg_flow_hash(const struct eg_flow_key *k)
+{
+	const __u8 *b = (const __u8 *)k;
+	__u32 h = 2166136261u;
+#pragma unroll
+	for (int i = 0; i < 13; i++) {
+		h ^= b[i];
+		h *= 16777619u;
+	}
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
 #endif

@@ -81,6 +81,8 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
 /** libbpf_print_level */
 const LEVEL_NAMES = ["warn", "info", "debug"];
 
+const opened = new Map<string, Libbpf>();
+
 /** An open handle on libbpf + libc. One per process is enough; it is never unloaded. */
 export class Libbpf {
   readonly #bpf: LibbpfSymbols;
@@ -111,6 +113,10 @@ export class Libbpf {
    * library is missing or FFI is not permitted.
    */
   static open(path = "libbpf.so.1"): Libbpf {
+    // One instance per library for the life of the process: libbpf keeps the print callback
+    // in a global, so the callback (owned by the instance) must never be garbage-collected.
+    const cached = opened.get(path);
+    if (cached) return cached;
     let bpf: Deno.DynamicLibrary<typeof LIBBPF_SYMBOLS>;
     try {
       bpf = Deno.dlopen(path, LIBBPF_SYMBOLS);
@@ -124,7 +130,9 @@ export class Libbpf {
       );
     }
     const libc = Deno.dlopen("libc.so.6", LIBC_SYMBOLS);
-    return new Libbpf(bpf.symbols, libc.symbols);
+    const lib = new Libbpf(bpf.symbols, libc.symbols);
+    opened.set(path, lib);
+    return lib;
   }
 
   /**
@@ -174,7 +182,11 @@ export class Libbpf {
 
   #fail(what: string, ret: number, log = ""): never {
     const errno = ret < 0 ? -ret : ret;
-    throw new BpfError(`${what}: ${this.strerror(errno)} (errno ${errno})${log ? `\n${log}` : ""}`, errno, log);
+    throw new BpfError(
+      `${what}: ${this.strerror(errno)} (errno ${errno})${log ? `\n${log}` : ""}`,
+      errno,
+      log,
+    );
   }
 
   numPossibleCpus(): number {
@@ -225,7 +237,9 @@ export class Libbpf {
     new DataView(n.buffer).setUint32(0, count, true);
     const rc = this.#bpf.bpf_map_update_batch(fd, keys, values, n, null);
     if (rc === 0) return;
-    if (rc !== -EINVAL && rc !== -EOPNOTSUPP && rc !== -524 /* ENOTSUPP */) this.#fail("bpf_map_update_batch", rc);
+    if (rc !== -EINVAL && rc !== -EOPNOTSUPP && rc !== -524 /* ENOTSUPP */) {
+      this.#fail("bpf_map_update_batch", rc);
+    }
     const ks = keys.length / count;
     const vs = values.length / count;
     for (let i = 0; i < count; i++) {

@@ -1,7 +1,9 @@
 /**
  * The gateway's permission flags, from the one list in deno.json ("expressgateway".permissions),
  * plus --allow-read scoped to what the config names (the config file's directory and every
- * TLS/CA file's directory) and --allow-ffi only when runtime.xdp_enabled is true.
+ * TLS/CA file's directory, [control] TLS files included), --allow-ffi only when
+ * runtime.xdp_enabled is true, and, when [control] names a cache_file, --allow-read and
+ * --allow-write for that file's directory (the etcd source rewrites it atomically by rename).
  *
  *   deno run --allow-read --allow-env --allow-run scripts/flags.ts [--exec] [--print] -- main.ts CONFIG [args]
  *
@@ -39,18 +41,31 @@ export function gatewayFlags(configPath: string, extraRead: string[] = []): stri
   // Data-plane workers are loaded from src/ at run time (deno run); a compiled binary embeds them.
   const reads = new Set<string>([dirOf(configPath), `${ROOT}src`, ...extraRead]);
   let xdp = false;
+  const writes: string[] = [];
   try {
     const doc = parse(Deno.readTextFileSync(configPath)) as Record<string, unknown>;
     const files: string[] = [];
     collectFiles(doc.listeners, files);
     collectFiles(doc.pools, files);
+    collectFiles(doc.control, files);
     for (const f of files) reads.add(dirOf(f));
     xdp = (doc.runtime as { xdp_enabled?: boolean } | undefined)?.xdp_enabled === true;
+    if (xdp) {
+      // The compiled program: bpf/ unless xdp.object_path says otherwise.
+      const objectPath = (doc.xdp as { object_path?: string } | undefined)?.object_path;
+      reads.add(objectPath ? dirOf(objectPath) : `${ROOT}bpf`);
+    }
+    const cache = (doc.control as { cache_file?: unknown } | undefined)?.cache_file;
+    if (typeof cache === "string" && cache !== "") {
+      reads.add(dirOf(cache));
+      writes.push(dirOf(cache));
+    }
   } catch {
     // An unreadable or invalid config: the gateway itself reports it with exit code 2.
   }
   flags.push(`--allow-read=${[...reads].join(",")}`);
-  if (xdp) flags.push("--allow-ffi");
+  if (writes.length > 0) flags.push(`--allow-write=${writes.join(",")}`);
+  if (xdp) flags.push("--allow-ffi"); // libbpf through Deno.dlopen
   return flags;
 }
 
@@ -60,8 +75,17 @@ if (import.meta.main) {
   const own = sep >= 0 ? args.slice(0, sep) : [];
   const rest = sep >= 0 ? args.slice(sep + 1) : args;
   const entry = rest[0] ?? "main.ts";
-  const config = rest.slice(1).find((a) => !a.startsWith("-")) ?? "config/default.toml";
-  const flags = gatewayFlags(config);
+  // `config push FILE` / `fleet` subcommands read FILE and --control FILE, not a gateway config.
+  const sub = rest[1] === "config" || rest[1] === "fleet";
+  const control = rest.findIndex((a) => a === "--control");
+  const subFiles = sub
+    ? [rest[1] === "config" ? rest[3] : undefined, control > 0 ? rest[control + 1] : undefined]
+      .filter((f): f is string => typeof f === "string" && !f.startsWith("-"))
+    : [];
+  const config = sub
+    ? subFiles[subFiles.length - 1] ?? "config/default.toml"
+    : rest.slice(1).find((a) => !a.startsWith("-")) ?? "config/default.toml";
+  const flags = gatewayFlags(config, subFiles.map(dirOf));
   if (own.includes("--print")) console.log(flags.join(" "));
   if (own.includes("--exec")) {
     const child = new Deno.Command(Deno.execPath(), {

@@ -30,4 +30,5 @@ done
 if [ ! -x node_modules/.bin/deno ]; then npm ci --no-audit --no-fund; fi
 # Warm Deno's cache of the pinned npm imports (deno.lock) so tests start fast.
 node_modules/.bin/deno install --frozen >/dev/null
+bash scripts/build-bpf.sh
 echo "setup: ok ($(node_modules/.bin/deno --version | head -1))"

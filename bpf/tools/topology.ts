@@ -9,9 +9,10 @@
  * program rewrites real checksums, not CHECKSUM_PARTIAL seeds); with `xdpPass` the endpoints
  * run bpf/xdp_pass.o so native redirects into their veth peers are accepted.
  *
- * Everything is created under one prefix; create() first deletes what a crashed earlier run
- * may have left under that prefix (killing only processes inside those namespaces), and
- * destroy() deletes it all again. Needs root.
+ * Namespaces are named `<base><pid>-…` (pid of the creating process), so two runs at once do
+ * not collide. create() first deletes what crashed earlier runs left under the same base —
+ * namespaces whose creating process is gone — killing only processes inside those namespaces;
+ * destroy() deletes this run's namespaces. Needs root.
  */
 
 export const ADDR = {
@@ -174,10 +175,11 @@ export class Topology {
     return [this.client, this.lb, this.b1, this.b2];
   }
 
-  /** Builds the four namespaces (after removing leftovers under the same prefix). */
-  static async create(prefix: string, opts: { xdpPass?: boolean } = {}): Promise<Topology> {
-    const t = new Topology(prefix);
-    await removeNamespaces(prefix);
+  /** Builds the four namespaces `<base><pid>-…` (after removing stale ones under `base`). */
+  static async create(base: string, opts: { xdpPass?: boolean } = {}): Promise<Topology> {
+    await removeStale(base);
+    const t = new Topology(`${base}${Deno.pid}`);
+    await removeNamespaces(t.prefix);
     try {
       for (const ns of t.namespaces) {
         await must("ip", ["netns", "add", ns]);
@@ -230,6 +232,16 @@ export class Topology {
     }
   }
 
+  /**
+   * GRO on the endpoints' veths: the other way (besides an XDP program on the peer) to make a
+   * veth accept native XDP redirects, since GRO gives it a NAPI instance.
+   */
+  async setGro(on: boolean): Promise<void> {
+    for (const [ns, dev] of [[this.client, "c0"], [this.b1, "b0"], [this.b2, "b0"]]) {
+      await must("ip", ["netns", "exec", ns, "ethtool", "-K", dev, "gro", on ? "on" : "off"]);
+    }
+  }
+
   /** `ip netns exec <ns> cmd args…` to completion. */
   exec(ns: string, cmd: string, args: string[], timeoutMs = 30_000): Promise<CmdResult> {
     return sh("ip", ["netns", "exec", ns, cmd, ...args], timeoutMs);
@@ -264,10 +276,36 @@ export class Topology {
   }
 }
 
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function netnsNames(): Promise<string[]> {
+  const list = await sh("ip", ["netns", "list"]);
+  return list.stdout.split("\n").map((l) => l.split(" ")[0]).filter((n) => n !== "");
+}
+
+/** Removes `<base><pid>-*` namespaces whose creating process no longer exists. */
+export async function removeStale(base: string): Promise<void> {
+  if (!/^[a-z][a-z-]*$/.test(base)) {
+    throw new Error(`namespace base '${base}' must be lower-case letters and '-'`);
+  }
+  const stale = new Set<string>();
+  for (const ns of await netnsNames()) {
+    const m = new RegExp(`^${base}(\\d+)-`).exec(ns);
+    if (m && !alive(Number(m[1]))) stale.add(`${base}${m[1]}`);
+  }
+  for (const prefix of stale) await removeNamespaces(prefix);
+}
+
 /** Deletes every namespace named `<prefix>-*`, after killing the processes inside it. */
 export async function removeNamespaces(prefix: string): Promise<void> {
-  const list = await sh("ip", ["netns", "list"]);
-  const names = list.stdout.split("\n").map((l) => l.split(" ")[0]).filter((n) => n.startsWith(`${prefix}-`));
+  const names = (await netnsNames()).filter((n) => n.startsWith(`${prefix}-`));
   for (const ns of names) {
     const pids = (await sh("ip", ["netns", "pids", ns])).stdout.split(/\s+/).filter((p) => /^\d+$/.test(p));
     for (const pid of pids) {

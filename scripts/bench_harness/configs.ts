@@ -63,10 +63,12 @@ http {
       client_body_buffer_size 2m;
       mirror /_discard;
       mirror_request_body on;
-      default_type text/plain;
+      # The static handler refuses POST with 405 after the body was read; answer 200 instead.
+      error_page 405 =200 @ok;
       alias ${s.dir}/www/ok.txt;
     }
     location = /_discard { internal; return 204; }
+    location @ok { default_type text/plain; return 200 "ok\\n"; }
   }
 }
 `;
@@ -114,6 +116,11 @@ http {
       # Stream request bodies like the other proxies; buffer responses in memory only.
       proxy_request_buffering off;
       proxy_max_temp_file_size 0;
+      # 64 KiB I/O buffers, as the gateway's (nginx's defaults are 4-8 KiB).
+      client_body_buffer_size 64k;
+      proxy_buffer_size 64k;
+      proxy_buffers 8 64k;
+      proxy_busy_buffers_size 128k;
     }
   }
 }
@@ -126,6 +133,11 @@ export function haproxy(s: Setup, p: Ports): string {
 global
   nbthread ${s.workers}
   maxconn 10500
+  # 10,500 connections want ~21,000 fds; the hard limit here may be 20,000, and idle client
+  # connections need no server-side fd: warn instead of refusing to start.
+  no strict-limits
+  # 64 KiB buffers, as the gateway's (HAProxy's default is 16 KiB).
+  tune.bufsize 65536
   tune.ssl.default-dh-param 2048
 
 defaults
@@ -165,7 +177,6 @@ export function caddyfile(s: Setup, p: Ports): string {
   return `# Caddy under test (generated)
 {
   admin off
-  persist_config off
   auto_https disable_redirects
   grace_period 1s
   servers {

@@ -21,7 +21,23 @@ export interface Started {
 }
 
 const started: Started[] = [];
+/** Short-lived commands (wrk, h2load, curl) in flight, killed by stopAll() on an interrupt. */
+const running = new Set<Deno.ChildProcess>();
 const PIDFILE = Deno.env.get("BENCH_PIDFILE");
+let aborting = false;
+
+/** After this, spawn() and runCmd() refuse to start anything (an interrupt is tearing down). */
+export function abort(): void {
+  aborting = true;
+}
+
+export function isAborting(): boolean {
+  return aborting;
+}
+
+function refuseIfAborting(what: string): void {
+  if (aborting) throw new Error(`interrupted: not starting ${what}`);
+}
 
 function startTime(pid: number): string | undefined {
   try {
@@ -51,6 +67,7 @@ export interface SpawnOptions {
 
 /** Spawns cmd (under `taskset -c cpus` when given; taskset execs, so the pid is cmd's). */
 export function spawn(name: string, cmd: string, args: string[], opts: SpawnOptions = {}): Started {
+  refuseIfAborting(name);
   const argv = opts.cpus ? ["taskset", "-c", opts.cpus, cmd, ...args] : [cmd, ...args];
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
@@ -191,7 +208,7 @@ export async function stop(p: Started, graceMs = 5000): Promise<void> {
     } catch { /* gone */ }
   };
   kill(p.pid, "SIGTERM");
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<void>((r) => timer = setTimeout(r, graceMs));
   await Promise.race([p.exited, timedOut]);
   clearTimeout(timer);
@@ -204,8 +221,17 @@ export async function stop(p: Started, graceMs = 5000): Promise<void> {
 
 /** Stops everything still running, newest first. Safe to call twice. */
 export async function stopAll(): Promise<void> {
+  for (const c of running) {
+    try {
+      c.kill("SIGKILL");
+    } catch { /* exited */ }
+  }
   const list = started.splice(0).reverse();
   await Promise.all(list.map((p) => stop(p).catch(() => {})));
+}
+
+export function log(msg: string): void {
+  console.error(`[bench] ${msg}`);
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -236,7 +262,9 @@ export async function waitForPorts(p: Started, ports: number[], timeoutMs = 20_0
         break;
       } catch {
         if (Date.now() > deadline) {
-          throw new Error(`${p.name}: port ${port} not listening after ${timeoutMs} ms:\n${p.output().slice(-2000)}`);
+          throw new Error(
+            `${p.name}: port ${port} not listening after ${timeoutMs} ms:\n${p.output().slice(-2000)}`,
+          );
         }
         await sleep(50);
       }
@@ -250,6 +278,7 @@ export async function runCmd(
   args: string[],
   opts: { timeoutMs?: number; cpus?: string; env?: Record<string, string>; cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
+  refuseIfAborting(cmd);
   const argv = opts.cpus ? ["taskset", "-c", opts.cpus, cmd, ...args] : [cmd, ...args];
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
@@ -260,12 +289,13 @@ export async function runCmd(
     stderr: "piped",
   }).spawn();
   record(child.pid, cmd);
+  running.add(child);
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");
     } catch { /* exited */ }
   }, opts.timeoutMs ?? 120_000);
-  const out = await child.output();
+  const out = await child.output().finally(() => running.delete(child));
   clearTimeout(timer);
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };

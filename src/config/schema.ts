@@ -157,6 +157,27 @@ const LISTENER: TableSpec = {
     doc: "tcp listeners: send a PROXY protocol v2 header to the backend first (client address).",
   },
   alt_svc_h3: { type: "string", doc: "Name of a quic listener to advertise in Alt-Svc." },
+  quic_max_streams: {
+    type: "int",
+    default: 100,
+    min: 1,
+    max: 10000,
+    doc: "quic listeners: concurrent request streams a client may open per connection.",
+  },
+  qpack_max_table_capacity: {
+    type: "int",
+    default: 4096,
+    min: 0,
+    max: 65536,
+    doc: "quic listeners: QPACK dynamic table capacity offered to clients (0: static table and literals only).",
+  },
+  qpack_blocked_streams: {
+    type: "int",
+    default: 16,
+    min: 0,
+    max: 1000,
+    doc: "quic listeners: request streams that may wait for QPACK encoder-stream inserts at once.",
+  },
   routes: {
     type: "tables",
     fields: ROUTE,
@@ -330,6 +351,91 @@ const POOL: TableSpec = {
   backends: { type: "tables", required: true, fields: BACKEND, doc: "The pool's backends." },
 };
 
+const CONTROL: TableSpec = {
+  source: {
+    type: "enum",
+    values: ["file", "etcd"],
+    default: "file",
+    doc: 'file: this file (SIGHUP reloads it); etcd: the document at "<prefix>/config" in etcd, watched.',
+  },
+  watch_file: {
+    type: "bool",
+    default: false,
+    doc: "source = file: reload when the config file changes on disk (as if sent SIGHUP).",
+  },
+  endpoints: {
+    type: "string_list",
+    default: ["http://127.0.0.1:2379"],
+    doc: "etcd client URLs (http:// or https://), tried in order.",
+  },
+  prefix: {
+    type: "string",
+    default: "/expressgateway",
+    pattern: /^\/[A-Za-z0-9_.\/-]*[A-Za-z0-9_.-]$/,
+    patternHint: "an absolute key path such as \"/expressgateway\", no trailing '/'",
+    doc: "Key prefix: the config is at <prefix>/config, instances register under <prefix>/instances/.",
+  },
+  cache_file: {
+    type: "string",
+    doc: "Last applied etcd document, rewritten atomically after each apply; used at boot when etcd is down.",
+  },
+  instance_id: {
+    type: "string",
+    pattern: NAME,
+    patternHint: NAME_HINT,
+    doc: "Name of this gateway in the fleet list. Unset: <hostname>-<pid>.",
+  },
+  username: { type: "string", doc: "etcd user (auth enabled on the cluster); needs password." },
+  password: { type: "string", doc: "Password of username. Keep this file mode 600." },
+  tls: {
+    type: "table",
+    optional: true,
+    doc: "TLS to etcd (https:// endpoints): CA and optional client certificate.",
+    fields: {
+      ca: { type: "string", doc: "PEM CA bundle that signed the etcd server certificate (system roots when absent)." },
+      cert: { type: "string", doc: "PEM client certificate (etcd --client-cert-auth); needs key." },
+      key: { type: "string", doc: "PEM private key of cert." },
+    },
+  },
+  lease_ttl: {
+    type: "duration",
+    default: "10s",
+    min: 2000,
+    max: 300_000,
+    doc: "TTL of this instance's registration; it vanishes this long after the gateway stops renewing it.",
+  },
+  request_timeout: {
+    type: "duration",
+    default: "2s",
+    min: 100,
+    doc: "Timeout of one etcd request (range, put, txn, lease).",
+  },
+  boot_timeout: {
+    type: "duration",
+    default: "5s",
+    doc: "At boot, how long to keep trying etcd before starting from cache_file (or failing).",
+  },
+};
+
+const XDP: TableSpec = {
+  interfaces: {
+    type: "string_list",
+    required: true,
+    doc: "Interfaces where VIP traffic and backend replies arrive (the program runs on each).",
+  },
+  mode: { type: "enum", values: ["native", "generic"], default: "native", doc: "XDP attach mode." },
+  fallback_to_generic: { type: "bool", default: false, doc: "Attach generic when a driver refuses native mode." },
+  vip: { type: "string", required: true, doc: "The IPv4 virtual address the fast path balances." },
+  port: { type: "int", required: true, min: 1, max: 65535, doc: "The VIP port." },
+  protocol: { type: "enum", values: ["tcp", "udp", "tcp+udp"], default: "tcp+udp", doc: "Transport(s) balanced at the VIP." },
+  pool: { type: "string", required: true, doc: "Pool whose backends (IPv4 host:port, weights) fill the Maglev table." },
+  table_size: { type: "int", default: 65537, min: 7, max: 1_000_003, doc: "Maglev table size (prime)." },
+  new_flows_per_second: { type: "int", default: 0, min: 0, doc: "New flows admitted per second per CPU; 0 = unlimited." },
+  new_flows_burst: { type: "int", default: 0, min: 0, doc: "Token-bucket depth in flows; 0 = new_flows_per_second." },
+  flow_table_size: { type: "int", default: 65536, min: 1024, doc: "Entries of each LRU flow table (forward and reply)." },
+  object_path: { type: "string", doc: "Compiled XDP object (default: bpf/xdp_lb.o next to the source tree)." },
+};
+
 export const SCHEMA: TableSpec = {
   runtime: {
     type: "table",
@@ -397,6 +503,8 @@ export const SCHEMA: TableSpec = {
       },
     },
   },
+  control: { type: "table", doc: "Where the config comes from: this file, or etcd (docs/CONTROL_PLANE.md).", fields: CONTROL },
+  xdp: { type: "table", optional: true, fields: XDP, doc: "The XDP/eBPF L4 fast path (used when runtime.xdp_enabled)." },
   listeners: { type: "tables", required: true, fields: LISTENER, doc: "Where clients connect." },
   pools: { type: "tables", fields: POOL, doc: "Groups of backends." },
 };

@@ -50,6 +50,12 @@ export interface ListenerConfig {
   idle_timeout: number;
   proxy_protocol: "off" | "v2";
   alt_svc_h3?: string;
+  /** quic listeners: concurrent request streams per connection. */
+  quic_max_streams: number;
+  /** quic listeners: SETTINGS_QPACK_MAX_TABLE_CAPACITY (0 = static table and literals only). */
+  qpack_max_table_capacity: number;
+  /** quic listeners: SETTINGS_QPACK_BLOCKED_STREAMS. */
+  qpack_blocked_streams: number;
   routes: readonly RouteConfig[];
 }
 
@@ -108,6 +114,36 @@ export interface PoolConfig {
   backends: readonly BackendConfig[];
 }
 
+export interface ControlConfig {
+  source: "file" | "etcd";
+  watch_file: boolean;
+  endpoints: readonly string[];
+  prefix: string;
+  cache_file?: string;
+  instance_id?: string;
+  username?: string;
+  password?: string;
+  tls?: { ca?: string; cert?: string; key?: string };
+  lease_ttl: number;
+  request_timeout: number;
+  boot_timeout: number;
+}
+
+export interface XdpConfig {
+  interfaces: readonly string[];
+  mode: "native" | "generic";
+  fallback_to_generic: boolean;
+  vip: string;
+  port: number;
+  protocol: "tcp" | "udp" | "tcp+udp";
+  pool: string;
+  table_size: number;
+  new_flows_per_second: number;
+  new_flows_burst: number;
+  flow_table_size: number;
+  object_path?: string;
+}
+
 export interface GatewayConfig {
   runtime: { drain_timeout: number; xdp_enabled: boolean; max_in_flight: number; workers: "auto" | number };
   observability: {
@@ -117,6 +153,8 @@ export interface GatewayConfig {
     access_log: boolean;
   };
   admin: { api_token_hash?: string };
+  control: ControlConfig;
+  xdp?: XdpConfig;
   listeners: readonly ListenerConfig[];
   pools: readonly PoolConfig[];
 }

@@ -14,6 +14,7 @@ import { isPrime } from "../balancer/maglev.ts";
 export const SUPPORTED_LISTENER_PROTOCOLS: ReadonlySet<ListenerProtocol> = new Set([
   "http",
   "https",
+  "quic",
   "tcp",
   "udp",
 ]);
@@ -37,6 +38,7 @@ export async function validateSemantics(
 
   checkUnique(cfg.listeners.map((l) => l.name), "listeners", "listener", report);
   checkUnique(poolNames, "pools", "pool", report);
+  await validateXdp(cfg, report);
 
   const admin = parseHostPort(cfg.observability.admin_bind);
   if (!admin) {
@@ -113,6 +115,13 @@ export async function validateSemantics(
           await checkPemFile(c.key, `${at}.tls.certificates[${j}].key`, "key", report);
         }
       }
+      if (l.protocol === "quic" && l.tls.certificates.length > 0) {
+        report(
+          `${at}.tls.certificates`,
+          "quic listeners serve one certificate: Deno's QUIC endpoint takes a single cert/key pair and has " +
+            "no SNI resolver; remove tls.certificates or use an https listener for SNI certificates",
+        );
+      }
       // SNI picks one certificate per name, so a name listed twice would silently lose one.
       const certFor = new Map<string, number>();
       for (const [j, c] of l.tls.certificates.entries()) {
@@ -145,7 +154,7 @@ export async function validateSemantics(
         );
       }
     }
-    if ((l.protocol === "http" || l.protocol === "https") && l.routes.length === 0) {
+    if ((l.protocol === "http" || l.protocol === "https" || l.protocol === "quic") && l.routes.length === 0) {
       report(`${at}.routes`, "no routes: every request will get 404", "warning");
     }
     if (l.protocol === "tcp" || l.protocol === "udp") {
@@ -350,3 +359,36 @@ function overlaps(a: Bind, b: Bind): boolean {
 }
 
 export type { ConfigProblem };
+
+/**
+ * runtime.xdp_enabled needs an [xdp] table whose pool exists; the fast path's own rules (IPv4
+ * only, prime table, …) are checked by src/xdp/options.ts, loaded by dynamic import so a
+ * gateway with XDP off never loads anything under src/xdp.
+ */
+async function validateXdp(cfg: GatewayConfig, report: Report): Promise<void> {
+  const x = cfg.xdp;
+  if (!cfg.runtime.xdp_enabled) {
+    if (x) report("xdp", "[xdp] is set but runtime.xdp_enabled = false; it is ignored", "warning");
+    return;
+  }
+  if (!x) {
+    report("runtime.xdp_enabled", "xdp_enabled = true needs an [xdp] table (interfaces, vip, port, pool)");
+    return;
+  }
+  const pool = cfg.pools.find((p) => p.name === x.pool);
+  if (!pool) {
+    report(
+      "xdp.pool",
+      `pool '${x.pool}' is not defined; defined pools: ${cfg.pools.map((p) => p.name).join(", ") || "none"}`,
+    );
+    return;
+  }
+  const { xdpOptionsFromConfig } = await import("../xdp/from_config.ts");
+  const { resolveXdpOptions, XdpConfigError } = await import("../xdp/options.ts");
+  try {
+    resolveXdpOptions(xdpOptionsFromConfig(cfg));
+  } catch (e) {
+    if (!(e instanceof XdpConfigError)) throw e;
+    for (const problem of e.problems) report("xdp", problem);
+  }
+}

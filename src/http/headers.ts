@@ -21,8 +21,13 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 
 export const VIA_TOKEN = "expressgateway";
 
-/** Names listed in Connection fields (lower-cased). Usually empty or ["keep-alive"]/["close"]. */
-export function connectionTokens(headers: HeaderList): string[] {
+const NONE: readonly string[] = Object.freeze([]);
+
+/**
+ * Names listed in Connection fields (lower-cased). Usually empty or ["keep-alive"]/["close"];
+ * the empty answer is shared, so a request without Connection allocates nothing here.
+ */
+export function connectionTokens(headers: HeaderList): readonly string[] {
   let out: string[] | undefined;
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i] !== "connection") continue;
@@ -31,10 +36,10 @@ export function connectionTokens(headers: HeaderList): string[] {
       if (tok) (out ??= []).push(tok);
     }
   }
-  return out ?? [];
+  return out ?? NONE;
 }
 
-function isDropped(name: string, named: string[]): boolean {
+function isDropped(name: string, named: readonly string[]): boolean {
   return HOP_BY_HOP.has(name) || (named.length > 0 && named.includes(name));
 }
 

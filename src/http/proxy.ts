@@ -70,9 +70,20 @@ export class ListenerProxy implements H1Handler {
   readonly #requestsByKey = new Map<string, { inc(n?: number): void }>();
   readonly #events = new Map<string, { inc(n?: number): void }>();
 
-  constructor(private readonly ctx: ProxyContext, private readonly listener: ListenerConfig) {}
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly listener: ListenerConfig,
+    /** `alt-svc` value added to every response (alt_svc_h3: the quic listener's port). */
+    private readonly altSvc?: string,
+  ) {}
 
   async handle(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse> {
+    const res = await this.#handle(req, rec);
+    if (this.altSvc !== undefined) res.headers.push("alt-svc", this.altSvc);
+    return res;
+  }
+
+  async #handle(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse> {
     const ctx = this.ctx;
     const state = ctx.state();
     const route = state.routers.get(this.listener.name)?.match(req.authority, req.path);
@@ -178,8 +189,15 @@ export class ListenerProxy implements H1Handler {
           rec.error = "request_body_failed";
           return gatewayResponse(400, "request body failed\n");
         }
-        const kind = e.status === 504 ? "timeout" : e.beforeRequest ? "connect" : "protocol";
-        ctx.health.observe(backend.key, 0);
+        const kind = e.staleConnection
+          ? "stale_keepalive"
+          : e.status === 504
+          ? "timeout"
+          : e.beforeRequest
+          ? "connect"
+          : "protocol";
+        // A stale pooled connection says nothing about the backend's health.
+        if (!e.staleConnection) ctx.health.observe(backend.key, 0);
         ctx.metrics.upstreamErrors.with(pool.name, backend.config.address, kind).inc();
         ctx.log.warn("upstream failed", {
           pool: pool.name,
@@ -191,8 +209,11 @@ export class ListenerProxy implements H1Handler {
           e.beforeRequest && attempt + 1 < MAX_ATTEMPTS && isIdempotent(req.method) &&
           (!req.body || req.body.received === 0)
         ) {
-          (exclude ??= new Set()).add(backend.key);
           lastError = e;
+          if (e.staleConnection) {
+            // The backend closed an idle keep-alive connection: retry it on a fresh one.
+            backend.h1.flushIdle();
+          } else (exclude ??= new Set()).add(backend.key);
           ctx.metrics.retries.with(pool.name).inc();
           continue;
         }

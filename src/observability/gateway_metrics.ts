@@ -126,6 +126,11 @@ export class ControlMetrics {
   readonly configLoadedAt: Gauge;
   readonly certReloads: Counter;
   readonly info: Gauge;
+  /** Config sources (src/control): the etcd revision in use and the ones refused. */
+  readonly configRevisionApplied: Gauge;
+  readonly configRevisionRejected: Counter;
+  readonly controlSourceUp: Gauge;
+  readonly controlWatchRestarts: Counter;
 
   constructor(readonly registry: Registry) {
     const r = registry;
@@ -143,5 +148,21 @@ export class ControlMetrics {
       "result",
     ]);
     this.info = r.gauge(`${P}build_info`, "Build information; value is always 1.", ["version"]);
+    this.configRevisionApplied = r.gauge(
+      `${P}config_revision_applied`,
+      "etcd mod_revision of the config document in use (0 with the file source).",
+    );
+    this.configRevisionRejected = r.counter(
+      `${P}config_revision_rejected_total`,
+      "etcd config revisions not applied (invalid, or failed while applying); the last good one kept serving.",
+    );
+    this.controlSourceUp = r.gauge(
+      `${P}control_source_up`,
+      "1 while the config source (etcd) answers and the watch is established, else 0.",
+    );
+    this.controlWatchRestarts = r.counter(
+      `${P}control_watch_restarts_total`,
+      "Times the etcd watch was re-established (etcd restart, network error, compaction).",
+    );
   }
 }

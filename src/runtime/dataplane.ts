@@ -28,6 +28,18 @@ import { SharedCounters } from "./shared_counters.ts";
 import { type L4Metrics, l4Metrics } from "../l4/metrics.ts";
 import { TcpRelay } from "../l4/tcp.ts";
 import { UdpProxy } from "../l4/udp.ts";
+import { QuicListener } from "../http/h3/listener.ts";
+import { H3ServerConn } from "../http/h3/server.ts";
+import type { QuicConnection } from "../quic/engine.ts";
+
+/** A quic listener (HTTP/3) in this isolate; like ListenerRuntime but over one UDP endpoint. */
+interface QuicRuntime {
+  cfg: ListenerConfig;
+  open: number;
+  bound: QuicListener;
+  guard: ConnectionGuard;
+  proxy: ListenerProxy;
+}
 
 interface ListenerRuntime {
   cfg: ListenerConfig;
@@ -44,6 +56,9 @@ export class DataPlane {
   readonly #connections = new Set<ServerConnection>();
   readonly #listeners = new Map<string, ListenerRuntime>();
   readonly #udp = new Map<string, UdpProxy>();
+  readonly #quic = new Map<string, QuicRuntime>();
+  /** Ports of listeners bound by another worker (quic/udp live in worker 0), for Alt-Svc. */
+  #peerPorts: Record<string, number> = {};
   readonly #l4: L4Metrics;
   readonly #workerConnections: { inc(n?: number): void } | undefined;
   #state!: ProxyState;
@@ -101,6 +116,7 @@ export class DataPlane {
     return Object.fromEntries([
       ...[...this.#listeners].map(([n, l]) => [n, l.bound.port]),
       ...[...this.#udp].map(([n, u]) => [n, u.port]),
+      ...[...this.#quic].map(([n, q]) => [n, q.bound.port]),
     ]);
   }
 
@@ -109,25 +125,50 @@ export class DataPlane {
     const pools = await this.#backends.build(snapshot);
     this.#backends.commit(pools);
     this.#state = { snapshot, routers: buildRouters(snapshot), pools };
+    this.#peerPorts = { ...opts.ports };
     const bound: BoundListener[] = [];
     const udp: UdpProxy[] = [];
+    const quic: QuicListener[] = [];
     try {
       for (const configured of snapshot.config.listeners) {
         const port = opts.ports?.[configured.name];
         const l = port ? { ...configured, bind: withPort(configured.bind, port) } : configured;
         if (l.protocol === "udp") {
           if (!opts.skipDatagram) udp.push(UdpProxy.bind(l, this.ctx, this.#l4, this.log));
+        } else if (l.protocol === "quic") {
+          if (!opts.skipDatagram) quic.push(await QuicListener.bind(l));
         } else bound.push(await BoundListener.bind(l));
       }
     } catch (e) {
       for (const b of bound) b.close();
       for (const u of udp) u.close();
+      for (const q of quic) q.close();
       this.#backends.closeAll();
       throw e;
     }
     for (const u of udp) {
       this.#udp.set(u.cfg.name, u);
       u.start();
+    }
+    const listenerIndex = (name: string) => snapshot.config.listeners.findIndex((l) => l.name === name);
+    for (const q of quic) {
+      const rt: QuicRuntime = {
+        cfg: q.cfg,
+        open: 0,
+        bound: q,
+        guard: new ConnectionGuard(
+          this.counters,
+          listenerIndex(q.cfg.name),
+          q.cfg.max_connections,
+          q.cfg.max_connections_per_ip,
+        ),
+        proxy: new ListenerProxy(this.ctx, q.cfg),
+      };
+      this.#quic.set(q.cfg.name, rt);
+      q.serve(
+        (c) => this.#onQuicConnection(rt, c),
+        (e) => this.log.debug("quic accept failed", { listener: rt.cfg.name, error: String(e) }),
+      );
     }
     for (const b of bound) {
       const rt: ListenerRuntime = {
@@ -140,7 +181,7 @@ export class DataPlane {
           b.cfg.max_connections,
           b.cfg.max_connections_per_ip,
         ),
-        proxy: new ListenerProxy(this.ctx, b.cfg),
+        proxy: new ListenerProxy(this.ctx, b.cfg, this.#altSvc(b.cfg)),
       };
       this.#listeners.set(b.cfg.name, rt);
       b.serve((conn, tls) => this.#onConnection(rt.cfg.name, conn, tls), this.log);
@@ -154,12 +195,19 @@ export class DataPlane {
     for (const l of snapshot.config.listeners) {
       const u = this.#udp.get(l.name);
       if (u) u.cfg = l;
+      const q = this.#quic.get(l.name);
+      if (q) {
+        q.cfg = l;
+        q.guard.maxConnections = l.max_connections;
+        q.guard.maxPerIp = l.max_connections_per_ip;
+        q.proxy = new ListenerProxy(this.ctx, l);
+      }
       const rt = this.#listeners.get(l.name);
       if (!rt) continue;
       rt.cfg = l;
       rt.guard.maxConnections = l.max_connections;
       rt.guard.maxPerIp = l.max_connections_per_ip;
-      rt.proxy = new ListenerProxy(this.ctx, l);
+      rt.proxy = new ListenerProxy(this.ctx, l, this.#altSvc(l));
     }
     this.#state = state;
     const removed = this.#backends.commit(pools);
@@ -242,10 +290,52 @@ export class DataPlane {
     }).catch(() => {}).finally(done);
   }
 
+  /** `alt-svc` value for an http/https listener that names a quic listener, else undefined. */
+  #altSvc(cfg: ListenerConfig): string | undefined {
+    const target = cfg.alt_svc_h3;
+    if (!target) return undefined;
+    const port = this.#quic.get(target)?.bound.port ?? this.#peerPorts[target] ??
+      Number(
+        this.#state.snapshot.config.listeners.find((l) => l.name === target)?.bind.match(/:(\d+)$/)?.[1],
+      );
+    return port ? `h3=":${port}"; ma=86400` : undefined;
+  }
+
+  #onQuicConnection(rt: QuicRuntime, qc: QuicConnection): void {
+    const ip = qc.remote.ip;
+    const name = rt.cfg.name;
+    if (this.#draining) {
+      qc.close(0x100, "shutting down");
+      return;
+    }
+    const rejected = rt.guard.admit(ip);
+    if (rejected) {
+      this.metrics.guardRejections.with(name, rejected).inc();
+      qc.close(0x107, "too many connections"); // H3_EXCESSIVE_LOAD
+      return;
+    }
+    this.metrics.connectionsTotal.with(name).inc();
+    this.#workerConnections?.inc();
+    rt.open++;
+    const cfg = rt.cfg;
+    const client: ClientInfo = { ip, port: qc.remote.port, listener: name, tls: true };
+    const server = new H3ServerConn(qc, cfg, client, rt.proxy, {
+      qpackMaxTableCapacity: cfg.qpack_max_table_capacity,
+      qpackBlockedStreams: cfg.qpack_blocked_streams,
+    });
+    this.#connections.add(server);
+    server.run().catch(() => {}).finally(() => {
+      this.#connections.delete(server);
+      rt.open--;
+      rt.guard.release(ip);
+    });
+  }
+
   #refreshGauges(): void {
     const m = this.metrics;
     m.inFlight.set(this.ctx.inFlight);
     for (const rt of this.#listeners.values()) m.connectionsActive.with(rt.cfg.name).set(rt.open);
+    for (const rt of this.#quic.values()) m.connectionsActive.with(rt.cfg.name).set(rt.open);
     for (const b of this.#backends.all()) {
       m.backendInFlight.with(b.pool, b.config.address).set(b.stats.inFlight);
       m.backendEwma.with(b.pool, b.config.address).set(b.stats.ewmaMs / 1000);
@@ -262,6 +352,7 @@ export class DataPlane {
   async drain(timeoutMs: number): Promise<number> {
     this.#draining = true;
     for (const rt of this.#listeners.values()) rt.bound.close();
+    for (const q of this.#quic.values()) q.bound.stopAccepting();
     for (const c of this.#connections) c.drain();
     const deadline = performance.now() + timeoutMs;
     while (this.#connections.size > 0 && performance.now() < deadline) {
@@ -271,6 +362,7 @@ export class DataPlane {
     for (const c of this.#connections) c.abort();
     if (cut > 0) this.metrics.drainCutoff.inc(cut);
     for (const u of this.#udp.values()) u.close();
+    for (const q of this.#quic.values()) q.bound.close();
     this.#backends.closeAll();
     return cut;
   }
@@ -280,6 +372,7 @@ export class DataPlane {
     for (const rt of this.#listeners.values()) rt.bound.close();
     for (const c of this.#connections) c.abort();
     for (const u of this.#udp.values()) u.close();
+    for (const q of this.#quic.values()) q.bound.close();
     this.#backends.closeAll();
   }
 }
@@ -287,7 +380,7 @@ export class DataPlane {
 export interface StartOptions {
   /** Concrete ports for listeners configured with port 0 (workers after the first bind these). */
   ports?: Record<string, number>;
-  /** Leave UDP listeners to another worker (Deno has no reusePort for datagram sockets). */
+  /** Leave UDP and QUIC listeners to another worker (Deno has no reusePort for datagram sockets). */
   skipDatagram?: boolean;
 }
 

@@ -6,7 +6,7 @@
 
 import { liveApplicable, restartRequiredChanges } from "../config/diff.ts";
 import { ConfigError } from "../config/errors.ts";
-import { loadConfigFile } from "../config/load.ts";
+import { loadConfigFile, loadConfigText } from "../config/load.ts";
 import type { ConfigSnapshot } from "../config/types.ts";
 import { AdminServer, type Phase } from "../observability/admin.ts";
 import { ControlMetrics } from "../observability/gateway_metrics.ts";
@@ -21,7 +21,13 @@ import { healthMetrics } from "../health/metrics.ts";
 export interface ReloadResult {
   applied: boolean;
   error?: string;
+  /** The document was invalid (never applied), as opposed to "not ready" or "failed while applying". */
+  invalid?: boolean;
+  /** Not attempted: the gateway is starting or draining. */
+  notReady?: boolean;
   skipped: string[];
+  /** The snapshot now in use, when applied. */
+  snapshot?: ConfigSnapshot;
 }
 
 export class Gateway {
@@ -89,8 +95,12 @@ export class Gateway {
     this.health.apply(this.#snapshot);
     try {
       await this.dataPlane.start(this.#snapshot);
+      await this.#startXdp();
     } catch (e) {
       this.health.stop();
+      this.#xdp?.close();
+      if ("terminate" in this.dataPlane) this.dataPlane.terminate();
+      else this.dataPlane.stop();
       await this.admin.stop();
       throw e;
     }
@@ -108,30 +118,55 @@ export class Gateway {
 
   /** SIGHUP: validate the file first; apply live-swappable parts; keep serving on any error. */
   reload(): Promise<ReloadResult> {
+    return this.#reloadWith(() => loadConfigFile(this.configPath), this.configPath, true);
+  }
+
+  /**
+   * The same validate-first, atomic-swap path for a document that came from a config source
+   * (etcd) rather than the file. `origin` names it in logs and errors (e.g. the key and
+   * revision). The document's own [control] table is ignored: how this process finds its
+   * config is a local decision (docs/CONTROL_PLANE.md).
+   */
+  reloadFrom(text: string, origin: string): Promise<ReloadResult> {
+    return this.#reloadWith(() => loadConfigText(text, origin), origin, false);
+  }
+
+  #reloadWith(
+    load: () => Promise<ConfigSnapshot>,
+    origin: string,
+    controlFromDocument: boolean,
+  ): Promise<ReloadResult> {
     // Reloads are serialized: a second SIGHUP while one is applying waits for it.
     const run = async (): Promise<ReloadResult> => {
       if (this.#phase !== "ready") {
         // Starting: the boot snapshot is being applied. Draining: nothing new should start.
         this.log.warn("config reload ignored", { phase: this.#phase });
-        return { applied: false, error: `gateway is ${this.#phase}`, skipped: [] };
+        return { applied: false, notReady: true, error: `gateway is ${this.#phase}`, skipped: [] };
       }
       let next: ConfigSnapshot;
       try {
-        next = await loadConfigFile(this.configPath);
+        next = await load();
       } catch (e) {
         const error = e instanceof ConfigError ? e.message : String(e);
         this.controlMetrics.reloadFailures.inc();
         this.log.error("config reload rejected; still serving the previous config", {
-          config: this.configPath,
+          config: origin,
           generation: this.#snapshot.generation,
           error,
         });
-        return { applied: false, error, skipped: [] };
+        return { applied: false, invalid: true, error, skipped: [] };
       }
       const live = this.#snapshot.config;
       const skipped = restartRequiredChanges(live, next.config);
+      // The config source itself ([control]) is chosen at boot; changing it needs a restart.
+      if (controlFromDocument && JSON.stringify(live.control) !== JSON.stringify(next.config.control)) {
+        skipped.push("control (config source settings)");
+      }
       for (const change of skipped) this.log.warn("reload: change needs a restart; skipped", { change });
-      const effective: ConfigSnapshot = Object.freeze({ ...next, config: liveApplicable(live, next.config) });
+      const effective: ConfigSnapshot = Object.freeze({
+        ...next,
+        config: { ...liveApplicable(live, next.config), control: live.control },
+      });
       try {
         await this.dataPlane.apply(effective);
       } catch (e) {
@@ -142,16 +177,18 @@ export class Gateway {
       }
       this.#snapshot = effective;
       this.health.apply(effective);
+      await this.#reconfigureXdp(effective);
       this.#noteSnapshot(effective);
       this.controlMetrics.reloads.inc();
       const o = effective.config.observability;
       this.log.configure(o.log_level, o.log_format);
       this.log.info("config reloaded", {
+        config: origin,
         generation: effective.generation,
         digest: effective.digest.slice(0, 12),
         skipped,
       });
-      return { applied: true, skipped };
+      return { applied: true, skipped, snapshot: effective };
     };
     // Never rejects: SIGHUP handlers fire and forget, so a bug here is logged and counted.
     const guarded = () =>
@@ -201,6 +238,8 @@ export class Gateway {
       this.health.stop();
       cut = await this.dataPlane.drain(timeout);
     } finally {
+      // Detach last: the fast path keeps forwarding established flows while the listeners drain.
+      this.#xdp?.close();
       this.#phase = "stopped";
       this.log.info("drained", { cut_off: cut });
       await this.admin.stop();
@@ -212,6 +251,37 @@ export class Gateway {
   /** For tests and tools in this process. */
   get workerGroup(): WorkerGroup | undefined {
     return this.dataPlane instanceof WorkerGroup ? this.dataPlane : undefined;
+  }
+
+  /** The XDP fast path, loaded by dynamic import only when runtime.xdp_enabled. */
+  #xdp: { reconfigure(o: unknown): void; close(): void } | undefined;
+
+  async #startXdp(): Promise<void> {
+    const cfg = this.#snapshot.config;
+    if (!cfg.runtime.xdp_enabled) return;
+    const { XdpController } = await import("../xdp/controller.ts");
+    const { xdpOptionsFromConfig } = await import("../xdp/from_config.ts");
+    this.#xdp = XdpController.start(xdpOptionsFromConfig(cfg), {
+      registry: this.controlRegistry,
+      log: this.log,
+    });
+    this.log.info("XDP fast path attached", {
+      interfaces: cfg.xdp!.interfaces,
+      vip: `${cfg.xdp!.vip}:${cfg.xdp!.port}`,
+    });
+  }
+
+  /** SIGHUP: the backend set changes in place (flows stay on their backend); never detaches. */
+  async #reconfigureXdp(s: ConfigSnapshot): Promise<void> {
+    if (!this.#xdp) return;
+    try {
+      const { xdpOptionsFromConfig } = await import("../xdp/from_config.ts");
+      this.#xdp.reconfigure(xdpOptionsFromConfig(s.config));
+    } catch (e) {
+      this.log.error("XDP reconfigure failed; the fast path keeps its previous backends", {
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
   }
 
   #noteSnapshot(s: ConfigSnapshot): void {

@@ -34,8 +34,10 @@ async function main(): Promise<number> {
   }
   const registry = new Registry();
   const logger = {
-    info: (msg: string, f?: Record<string, unknown>) => console.error(JSON.stringify({ level: "info", msg, ...f })),
-    warn: (msg: string, f?: Record<string, unknown>) => console.error(JSON.stringify({ level: "warn", msg, ...f })),
+    info: (msg: string, f?: Record<string, unknown>) =>
+      console.error(JSON.stringify({ level: "info", msg, ...f })),
+    warn: (msg: string, f?: Record<string, unknown>) =>
+      console.error(JSON.stringify({ level: "warn", msg, ...f })),
   };
   let ctl: XdpController;
   try {

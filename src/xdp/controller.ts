@@ -60,7 +60,15 @@ export type { XdpOptions, XdpStats };
 /** A startup failure with an operator-facing message; `kind` lets callers and tests tell them apart. */
 export class XdpStartError extends Error {
   constructor(
-    readonly kind: "config" | "libbpf" | "interface" | "permission" | "object" | "native_refused" | "busy" | "attach",
+    readonly kind:
+      | "config"
+      | "libbpf"
+      | "interface"
+      | "permission"
+      | "object"
+      | "native_refused"
+      | "busy"
+      | "attach",
     message: string,
     override readonly cause?: unknown,
   ) {
@@ -81,7 +89,15 @@ export interface Attachment {
   linkFd: number;
 }
 
-const MAP_NAMES = ["eg_config", "eg_backends", "eg_table", "eg_flows", "eg_replies", "eg_stats", "eg_be_stats"] as const;
+const MAP_NAMES = [
+  "eg_config",
+  "eg_backends",
+  "eg_table",
+  "eg_flows",
+  "eg_replies",
+  "eg_stats",
+  "eg_be_stats",
+] as const;
 type MapFds = Record<(typeof MAP_NAMES)[number], number>;
 
 export class XdpController {
@@ -143,7 +159,10 @@ export class XdpController {
     const ifindexes = opts.interfaces.map((name) => {
       const idx = lib.ifNameToIndex(name);
       if (idx === 0) {
-        throw new XdpStartError("interface", `XDP interface '${name}' does not exist (in this network namespace)`);
+        throw new XdpStartError(
+          "interface",
+          `XDP interface '${name}' does not exist (in this network namespace)`,
+        );
       }
       return idx;
     });
@@ -154,7 +173,9 @@ export class XdpController {
     } catch (e) {
       throw new XdpStartError(
         "object",
-        `cannot open the XDP program ${opts.objectPath} (build it with scripts/build-bpf.sh): ${(e as Error).message}`,
+        `cannot open the XDP program ${opts.objectPath} (build it with scripts/build-bpf.sh): ${
+          (e as Error).message
+        }`,
         e,
       );
     }
@@ -174,7 +195,11 @@ export class XdpController {
             e,
           );
         }
-        throw new XdpStartError("object", `the kernel rejected ${opts.objectPath}: ${(e as Error).message}`, e);
+        throw new XdpStartError(
+          "object",
+          `the kernel rejected ${opts.objectPath}: ${(e as Error).message}`,
+          e,
+        );
       }
       ctl = new XdpController(lib, obj, opts, deps.registry ?? null, deps.log ?? null);
       ctl.#configure(opts, opts.backends);
@@ -247,7 +272,11 @@ export class XdpController {
   #attachError(name: string, ifindex: number, e: unknown): XdpStartError {
     const errno = e instanceof BpfError ? e.errno : 0;
     if (errno === EPERM) {
-      return new XdpStartError("permission", `attaching XDP to '${name}' was refused (EPERM): needs CAP_NET_ADMIN`, e);
+      return new XdpStartError(
+        "permission",
+        `attaching XDP to '${name}' was refused (EPERM): needs CAP_NET_ADMIN`,
+        e,
+      );
     }
     if (errno === EBUSY || errno === 17 /* EEXIST */) {
       let id = 0;
@@ -276,7 +305,9 @@ export class XdpController {
     const probe = new Uint8Array(statsZero.length);
     for (const b of backends) {
       const key = encodeBackend(b.address, b.port);
-      if (!lib.mapLookup(this.#fd.eg_be_stats, key, probe)) lib.mapUpdate(this.#fd.eg_be_stats, key, statsZero);
+      if (!lib.mapLookup(this.#fd.eg_be_stats, key, probe)) {
+        lib.mapUpdate(this.#fd.eg_be_stats, key, statsZero);
+      }
     }
 
     if (n > 0) {
@@ -371,7 +402,9 @@ export class XdpController {
     const buf = new Uint8Array(slot * this.#nCpus);
     const global = {} as Record<StatName, number>;
     const found = this.#lib.mapLookup(this.#fd.eg_stats, u32le(0), buf);
-    for (let i = 0; i < STAT_COUNT; i++) global[STAT_NAMES[i]] = found ? sumPerCpu(buf, this.#nCpus, slot, 8 * i) : 0;
+    for (let i = 0; i < STAT_COUNT; i++) {
+      global[STAT_NAMES[i]] = found ? sumPerCpu(buf, this.#nCpus, slot, 8 * i) : 0;
+    }
 
     const bslot = perCpuSlot(BACKEND_STATS.size);
     const bbuf = new Uint8Array(bslot * this.#nCpus);

@@ -83,7 +83,9 @@ export function ipv4Bytes(ip: string): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(4);
   for (let i = 0; i < 4; i++) {
     const p = parts[i];
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > 255) throw new Error(`'${ip}' is not an IPv4 address`);
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > 255) {
+      throw new Error(`'${ip}' is not an IPv4 address`);
+    }
     out[i] = Number(p);
   }
   return out;

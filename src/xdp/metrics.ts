@@ -11,27 +11,29 @@ import type { StatName } from "./layout.ts";
 const P = "expressgateway_xdp_";
 
 /** Stat → (family, label value). Every enum eg_stat entry appears exactly once. */
-const GLOBAL: Record<StatName, [family: "packets" | "bytes" | "newFlows" | "forwarded" | "passed" | "drops", label: string]> =
-  {
-    VIP_PACKETS: ["packets", "to_backend"],
-    VIP_BYTES: ["bytes", "to_backend"],
-    REPLY_PACKETS: ["packets", "to_client"],
-    REPLY_BYTES: ["bytes", "to_client"],
-    NEW_FLOWS: ["newFlows", ""],
-    FWD_REDIRECT: ["forwarded", "redirect"],
-    FWD_TX: ["forwarded", "tx"],
-    KERNEL_NO_NEIGH: ["forwarded", "kernel_no_neighbour"],
-    KERNEL_MTU: ["forwarded", "kernel_mtu"],
-    KERNEL_OTHER: ["forwarded", "kernel_route"],
-    PASS_NOT_IPV4: ["passed", "not_ipv4"],
-    PASS_IP_OPTIONS: ["passed", "ip_options"],
-    PASS_FRAGMENT: ["passed", "fragment"],
-    PASS_MALFORMED: ["passed", "malformed"],
-    PASS_TTL: ["passed", "ttl"],
-    PASS_NOT_OURS: ["passed", "not_ours"],
-    DROP_RATE_LIMITED: ["drops", "rate_limited"],
-    DROP_NO_BACKEND: ["drops", "no_backend"],
-  };
+const GLOBAL: Record<
+  StatName,
+  [family: "packets" | "bytes" | "newFlows" | "forwarded" | "passed" | "drops", label: string]
+> = {
+  VIP_PACKETS: ["packets", "to_backend"],
+  VIP_BYTES: ["bytes", "to_backend"],
+  REPLY_PACKETS: ["packets", "to_client"],
+  REPLY_BYTES: ["bytes", "to_client"],
+  NEW_FLOWS: ["newFlows", ""],
+  FWD_REDIRECT: ["forwarded", "redirect"],
+  FWD_TX: ["forwarded", "tx"],
+  KERNEL_NO_NEIGH: ["forwarded", "kernel_no_neighbour"],
+  KERNEL_MTU: ["forwarded", "kernel_mtu"],
+  KERNEL_OTHER: ["forwarded", "kernel_route"],
+  PASS_NOT_IPV4: ["passed", "not_ipv4"],
+  PASS_IP_OPTIONS: ["passed", "ip_options"],
+  PASS_FRAGMENT: ["passed", "fragment"],
+  PASS_MALFORMED: ["passed", "malformed"],
+  PASS_TTL: ["passed", "ttl"],
+  PASS_NOT_OURS: ["passed", "not_ours"],
+  DROP_RATE_LIMITED: ["drops", "rate_limited"],
+  DROP_NO_BACKEND: ["drops", "no_backend"],
+};
 
 export interface BackendCounters {
   key: string;
@@ -65,16 +67,22 @@ export class XdpMetrics {
     this.packets = r.counter(`${P}packets_total`, "Packets rewritten by the XDP program, by direction.", [
       "direction",
     ]);
-    this.bytes = r.counter(`${P}bytes_total`, "Bytes (whole frames) rewritten by the XDP program, by direction.", [
-      "direction",
-    ]);
+    this.bytes = r.counter(
+      `${P}bytes_total`,
+      "Bytes (whole frames) rewritten by the XDP program, by direction.",
+      [
+        "direction",
+      ],
+    );
     this.newFlows = r.counter(`${P}new_flows_total`, "Flows the XDP program pinned to a backend.");
     this.forwarded = r.counter(
       `${P}forwarded_total`,
       "Rewritten packets by how they left: redirect, tx, or handed to the kernel (kernel_*).",
       ["via"],
     );
-    this.passed = r.counter(`${P}passed_total`, "Packets left untouched for the kernel, by reason.", ["reason"]);
+    this.passed = r.counter(`${P}passed_total`, "Packets left untouched for the kernel, by reason.", [
+      "reason",
+    ]);
     this.drops = r.counter(`${P}drops_total`, "Packets the XDP program dropped, by reason.", ["reason"]);
     this.backendPackets = r.counter(`${P}backend_packets_total`, "XDP packets per backend and direction.", [
       "backend",
@@ -84,7 +92,9 @@ export class XdpMetrics {
       "backend",
       "direction",
     ]);
-    this.backendNewFlows = r.counter(`${P}backend_new_flows_total`, "Flows pinned to each backend.", ["backend"]);
+    this.backendNewFlows = r.counter(`${P}backend_new_flows_total`, "Flows pinned to each backend.", [
+      "backend",
+    ]);
     this.attached = r.gauge(`${P}attached`, "1 while the XDP program is attached to the interface.", [
       "interface",
       "mode",

@@ -117,7 +117,9 @@ export function resolveBackends(
     problems.push("backends must be a list");
     return [];
   }
-  if (list.length > EG_MAX_BACKENDS) problems.push(`backends: at most ${EG_MAX_BACKENDS}, got ${list.length}`);
+  if (list.length > EG_MAX_BACKENDS) {
+    problems.push(`backends: at most ${EG_MAX_BACKENDS}, got ${list.length}`);
+  }
   if (list.length > tableSize) problems.push(`backends: ${list.length} exceed table_size ${tableSize}`);
   const out: ResolvedBackend[] = [];
   const seen = new Set<string>();
@@ -189,7 +191,9 @@ export function resolveXdpOptions(o: XdpOptions): ResolvedXdpOptions {
   }
   const flowTableSize = o.flowTableSize ?? DEFAULT_FLOW_TABLE_SIZE;
   if (!intIn(flowTableSize, 1024, 1 << 24)) {
-    problems.push(`flow_table_size must be an integer 1024..16777216, got ${JSON.stringify(o.flowTableSize)}`);
+    problems.push(
+      `flow_table_size must be an integer 1024..16777216, got ${JSON.stringify(o.flowTableSize)}`,
+    );
   }
   const backends = resolveBackends(o.backends, isPort(o.port) ? o.port : 1, tableSize, problems);
   if (problems.length > 0) throw new XdpConfigError(problems);

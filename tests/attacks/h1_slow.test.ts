@@ -26,11 +26,7 @@ function guardedConfig(origin: Origin, extra = ""): string {
 [observability]
 admin_bind = "127.0.0.1:0"
 
-[runtime]
-# One data-plane isolate: the caps and counters asserted here are per process either way,
-# but this keeps the test independent of how connections spread over workers.
-workers = 1
-${extra}
+${extra ? `[runtime]\n${extra}` : ""}
 
 [[listeners]]
 name = "slow"

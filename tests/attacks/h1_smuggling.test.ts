@@ -34,7 +34,6 @@ async function withGateway(fn: (gw: GatewayProcess, origin: Origin) => Promise<v
   const origin = await startOrigin("smuggle-origin");
   const gw = await startGateway(basicConfig({
     pools: poolConfig("app", [origin.address]),
-    extra: "[runtime]\nworkers = 1",
     routes: `
   [[listeners.routes]]
   host = "real.test"
@@ -92,6 +91,27 @@ Deno.test("smuggling corpus: 400 (or the stated status), connection closed, orig
     // the gateway still serves normal traffic afterwards
     const ok = await rawOnce(port, "GET /fine HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
     assert.match(ok.text, /^HTTP\/1\.1 200 /);
+  });
+});
+
+Deno.test("oversized heads through the gateway: request line → 414, header block → 431, both closed", async () => {
+  await withGateway(async (gw, origin) => {
+    const before = await stats(origin);
+    const port = gw.ports.web;
+    // defaults: max_request_line 8 KiB, max_header_size 32 KiB
+    const longLine = await rawOnce(port, `GET /${"a".repeat(9000)} HTTP/1.1\r\nHost: h\r\n\r\n`);
+    assert.match(longLine.text, /^HTTP\/1\.1 414 /);
+    assert.ok(longLine.closed);
+    let big = "GET / HTTP/1.1\r\nHost: h\r\n";
+    for (let i = 0; i < 50; i++) big += `X-Big-${i}: ${"b".repeat(1000)}\r\n`;
+    const bigHead = await rawOnce(port, big + "\r\n");
+    assert.match(bigHead.text, /^HTTP\/1\.1 431 /);
+    assert.ok(bigHead.closed);
+    // a head that never ends is cut at the cap too, without waiting for a timeout
+    const endless = await rawOnce(port, big, { timeoutMs: 3000 });
+    assert.match(endless.text, /^HTTP\/1\.1 431 /);
+    assert.ok(endless.closed);
+    assert.equal((await stats(origin)).requests, before.requests);
   });
 });
 

@@ -80,8 +80,6 @@ async function withGateway(fn: (gw: GatewayProcess, origin: Origin) => Promise<v
 admin_bind = "127.0.0.1:0"
 access_log = false
 
-[runtime]
-workers = 1
 
 [[listeners]]
 name = "web"

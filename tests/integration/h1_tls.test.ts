@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { type NodePeer, startNodePeer } from "../helpers/node_peer.ts";
-import { type Origin, startOrigin } from "../helpers/origin.ts";
+import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
 import { RawClient, text } from "../unit/h1/raw_client.ts";
 
@@ -130,8 +130,6 @@ Deno.test("https listener: curl --cacert over ALPN http/1.1, SNI certificates, S
 [observability]
 admin_bind = "127.0.0.1:0"
 
-[runtime]
-workers = 1
 
 [[listeners]]
 name = "secure"
@@ -234,8 +232,6 @@ Deno.test("upstream TLS: verified against the pool's CA and server_name; a wrong
 [observability]
 admin_bind = "127.0.0.1:0"
 
-[runtime]
-workers = 1
 
 ${
       ["good", "bad", "wrongname"].map((p) => `

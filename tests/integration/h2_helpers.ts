@@ -1,8 +1,14 @@
 /** Shared pieces of the HTTP/2 integration tests: node http2 peers, certificates, raw frames. */
 
 import { run } from "../helpers/run.ts";
-import { HpackDecoder, HpackEncoder, type HeaderField } from "../../src/http/h2/hpack.ts";
-import { CONNECTION_PREFACE, encodeFrame, FrameReader, FrameType, type RawFrame } from "../../src/http/h2/frames.ts";
+import { type HeaderField, HpackDecoder, HpackEncoder } from "../../src/http/h2/hpack.ts";
+import {
+  CONNECTION_PREFACE,
+  encodeFrame,
+  FrameReader,
+  FrameType,
+  type RawFrame,
+} from "../../src/http/h2/frames.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -105,10 +111,15 @@ export class RawH2 {
   readonly decoder = new HpackDecoder();
   #closed = false;
   #buf = new Uint8Array(65536);
+  /** Fields of the last complete HEADERS block seen by waitFor(). */
+  lastHeaders: HeaderField[] = [];
 
   private constructor(readonly conn: Deno.Conn) {}
 
-  static async connect(port: number, opts: { handshake?: boolean; settings?: Uint8Array } = {}): Promise<RawH2> {
+  static async connect(
+    port: number,
+    opts: { handshake?: boolean; settings?: Uint8Array } = {},
+  ): Promise<RawH2> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const c = new RawH2(conn);
     if (opts.handshake !== false) {
@@ -152,7 +163,7 @@ export class RawH2 {
       const f = this.reader.next();
       if (f) return f;
       if (this.#closed) return "closed";
-      let timer: number | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const n = await Promise.race([
         this.conn.read(this.#buf).catch(() => null),
         new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), timeoutMs)),
@@ -179,7 +190,9 @@ export class RawH2 {
       const f = await this.next(left);
       if (f === undefined || f === "closed") return f;
       if (f.header.type === FrameType.HEADERS || f.header.type === FrameType.CONTINUATION) {
-        if (f.header.flags & 0x4) this.decoder.decode(f.payload.subarray(f.header.flags & 0x20 ? 5 : 0));
+        if (f.header.flags & 0x4) {
+          this.lastHeaders = this.decoder.decode(f.payload.subarray(f.header.flags & 0x20 ? 5 : 0));
+        }
       }
       if (f.header.type === type && (streamId === undefined || f.header.streamId === streamId)) return f;
     }

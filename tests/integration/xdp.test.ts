@@ -27,7 +27,10 @@ const VIP_PORT = 7000;
 const BE_PORT = 7001;
 const B1: XdpBackend = { address: ADDR.b1, port: BE_PORT };
 const B2: XdpBackend = { address: ADDR.b2, port: BE_PORT };
-const NAME: Record<string, "b1" | "b2"> = { [`${ADDR.b1}:${BE_PORT}`]: "b1", [`${ADDR.b2}:${BE_PORT}`]: "b2" };
+const NAME: Record<string, "b1" | "b2"> = {
+  [`${ADDR.b1}:${BE_PORT}`]: "b1",
+  [`${ADDR.b2}:${BE_PORT}`]: "b2",
+};
 const KEY = { b1: `${ADDR.b1}:${BE_PORT}`, b2: `${ADDR.b2}:${BE_PORT}` };
 
 function options(mode: "native" | "generic", tableSize: number, extra: Partial<XdpOptions> = {}): XdpOptions {
@@ -117,7 +120,13 @@ function backendStats(s: Stats, name: "b1" | "b2") {
   return b;
 }
 
-async function exercise(topo: Topology, peers: Peers, mode: "native" | "generic", tableSize: number, portBase: number) {
+async function exercise(
+  topo: Topology,
+  peers: Peers,
+  mode: "native" | "generic",
+  tableSize: number,
+  portBase: number,
+) {
   await topo.setXdpPass(mode === "native");
   const loader = startLoader(topo, options(mode, tableSize));
   let exited = false;
@@ -133,7 +142,10 @@ async function exercise(topo: Topology, peers: Peers, mode: "native" | "generic"
     assert.match(links, mode === "native" ? /mtu \d+ xdp / : /mtu \d+ xdpgeneric /, links);
 
     const stats = async (): Promise<Stats> => (await loader.request({ cmd: "stats" })).stats;
-    const served = async () => ({ b1: await peers.b1.request({ op: "stats" }), b2: await peers.b2.request({ op: "stats" }) });
+    const served = async () => ({
+      b1: await peers.b1.request({ op: "stats" }),
+      b2: await peers.b2.request({ op: "stats" }),
+    });
 
     // ---- UDP: every flow on its predicted backend, every reply from the VIP, counters exact.
     const s0 = await stats();
@@ -150,7 +162,10 @@ async function exercise(topo: Topology, peers: Peers, mode: "native" | "generic"
       assert.deepEqual(f.backends, [want], `UDP flow from port ${f.localPort}`);
       flowsTo[want]++;
     }
-    assert.ok(flowsTo.b1 > 0 && flowsTo.b2 > 0, `12 flows should reach both backends: ${JSON.stringify(flowsTo)}`);
+    assert.ok(
+      flowsTo.b1 > 0 && flowsTo.b2 > 0,
+      `12 flows should reach both backends: ${JSON.stringify(flowsTo)}`,
+    );
     const s1 = await stats();
     const v1 = await served();
     for (const name of ["b1", "b2"] as const) {
@@ -199,7 +214,11 @@ async function exercise(topo: Topology, peers: Peers, mode: "native" | "generic"
       assert.equal(body.split(" ")[0], NAME[`${other.address}:${other.port}`], "new flows use the new table");
     }
     const again = (await peers.client.request({ op: "req" })).body;
-    assert.equal(again, `${pinned} ${connId}`, "the established connection stays on its backend, same connection");
+    assert.equal(
+      again,
+      `${pinned} ${connId}`,
+      "the established connection stays on its backend, same connection",
+    );
     const pin = await loader.request({ cmd: "pinned", tuple: tcpTuple(open.localPort) });
     assert.equal(NAME[`${pin.backend.address}:${pin.backend.port}`], pinned);
     assert.deepEqual(await loader.request({ cmd: "backends", backends: [B1, B2] }), { ok: true });
@@ -220,7 +239,9 @@ async function exercise(topo: Topology, peers: Peers, mode: "native" | "generic"
     const text: string = (await loader.request({ cmd: "metrics" })).text;
     const after = await stats();
     for (const name of ["b1", "b2"] as const) {
-      const line = `expressgateway_xdp_backend_new_flows_total{backend="${KEY[name]}"} ${backendStats(after, name).newFlows}`;
+      const line = `expressgateway_xdp_backend_new_flows_total{backend="${KEY[name]}"} ${
+        backendStats(after, name).newFlows
+      }`;
       assert.ok(text.includes(line), `metrics lack '${line}'`);
     }
     assert.ok(text.includes(`expressgateway_xdp_attached{interface="l0",mode="${mode}"} 1`));
@@ -240,14 +261,33 @@ async function exercise(topo: Topology, peers: Peers, mode: "native" | "generic"
       const dropped = r1.global.DROP_RATE_LIMITED - r0.global.DROP_RATE_LIMITED;
       assert.ok(dropped > 0, "the new-flow limit dropped nothing");
       assert.equal(dropped + burst.received, 30, "each datagram is either dropped by the limit or answered");
-      assert.deepEqual(await loader.request({ cmd: "reconfigure", options: options(mode, tableSize) }), { ok: true });
+      assert.deepEqual(await loader.request({ cmd: "reconfigure", options: options(mode, tableSize) }), {
+        ok: true,
+      });
       // A reload changing a restart-only key is refused, and nothing changes.
-      const bad = await loader.request({ cmd: "reconfigure", options: options(mode, tableSize, { port: 7100 }) });
+      const bad = await loader.request({
+        cmd: "reconfigure",
+        options: options(mode, tableSize, { port: 7100 }),
+      });
       assert.equal(bad.ok, false);
       assert.match(bad.error, /port needs a restart/);
     }
 
     await assertNoChecksumErrors(topo);
+
+    // The link cannot be removed or replaced behind the controller's back (netlink refuses).
+    const off = await sh("ip", [
+      "-n",
+      topo.lb,
+      "link",
+      "set",
+      "dev",
+      "l0",
+      mode === "native" ? "xdpdrv" : "xdpgeneric",
+      "off",
+    ]);
+    assert.notEqual(off.code, 0);
+    assert.match(off.stderr, /Can't replace active BPF XDP link/);
 
     if (mode === "generic") {
       assert.deepEqual(await loader.request({ cmd: "close" }), { ok: true });
@@ -271,7 +311,11 @@ Deno.test({
   async fn(t) {
     const build = await sh("bash", [`${ROOT}scripts/build-bpf.sh`]);
     assert.equal(build.code, 0, build.stderr);
+    // A leftover of a "crashed" earlier run (a pid above pid_max: surely dead) is cleaned up.
+    const stale = `${PREFIX}4194305-c`;
+    assert.equal((await sh("ip", ["netns", "add", stale])).code, 0);
     const topo = await Topology.create(PREFIX);
+    assert.doesNotMatch((await sh("ip", ["netns", "list"])).stdout, new RegExp(`^${stale}\\b`, "m"));
     const procs: LineProc[] = [];
     try {
       const b1 = topo.spawn("b1", topo.b1, "node", [PEER, "server", "b1", String(BE_PORT)]);
@@ -288,15 +332,17 @@ Deno.test({
       await t.step("startup errors are clear, and nothing stays attached", async () => {
         await topo.setXdpPass(false);
         const startErr = async (opts: XdpOptions, pre: string[] = [], args: string[] = []) => {
-          const p = pre.length === 0 ? startLoader(topo, opts, args) : topo.spawn("xdp-cli", topo.lb, pre[0], [
-            ...pre.slice(1),
-            Deno.execPath(),
-            "run",
-            "--no-prompt",
-            "--allow-ffi",
-            CLI,
-            JSON.stringify(opts),
-          ]);
+          const p = pre.length === 0
+            ? startLoader(topo, opts, args)
+            : topo.spawn("xdp-cli", topo.lb, pre[0], [
+              ...pre.slice(1),
+              Deno.execPath(),
+              "run",
+              "--no-prompt",
+              "--allow-ffi",
+              CLI,
+              JSON.stringify(opts),
+            ]);
           try {
             const r = await p.next(30_000);
             return r;
@@ -337,7 +383,19 @@ Deno.test({
 
         // Someone else's program on l1 (netlink-attached): refused, not replaced; l0 released.
         const obj = `${ROOT}bpf/xdp_pass.o`;
-        const attach = await sh("ip", ["-n", topo.lb, "link", "set", "dev", "l1", "xdpgeneric", "obj", obj, "sec", "xdp"]);
+        const attach = await sh("ip", [
+          "-n",
+          topo.lb,
+          "link",
+          "set",
+          "dev",
+          "l1",
+          "xdpgeneric",
+          "obj",
+          obj,
+          "sec",
+          "xdp",
+        ]);
         assert.equal(attach.code, 0, attach.stderr);
         try {
           r = await startErr(options("generic", 1009));
@@ -355,7 +413,7 @@ Deno.test({
       for (const p of procs) await p.stop(2000);
       await topo.destroy();
       const left = await sh("ip", ["netns", "list"]);
-      assert.doesNotMatch(left.stdout, new RegExp(`^${PREFIX}-`, "m"), "namespaces left behind");
+      assert.doesNotMatch(left.stdout, new RegExp(`^${topo.prefix}-`, "m"), "namespaces left behind");
     }
   },
 });

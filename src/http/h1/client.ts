@@ -29,6 +29,11 @@ export class UpstreamError extends Error {
     readonly status: 502 | 504,
     /** Nothing of this request reached the backend's application (connect failure, stale keep-alive). */
     readonly beforeRequest: boolean,
+    /**
+     * A pooled keep-alive connection turned out to be closed by the backend before it answered:
+     * the backend is fine, its idle connections are not. Worth one retry on a fresh connection.
+     */
+    readonly staleConnection = false,
   ) {
     super(message);
     this.name = "UpstreamError";
@@ -45,6 +50,18 @@ export class H1Upstream implements Deadline {
   deadline = Infinity;
   reason = "idle";
   timedOut = false;
+  /** Parked in its pool's idle list. */
+  idle = false;
+  /** The current request's response_timeout, armed around each response read. */
+  responseTimeoutMs = 0;
+  // Read hooks, made once per connection rather than per request.
+  readonly armResponse = () => {
+    this.reason = "response";
+    this.deadline = performance.now() + this.responseTimeoutMs;
+  };
+  readonly disarm = () => {
+    this.deadline = Infinity;
+  };
 
   constructor(readonly conn: Deno.Conn, readonly pool: H1Pool) {
     this.reader = new ConnReader(conn);
@@ -67,6 +84,22 @@ export class H1Upstream implements Deadline {
       this.conn.close();
     } catch { /* already closed */ }
   }
+
+  /**
+   * While idle, keep a read pending (like nginx's keepalive close handler on epoll): if the
+   * backend closes the connection (its keep-alive timeout is shorter than ours) or sends
+   * anything unasked, the connection leaves the pool at once instead of failing the next
+   * request, which for a POST could not be retried. The read is the one the next response
+   * needs anyway (ConnReader.pending), so this costs no extra syscall.
+   */
+  watchWhileIdle(): void {
+    this.reader.readAhead().then(this.#settledWhileIdle, this.#settledWhileIdle);
+  }
+
+  // One closure per connection, not per request.
+  readonly #settledWhileIdle = () => {
+    if (this.idle) this.pool.dropIdle(this);
+  };
 }
 
 interface Waiter {
@@ -92,6 +125,7 @@ export class H1Pool {
   async acquire(): Promise<H1Upstream> {
     while (this.#idle.length > 0) {
       const u = this.#idle.pop()!;
+      u.idle = false;
       sweeper.delete(u);
       if (!u.closed && !u.reader.eof) {
         u.reused = true;
@@ -143,7 +177,8 @@ export class H1Pool {
       this.#forget(u);
       return;
     }
-    if (!reusable || this.#closed) {
+    // Bytes after a complete response are a protocol error: never reuse such a connection.
+    if (!reusable || this.#closed || u.reader.available > 0) {
       u.close();
       this.#forget(u);
       return;
@@ -163,10 +198,23 @@ export class H1Pool {
     u.reason = "idle";
     u.deadline = performance.now() + this.limits.idleTimeoutMs;
     sweeper.add(u);
+    u.idle = true;
     this.#idle.push(u);
+    u.watchWhileIdle();
+  }
+
+  /** Closes every idle connection (after one proved stale, its older siblings likely are too). */
+  flushIdle(): void {
+    for (const u of this.#idle.splice(0)) {
+      u.idle = false;
+      sweeper.delete(u);
+      u.close();
+      this.#forget(u);
+    }
   }
 
   dropIdle(u: H1Upstream): void {
+    u.idle = false;
     const i = this.#idle.indexOf(u);
     if (i >= 0) this.#idle.splice(i, 1);
     u.close();
@@ -190,6 +238,7 @@ export class H1Pool {
   close(): void {
     this.#closed = true;
     for (const u of this.#idle.splice(0)) {
+      u.idle = false;
       u.close();
       this.#forget(u);
     }
@@ -244,13 +293,9 @@ export async function h1Forward(
   writer.pushText(head + "\r\n");
 
   // Response reads are bounded by response_timeout (time to first byte and between reads).
-  reader.beforeRead = () => {
-    up.reason = "response";
-    up.deadline = performance.now() + t.responseTimeoutMs;
-  };
-  reader.afterRead = () => {
-    up.deadline = Infinity;
-  };
+  up.responseTimeoutMs = t.responseTimeoutMs;
+  reader.beforeRead = up.armResponse;
+  reader.afterRead = up.disarm;
   sweeper.add(up);
 
   let requestSent = !body;
@@ -272,7 +317,12 @@ export async function h1Forward(
     }
   } catch (e) {
     pool.release(up, false);
-    throw new UpstreamError(`write to ${pool.key} failed: ${errText(e)}`, 502, up.reused && untouched(body));
+    throw new UpstreamError(
+      `write to ${pool.key} failed: ${errText(e)}`,
+      502,
+      up.reused && untouched(body),
+      up.reused,
+    );
   }
 
   let headEnd: number;
@@ -296,6 +346,7 @@ export async function h1Forward(
               : `${pool.key} closed the connection before a complete response head`,
             502,
             stale && untouched(body),
+            stale,
           );
         }
       }
@@ -326,6 +377,7 @@ export async function h1Forward(
       `read from ${pool.key} failed: ${errText(e)}`,
       502,
       up.reused && untouched(body) && reader.end === 0,
+      up.reused && reader.end === 0,
     );
   }
 

@@ -307,9 +307,10 @@ const ABSOLUTE = /^https?:\/\/([^/?#]+)([^#]*)$/i;
  * Host rules (RFC 9112 §3.2): exactly one Host in HTTP/1.1, at most one in 1.0, with valid
  * characters; an absolute-form target's authority wins over Host (§3.2.2) and becomes the
  * Host sent upstream. Returns undefined for a target that is none of origin-, asterisk- or
- * absolute-form (authority-form: CONNECT), which the caller decides about.
+ * absolute-form (authority-form: CONNECT), which the caller decides about. The result is
+ * written into `out` (the request's log record), so a request allocates no extra object.
  */
-export function requestTarget(head: RequestHead): RequestTarget | undefined {
+export function requestTarget(head: RequestHead, out: RequestTarget): boolean {
   const h = head.headers;
   let host: string | undefined;
   for (let i = 0; i < h.length; i += 2) {
@@ -322,7 +323,7 @@ export function requestTarget(head: RequestHead): RequestTarget | undefined {
   let authority = host ?? "";
   let path = head.target;
   if (path.charCodeAt(0) !== 0x2f) {
-    if (head.method === "CONNECT") return undefined;
+    if (head.method === "CONNECT") return false;
     if (path !== "*" || head.method !== "OPTIONS") {
       const abs = ABSOLUTE.exec(path);
       if (!abs) throw new H1ParseError(400, "invalid request target");
@@ -331,7 +332,9 @@ export function requestTarget(head: RequestHead): RequestTarget | undefined {
     }
   }
   if (authority.length > 0 && !AUTHORITY.test(authority)) throw new H1ParseError(400, "invalid Host");
-  return { authority, path };
+  out.authority = authority;
+  out.path = path;
+  return true;
 }
 
 export type Framing =
@@ -339,6 +342,11 @@ export type Framing =
   | { kind: "length"; length: number }
   | { kind: "chunked" }
   | { kind: "close" }; // response only: read until the connection closes
+
+// Shared answers for the framings without a length: no allocation per message.
+const NO_BODY: Framing = Object.freeze({ kind: "none" });
+const CHUNKED: Framing = Object.freeze({ kind: "chunked" });
+const UNTIL_CLOSE: Framing = Object.freeze({ kind: "close" });
 
 /**
  * Request body framing per RFC 9112 §6.3, strict: Transfer-Encoding must be exactly
@@ -363,14 +371,14 @@ export function requestFraming(headers: string[], minor: number): Framing {
     if (te.length !== 7 || te.toLowerCase() !== "chunked") {
       throw new H1ParseError(400, "Transfer-Encoding other than a single final 'chunked'");
     }
-    return { kind: "chunked" };
+    return CHUNKED;
   }
   if (cl !== undefined) {
     const length = parseContentLength(cl);
     if (length < 0) throw new H1ParseError(400, "invalid Content-Length");
-    return length === 0 ? { kind: "none" } : { kind: "length", length };
+    return length === 0 ? NO_BODY : { kind: "length", length };
   }
-  return { kind: "none" };
+  return NO_BODY;
 }
 
 /**
@@ -378,7 +386,7 @@ export function requestFraming(headers: string[], minor: number): Framing {
  * 204 and 304 has no body. Invalid framing from a backend → 502 (never relayed).
  */
 export function responseFraming(headers: string[], status: number, method: string): Framing {
-  if (method === "HEAD" || status < 200 || status === 204 || status === 304) return { kind: "none" };
+  if (method === "HEAD" || status < 200 || status === 204 || status === 304) return NO_BODY;
   let te: string | undefined;
   let cl: string | undefined;
   for (let i = 0; i < headers.length; i += 2) {
@@ -393,15 +401,15 @@ export function responseFraming(headers: string[], status: number, method: strin
   }
   if (te !== undefined) {
     const codings = te.toLowerCase().split(",").map((s) => s.trim());
-    if (codings[codings.length - 1] === "chunked") return { kind: "chunked" };
-    return { kind: "close" };
+    if (codings[codings.length - 1] === "chunked") return CHUNKED;
+    return UNTIL_CLOSE;
   }
   if (cl !== undefined) {
     const length = parseContentLength(cl);
     if (length < 0) throw new H1ParseError(502, "upstream sent an invalid Content-Length");
-    return length === 0 ? { kind: "none" } : { kind: "length", length };
+    return length === 0 ? NO_BODY : { kind: "length", length };
   }
-  return { kind: "close" };
+  return UNTIL_CLOSE;
 }
 
 /** Plain decimal digits only (no sign, no spaces, no list); -1 if invalid or unsafe. */

@@ -282,11 +282,10 @@ export class H1ServerConn implements Deadline, ServerConnection {
     rec: RequestRecord,
   ): { request?: ProxyRequest; body: RequestBody | null; error?: { status: number; reason: string } } {
     const h = head.headers;
-    const target = requestTarget(head);
-    if (!target) return { body: null, error: { status: 405, reason: "connect_not_enabled" } };
-    const { authority, path } = target;
-    rec.authority = authority;
-    rec.path = path;
+    if (!requestTarget(head, rec)) {
+      return { body: null, error: { status: 405, reason: "connect_not_enabled" } };
+    }
+    const authority = rec.authority, path = rec.path;
     const framing = requestFraming(h, head.minor);
     const expect = getHeader(h, "expect");
     if (expect !== undefined && expect.toLowerCase() !== "100-continue") {
@@ -325,12 +324,13 @@ export class H1ServerConn implements Deadline, ServerConnection {
   get maxBody(): number {
     return this.cfg.max_body_size;
   }
-  armBody(): void {
+  // Body read hooks (ConnReader.beforeRead/afterRead), made once per connection.
+  readonly armBody = (): void => {
     this.#arm("body", this.cfg.body_timeout);
-  }
-  disarm(): void {
+  };
+  readonly disarm = (): void => {
     this.deadline = Infinity;
-  }
+  };
   async sendContinue(): Promise<void> {
     if (this.#responseStarted) return;
     await this.#writer.pushBytes(CONTINUE_100);
@@ -452,8 +452,8 @@ class RequestBody implements Body {
       await this.owner.sendContinue();
     }
     const r = this.owner.reader;
-    r.beforeRead = () => this.owner.armBody();
-    r.afterRead = () => this.owner.disarm();
+    r.beforeRead = this.owner.armBody;
+    r.afterRead = this.owner.disarm;
     try {
       return await this.#decoder.read();
     } catch (e) {

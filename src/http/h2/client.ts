@@ -12,7 +12,7 @@
 import { type ConnectTarget, openConnection } from "../../net/connect.ts";
 import { sweeper } from "../../net/deadlines.ts";
 import type { HeaderList, ProxyRequest } from "../exchange.ts";
-import { type ForwardTimeouts, type PoolLimits, UpstreamError, type UpstreamAnswer } from "../h1/client.ts";
+import { type ForwardTimeouts, type PoolLimits, type UpstreamAnswer, UpstreamError } from "../h1/client.ts";
 import { Closed, H2Session } from "./connection.ts";
 import {
   CONNECTION_PREFACE,
@@ -25,7 +25,7 @@ import {
 } from "./frames.ts";
 import { type H2ResponseHead, parseResponseFields, parseTrailerFields, requestFields } from "./headers.ts";
 import type { HeaderField } from "./hpack.ts";
-import { h2Limits, type H2Limits } from "./limits.ts";
+import { type H2Limits, h2Limits } from "./limits.ts";
 import { EMPTY_BYTES, H2ConnectionLost, H2Stream, H2StreamReset, H2StreamTimeout } from "./stream.ts";
 
 /** Streams a connection still being set up is assumed to take (until its SETTINGS say). */
@@ -205,6 +205,7 @@ export class H2ClientConn extends H2Session {
     }
     this.pool.dispatch();
     if (this.load === 0 && !this.closing) {
+      this.writer.trim();
       this.reason = "idle";
       this.deadline = performance.now() + this.pool.limits.idleTimeoutMs;
       sweeper.add(this);
@@ -392,7 +393,9 @@ export class H2Pool {
 /**
  * Sends `req` (with `headers`, already cleaned, `host` first) on a pooled HTTP/2 connection and
  * returns the response head with a streaming body. Throws UpstreamError; a failure of the
- * client's own request body is rethrown as is (the server codec reports it).
+ * client's own request body is rethrown as is (the server codec reports it). A stream the
+ * backend's GOAWAY says it never processed is sent again once on a fresh connection of the same
+ * backend (its body untouched), as a GOAWAY is about that connection, not the backend.
  */
 export async function h2Forward(
   pool: H2Pool,
@@ -400,9 +403,36 @@ export async function h2Forward(
   headers: HeaderList,
   t: ForwardTimeouts,
 ): Promise<UpstreamAnswer> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await h2Exchange(pool, req, headers, t);
+    } catch (e) {
+      if (attempt === 0 && e instanceof Unprocessed && e.upstream.beforeRequest) continue;
+      if (e instanceof Unprocessed) throw e.upstream;
+      throw e;
+    }
+  }
+}
+
+/** The backend's GOAWAY says this stream was never processed (§6.8). */
+class Unprocessed extends Error {
+  constructor(readonly upstream: UpstreamError) {
+    super(upstream.message);
+  }
+}
+
+async function h2Exchange(
+  pool: H2Pool,
+  req: ProxyRequest,
+  headers: HeaderList,
+  t: ForwardTimeouts,
+): Promise<UpstreamAnswer> {
   const conn = await pool.acquire();
   const body = req.body;
-  const fields = requestFields(req.method, pool.scheme, req.path, headers, body?.length, req.protocol);
+  // As the HTTP/1.1 client does: a bodiless POST/PUT/PATCH still says content-length: 0.
+  const m = req.method;
+  const length = body ? body.length : m === "POST" || m === "PUT" || m === "PATCH" ? 0 : undefined;
+  const fields = requestFields(m, pool.scheme, req.path, headers, length, req.protocol);
   let s: ClientStream;
   try {
     s = conn.open(fields, !body, req.method);
@@ -413,11 +443,13 @@ export async function h2Forward(
   s.waitTimeoutMs = t.responseTimeoutMs;
   s.arm();
   let requestFailure: unknown;
+  const pump = { reading: false };
   if (body) {
-    conn.sendBody(s, body).catch((e) => {
+    conn.sendBody(s, body, pump).catch((e) => {
       if (e instanceof H2StreamReset || e instanceof H2ConnectionLost || s.closed) {
-        // The stream ended under us (reset, GOAWAY, response complete): stop reading the body.
-        body.cancel();
+        // The stream ended under us. A body nobody read yet is kept for a retry; otherwise
+        // stop reading it (reset, response complete).
+        if (body.received > 0 || pump.reading || !retriable(e)) body.cancel();
         return;
       }
       // The client's body failed: the backend must not take a partial request as complete.
@@ -433,13 +465,22 @@ export async function h2Forward(
     s.disarm();
     if (!s.closed) conn.resetStream(s, ErrorCode.CANCEL);
     if (requestFailure !== undefined) throw requestFailure;
-    throw upstreamError(pool, e, t, untouched(req));
+    // A body read still pending in this pump would race a second attempt: not retriable then.
+    const err = upstreamError(pool, e, t, untouched(req) && !pump.reading);
+    if (e instanceof H2ConnectionLost && e.unprocessed) throw new Unprocessed(err);
+    throw err;
   }
   const ended = s.recvEnded && s.queued === 0;
   return {
     response: { status: head.status, headers: head.headers, body: ended && !s.trailers() ? null : s },
     version: "2",
   };
+}
+
+/** Failures after which the request may be sent again (the backend did not process it). */
+function retriable(e: unknown): boolean {
+  return (e instanceof H2ConnectionLost && e.unprocessed) ||
+    (e instanceof H2StreamReset && e.remote && e.code === ErrorCode.REFUSED_STREAM);
 }
 
 function untouched(req: ProxyRequest): boolean {

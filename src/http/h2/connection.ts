@@ -58,8 +58,10 @@ export const Closed = {
 } as const;
 export type Closed = typeof Closed[keyof typeof Closed];
 
-const SLAB = 64 * 1024;
-const MIN_READ = 8 * 1024;
+/** Read slabs start small (idle connections stay cheap) and grow while reads fill them. */
+const SLAB_MIN = 16 * 1024;
+const SLAB_MAX = 64 * 1024;
+const MIN_READ = 4 * 1024;
 const EMPTY = new Uint8Array(0);
 
 interface PendingBlock {
@@ -198,7 +200,8 @@ export abstract class H2Session implements StreamHost, Deadline {
    */
   protected async readLoop(initial: Uint8Array | undefined, preface: boolean): Promise<void> {
     let needPreface = preface;
-    let slab = new Uint8Array(SLAB);
+    let size = SLAB_MIN;
+    let slab = new Uint8Array(size);
     let off = 0;
     try {
       if (initial && initial.length > 0) {
@@ -206,12 +209,14 @@ export abstract class H2Session implements StreamHost, Deadline {
         needPreface = this.#process(needPreface);
       }
       while (!this.closed) {
-        if (SLAB - off < MIN_READ) {
-          slab = new Uint8Array(SLAB);
+        if (slab.length - off < MIN_READ) {
+          slab = new Uint8Array(size);
           off = 0;
         }
+        const space = slab.length - off;
         const n = await this.conn.read(slab.subarray(off));
         if (n === null) break;
+        if (n === space && size < SLAB_MAX) size *= 2;
         if (this.failed) continue; // lingering after GOAWAY: drain and drop
         this.#reader.push(slab.subarray(off, off + n));
         off += n;
@@ -262,7 +267,10 @@ export abstract class H2Session implements StreamHost, Deadline {
     if (block !== null) {
       // §6.2/§6.10: a field block is contiguous; anything else is a connection error.
       if (type !== FrameType.CONTINUATION || streamId !== block.streamId) {
-        throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, "expected CONTINUATION of the open field block");
+        throw new H2ConnectionError(
+          ErrorCode.PROTOCOL_ERROR,
+          "expected CONTINUATION of the open field block",
+        );
       }
       const f = parseContinuation(header, payload);
       block.chunks.push(f.fragment);
@@ -348,7 +356,9 @@ export abstract class H2Session implements StreamHost, Deadline {
       }
       case FrameType.GOAWAY: {
         const f = parseGoaway(header, payload);
-        this.goawayReceived = this.goawayReceived < 0 ? f.lastStreamId : Math.min(this.goawayReceived, f.lastStreamId);
+        this.goawayReceived = this.goawayReceived < 0
+          ? f.lastStreamId
+          : Math.min(this.goawayReceived, f.lastStreamId);
         this.onGoaway(f);
         return;
       }
@@ -373,7 +383,12 @@ export abstract class H2Session implements StreamHost, Deadline {
     }
   }
 
-  #completeBlock(streamId: number, block: Uint8Array, endStream: boolean, prio: H2StreamError | undefined): void {
+  #completeBlock(
+    streamId: number,
+    block: Uint8Array,
+    endStream: boolean,
+    prio: H2StreamError | undefined,
+  ): void {
     let fields: HeaderField[] | null;
     try {
       fields = this.decoder.decode(block);
@@ -463,7 +478,10 @@ export abstract class H2Session implements StreamHost, Deadline {
     }
   }
 
-  #onWindowUpdate(header: { length: number; type: number; flags: number; streamId: number }, payload: Uint8Array) {
+  #onWindowUpdate(
+    header: { length: number; type: number; flags: number; streamId: number },
+    payload: Uint8Array,
+  ) {
     const id = header.streamId;
     if (id !== 0 && this.isIdle(id) && payload.length === 4) {
       throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
@@ -506,7 +524,10 @@ export abstract class H2Session implements StreamHost, Deadline {
           for (const s of this.streams.values()) {
             s.sendWindow += delta;
             if (s.sendWindow > MAX_WINDOW_SIZE) {
-              throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE overflows a stream window");
+              throw new H2ConnectionError(
+                ErrorCode.FLOW_CONTROL_ERROR,
+                "INITIAL_WINDOW_SIZE overflows a stream window",
+              );
             }
             if (delta > 0) s.wakeSend();
           }
@@ -620,10 +641,15 @@ export abstract class H2Session implements StreamHost, Deadline {
     }
   }
 
-  /** Streams `body` as DATA, then its trailers (HEADERS + END_STREAM) or an empty END_STREAM DATA. */
-  async sendBody(s: H2Stream, body: Body): Promise<void> {
+  /**
+   * Streams `body` as DATA, then its trailers (HEADERS + END_STREAM) or an empty END_STREAM DATA.
+   * `state.reading` tells the caller whether a body.read() is pending (a retry must not race it).
+   */
+  async sendBody(s: H2Stream, body: Body, state?: { reading: boolean }): Promise<void> {
     for (;;) {
+      if (state) state.reading = true;
       const chunk = await body.read();
+      if (state) state.reading = false;
       if (chunk === null) break;
       if (chunk.length > 0) await this.sendData(s, chunk, false);
     }
@@ -755,9 +781,10 @@ export abstract class H2Session implements StreamHost, Deadline {
       this.conn.close();
     } catch { /* already closed */ }
     for (const s of [...this.streams.values()]) {
-      const e = this.goawayReceived >= 0 && s.id > this.goawayReceived && (s.id & 1) === (this.isServer ? 0 : 1)
-        ? new H2ConnectionLost(err.message, true)
-        : err;
+      const e =
+        this.goawayReceived >= 0 && s.id > this.goawayReceived && (s.id & 1) === (this.isServer ? 0 : 1)
+          ? new H2ConnectionLost(err.message, true)
+          : err;
       s.fail(e);
       this.closeStream(s, Closed.ResetLocal);
     }

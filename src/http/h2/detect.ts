@@ -82,7 +82,9 @@ export class PendingConnection implements ServerConnection, Deadline {
           }
         }
         if (!match) return { protocol: "h1", conn: asConn(new PrefixedConn(this.conn, buf.subarray(0, n))) };
-        if (n >= CONNECTION_PREFACE.length) return { protocol: "h2", conn: this.conn, initial: buf.subarray(0, n) };
+        if (n >= CONNECTION_PREFACE.length) {
+          return { protocol: "h2", conn: this.conn, initial: buf.subarray(0, n) };
+        }
       }
     } catch {
       return null;

@@ -18,14 +18,9 @@ import type { H1Handler, RequestRecord, ServerConnection } from "../h1/server.ts
 import { reasonPhrase } from "../h1/write.ts";
 import { Closed, H2Session } from "./connection.ts";
 import { ErrorCode, H2ConnectionError, H2StreamError, SettingsId } from "./frames.ts";
-import {
-  type H2RequestHead,
-  parseRequestFields,
-  parseTrailerFields,
-  responseFields,
-} from "./headers.ts";
+import { type H2RequestHead, parseRequestFields, parseTrailerFields, responseFields } from "./headers.ts";
 import type { HeaderField } from "./hpack.ts";
-import { h2Limits, type H2Limits } from "./limits.ts";
+import { type H2Limits, h2Limits } from "./limits.ts";
 import { EMPTY_BYTES, H2ConnectionLost, H2Stream, H2StreamReset } from "./stream.ts";
 
 /** Why the request body failed, as the answer the client should get if none was sent yet. */
@@ -51,6 +46,8 @@ export class BodyTooLarge extends Error {
 
 export class H2ServerConn extends H2Session implements ServerConnection {
   #draining = false;
+  /** Exchanges whose handler or response is still running (reset streams included). */
+  #serving = 0;
 
   constructor(
     conn: Deno.Conn,
@@ -73,7 +70,10 @@ export class H2ServerConn extends H2Session implements ServerConnection {
   }
 
   async run(): Promise<void> {
-    const extra: Array<[number, number]> = [[SettingsId.MAX_CONCURRENT_STREAMS, this.limits.maxConcurrentStreams]];
+    const extra: Array<[number, number]> = [[
+      SettingsId.MAX_CONCURRENT_STREAMS,
+      this.limits.maxConcurrentStreams,
+    ]];
     if (this.limits.enableConnectProtocol) extra.push([SettingsId.ENABLE_CONNECT_PROTOCOL, 1]);
     this.sendPrefaceSettings(extra);
     this.reason = "preface";
@@ -103,6 +103,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
   #armIdle(): void {
     if (this.closing) return;
     if (this.streams.size === 0) {
+      this.writer.trim();
       this.reason = "idle";
       this.deadline = performance.now() + this.cfg.idle_timeout;
     } else this.deadline = Infinity;
@@ -136,7 +137,9 @@ export class H2ServerConn extends H2Session implements ServerConnection {
       this.#onTrailers(existing, fields, endStream, prio);
       return;
     }
-    if ((id & 1) === 0) throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `client opened even stream ${id}`);
+    if ((id & 1) === 0) {
+      throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `client opened even stream ${id}`);
+    }
     if (id <= this.lastPeerStreamId) {
       const how = this.closedHow(id);
       if (how === undefined) {
@@ -149,7 +152,9 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     // After our GOAWAY, new streams are ignored (§6.8); their field block was decoded above.
     if (this.goawaySent >= 0) return;
     if (prio) throw prio;
-    if (this.streams.size >= this.limits.maxConcurrentStreams) {
+    // Reset streams leave the table while their exchange still runs (Rapid Reset, CVE-2023-44487):
+    // exchanges in progress count against the same limit.
+    if (Math.max(this.streams.size, this.#serving) >= this.limits.maxConcurrentStreams) {
       this.event("h2_refused_stream");
       this.resetStream(id, ErrorCode.REFUSED_STREAM);
       return;
@@ -265,6 +270,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
   // --- exchange -------------------------------------------------------------------------------
 
   async #serve(s: ServerStream, head: H2RequestHead): Promise<void> {
+    this.#serving++;
     const rec: RequestRecord = {
       start: performance.now(),
       method: head.method,
@@ -317,6 +323,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
       }
       await this.#respond(s, res, rec, head.method === "HEAD");
     } finally {
+      this.#serving--;
       rec.bytesIn += s.arrived;
       rec.bytesOut = s.bytesSent;
       this.handler.complete(rec);

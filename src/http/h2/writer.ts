@@ -69,6 +69,14 @@ export class FrameWriter {
     return new Promise((r) => this.#idle.push(r));
   }
 
+  /** Returns grown buffers once nothing is queued (an idle connection keeps 16 KiB). */
+  trim(): void {
+    this.#spare = null;
+    if (this.#len === 0 && !this.#writing && this.#buf.length > INITIAL_BUFFER) {
+      this.#buf = new Uint8Array(INITIAL_BUFFER);
+    }
+  }
+
   /** Stops writing; wakes every waiter. Queued bytes are dropped. */
   close(): void {
     if (this.#closed) return;
@@ -117,7 +125,14 @@ export class FrameWriter {
       const end = Math.min(block.length, start + maxFrame);
       let flags = i === frames - 1 ? 0x4 : 0; // END_HEADERS on the last
       if (i === 0 && endStream) flags |= 0x1; // END_STREAM on the HEADERS frame
-      writeFrameHeader(b, o, end - start, i === 0 ? FrameType.HEADERS : FrameType.CONTINUATION, flags, streamId);
+      writeFrameHeader(
+        b,
+        o,
+        end - start,
+        i === 0 ? FrameType.HEADERS : FrameType.CONTINUATION,
+        flags,
+        streamId,
+      );
       b.set(block.subarray(start, end), o + 9);
       o += 9 + end - start;
     }
@@ -175,7 +190,9 @@ export class FrameWriter {
         this.#len = 0;
         this.#inflight = n;
         let off = 0;
-        while (off < n) off += await this.sink.write(off === 0 && n === buf.length ? buf : buf.subarray(off, n));
+        while (off < n) {
+          off += await this.sink.write(off === 0 && n === buf.length ? buf : buf.subarray(off, n));
+        }
         this.written += n;
         this.#inflight = 0;
         this.#keep(buf);

@@ -1,0 +1,117 @@
+/**
+ * The memory rows: RSS with N idle keep-alive connections (opened by idle_conns.ts on the load
+ * core) and RSS growth while a large download streams through, one proxy after the other.
+ */
+
+import { download } from "./load.ts";
+import { type Ctx, exitedReason, type Proxy, url } from "./proxies.ts";
+import { cpuSeconds, log, rssBytes, rssSampler, sleep, spawn, stop } from "./procs.ts";
+import { fmt, type MemoryRow, PROXIES } from "./report.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const MIB = 1024 * 1024;
+
+export function emptyRow(label: string, decimals: number, missing = "not started"): MemoryRow {
+  return {
+    label,
+    decimals,
+    values: Object.fromEntries(PROXIES.map((n) => [n, missing])) as MemoryRow["values"],
+  };
+}
+
+/** Opens ctx.opts.idleConns idle keep-alive connections to each proxy in turn. */
+export async function idleConnectionRows(ctx: Ctx, proxies: Proxy[]): Promise<MemoryRow[]> {
+  const n = ctx.opts.idleConns;
+  const before = emptyRow(`RSS before opening ${fmt(n)} connections (MiB)`, 1);
+  const withConns = emptyRow(`RSS with ${fmt(n)} idle keep-alive connections (MiB)`, 1);
+  const perConn = emptyRow(`per-connection cost, (with − before) ÷ open (KiB)`, 1);
+  const opened = { ...emptyRow(`connections open (of ${fmt(n)})`, 0), noRatio: true };
+  for (const p of proxies) {
+    const dead = exitedReason(p);
+    if (dead) {
+      for (const r of [before, withConns, perConn, opened]) r.values[p.name] = dead;
+      continue;
+    }
+    await sleep(500);
+    const base = rssBytes(p.proc);
+    const child = spawn(`idle-${p.name}`, Deno.execPath(), [
+      "run",
+      "--no-prompt",
+      "--allow-net=127.0.0.1",
+      `${ROOT}scripts/bench_harness/idle_conns.ts`,
+      String(p.ports.h1),
+      String(n),
+      "/small",
+      "200",
+    ], { cpus: ctx.opts.loadCpus, stdin: "piped" });
+    try {
+      const deadline = Date.now() + 180_000;
+      let line: string | undefined;
+      while (!line && Date.now() < deadline) {
+        line = child.output().split("\n").find((l) => l.startsWith("{"));
+        if (!line) {
+          const done = await Promise.race([child.exited.then(() => true), sleep(100).then(() => false)]);
+          if (done) break;
+        }
+      }
+      if (!line) throw new Error(`idle connection client failed: ${child.output().slice(-500)}`);
+      const res = JSON.parse(line) as { open: number; failed: number; ms: number };
+      await sleep(1000); // let the proxy settle (buffers released after the first answer)
+      const rss = rssBytes(p.proc);
+      before.values[p.name] = base / MIB;
+      withConns.values[p.name] = rss / MIB;
+      opened.values[p.name] = res.open;
+      perConn.values[p.name] = res.open > 0 ? (rss - base) / 1024 / res.open : "no connection opened";
+      log(
+        `  idle ${p.name}: ${res.open} open, ${res.failed} failed in ${res.ms} ms, RSS ${
+          fmt(base / MIB, 1)
+        } → ${fmt(rss / MIB, 1)} MiB`,
+      );
+    } catch (e) {
+      const why = String(e instanceof Error ? e.message : e).split("\n")[0].slice(0, 160);
+      for (const r of [before, withConns, perConn, opened]) r.values[p.name] = why;
+    } finally {
+      try {
+        await child.child.stdin.close();
+      } catch { /* exited */ }
+      await stop(child, 10_000);
+    }
+  }
+  return [opened, before, withConns, perConn];
+}
+
+/** Streams ctx.opts.streamBytes through each proxy with curl; RSS growth, throughput, CPU. */
+export async function streamRows(ctx: Ctx, proxies: Proxy[]): Promise<MemoryRow[]> {
+  const size = ctx.opts.streamBytes >= 1024 * MIB
+    ? `${ctx.opts.streamBytes / 1024 / MIB} GiB`
+    : `${ctx.opts.streamBytes / MIB} MiB`;
+  const growth = emptyRow(`RSS growth while streaming ${size} (peak − before, MiB)`, 1);
+  const speed = emptyRow(`${size} download through the proxy (MiB/s)`, 0);
+  const cpu = emptyRow(`proxy CPU seconds for the ${size} download`, 2);
+  for (const p of proxies) {
+    const dead = exitedReason(p);
+    if (dead) {
+      for (const r of [growth, speed, cpu]) r.values[p.name] = dead;
+      continue;
+    }
+    await sleep(300);
+    const base = rssBytes(p.proc);
+    const cpu0 = cpuSeconds(p.proc);
+    const sampler = rssSampler(p.proc, 100);
+    const r = await download(url(p, "h1", "/stream"), ctx.opts.loadCpus);
+    const peak = sampler.stop();
+    const cpu1 = cpuSeconds(p.proc);
+    if ("error" in r || r.bytes !== ctx.opts.streamBytes) {
+      const why = "error" in r ? r.error : `got ${r.bytes} of ${ctx.opts.streamBytes} bytes`;
+      for (const row of [growth, speed, cpu]) row.values[p.name] = why.slice(0, 160);
+      continue;
+    }
+    growth.values[p.name] = (peak - base) / MIB;
+    speed.values[p.name] = r.bytes / MIB / r.seconds;
+    cpu.values[p.name] = cpu1 - cpu0;
+    log(
+      `  stream ${p.name}: ${fmt(r.bytes / MIB / r.seconds)} MiB/s, RSS +${fmt((peak - base) / MIB, 1)} MiB`,
+    );
+  }
+  return [growth, speed, cpu];
+}

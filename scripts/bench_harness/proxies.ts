@@ -1,0 +1,215 @@
+/**
+ * Starting the origin and the four proxies under test: each gets fresh loopback ports, a
+ * config in the run's temp dir, its CPU pinning, and is waited for until it accepts (the
+ * gateway until its /readyz says ready). A port stolen in between is retried with new ones.
+ */
+
+import { SCHEMA } from "../../src/config/schema.ts";
+import { gatewayFlags } from "../flags.ts";
+import {
+  caddyfile,
+  gatewayToml,
+  haproxy,
+  nginxProxy,
+  originNginx,
+  type Ports,
+  type Setup,
+} from "./configs.ts";
+import type { Front, Options } from "./options.ts";
+import { freePorts, refreshTree, runCmd, sleep, spawn, type Started, stop, waitForPorts } from "./procs.ts";
+import type { ProxyName } from "./report.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+export interface Proxy {
+  name: ProxyName;
+  proc: Started;
+  ports: Ports;
+  /** Fronts this proxy cannot serve, with the reason. */
+  na: Partial<Record<Front, string>>;
+  /** Set once the process died: every later cell is n/a. */
+  dead?: string;
+}
+
+export interface Ctx {
+  opts: Options;
+  setup: Setup;
+  lua: string;
+  bodyFile: string;
+}
+
+function portsFor(): Ports {
+  const [h1, h2c, tls, admin] = freePorts(4);
+  return { h1, h2c, tls, admin };
+}
+
+/** Starts a proxy, retrying with fresh ports when a port was taken in the meantime. */
+async function startWithRetry(
+  name: ProxyName,
+  start: (ports: Ports) => Promise<Proxy>,
+): Promise<Proxy> {
+  let last: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return await start(portsFor());
+    } catch (e) {
+      last = e;
+      if (!/in use|bind|EADDRINUSE/i.test(String(e))) break;
+    }
+  }
+  throw new Error(`${name} did not start: ${last instanceof Error ? last.message : String(last)}`);
+}
+
+export async function startOrigin(ctx: Ctx): Promise<Started> {
+  const { setup, opts } = ctx;
+  const conf = `${setup.dir}/origin.conf`;
+  await Deno.writeTextFile(conf, originNginx(setup));
+  const p = spawn("origin", "nginx", [
+    "-p",
+    setup.dir,
+    "-c",
+    conf,
+    "-e",
+    `${setup.dir}/origin.err`,
+    "-g",
+    "daemon off;",
+  ], {
+    cpus: opts.originCpus,
+  });
+  await waitForPorts(p, [setup.originPort]);
+  refreshTree(p);
+  return p;
+}
+
+export async function startNginx(ctx: Ctx): Promise<Proxy> {
+  return await startWithRetry("nginx", async (ports) => {
+    const conf = `${ctx.setup.dir}/nginx.conf`;
+    await Deno.writeTextFile(conf, nginxProxy(ctx.setup, ports));
+    const proc = spawn("nginx", "nginx", [
+      "-p",
+      ctx.setup.dir,
+      "-c",
+      conf,
+      "-e",
+      `${ctx.setup.dir}/nginx.err`,
+      "-g",
+      "daemon off;",
+    ], {
+      cpus: ctx.opts.proxyCpus,
+    });
+    await waitOrStop(proc, [ports.h1, ports.h2c, ports.tls]);
+    return { name: "nginx", proc, ports, na: {} };
+  });
+}
+
+export async function startHaproxy(ctx: Ctx): Promise<Proxy> {
+  return await startWithRetry("haproxy", async (ports) => {
+    const conf = `${ctx.setup.dir}/haproxy.cfg`;
+    await Deno.writeTextFile(conf, haproxy(ctx.setup, ports));
+    const proc = spawn("haproxy", "haproxy", ["-f", conf, "-db"], { cpus: ctx.opts.proxyCpus });
+    await waitOrStop(proc, [ports.h1, ports.h2c, ports.tls]);
+    return { name: "haproxy", proc, ports, na: {} };
+  });
+}
+
+export async function startCaddy(ctx: Ctx): Promise<Proxy> {
+  return await startWithRetry("caddy", async (ports) => {
+    const dir = ctx.setup.dir;
+    const conf = `${dir}/Caddyfile`;
+    await Deno.writeTextFile(conf, caddyfile(ctx.setup, ports));
+    const proc = spawn("caddy", "caddy", ["run", "--config", conf, "--adapter", "caddyfile"], {
+      cpus: ctx.opts.proxyCpus,
+      env: {
+        GOMAXPROCS: String(ctx.opts.workers),
+        XDG_DATA_HOME: `${dir}/caddy-data`,
+        XDG_CONFIG_HOME: `${dir}/caddy-config`,
+      },
+    });
+    await waitOrStop(proc, [ports.h1, ports.tls]);
+    // Caddy serves h2c on its HTTP/1.1 port (protocols h1 h2 h2c).
+    return { name: "caddy", proc, ports: { ...ports, h2c: ports.h1 }, na: {} };
+  });
+}
+
+/** The gateway, spawned like tests/helpers/gateway.ts does (its own permission flags). */
+export async function startGateway(ctx: Ctx): Promise<Proxy> {
+  const rt = SCHEMA.runtime;
+  const workersKey = rt.type === "table" && "workers" in rt.fields;
+  const conf = `${ctx.setup.dir}/gateway.toml`;
+  const deno = Deno.execPath();
+  return await startWithRetry("gateway", async (ports) => {
+    const na: Proxy["na"] = {};
+    await Deno.writeTextFile(conf, gatewayToml(ctx.setup, ports, { tls: true, workersKey }));
+    const check = await runCmd(deno, [
+      "run",
+      "--no-prompt",
+      ...gatewayFlags(conf),
+      `${ROOT}main.ts`,
+      "--check",
+      conf,
+    ], {
+      cwd: ROOT,
+      timeoutMs: 60_000,
+    });
+    if (check.code !== 0) {
+      const why = (check.stderr || check.stdout).trim().split("\n")[0] ?? `exit ${check.code}`;
+      na.tls = `https listener refused by --check (${why.replace(/\|/g, "/").slice(0, 160)})`;
+      await Deno.writeTextFile(conf, gatewayToml(ctx.setup, ports, { tls: false, workersKey }));
+    }
+    const proc = spawn(
+      "gateway",
+      deno,
+      ["run", "--no-prompt", ...gatewayFlags(conf), `${ROOT}main.ts`, conf],
+      {
+        cpus: ctx.opts.proxyCpus,
+        cwd: ROOT,
+        env: { LB_LOG_FORMAT: "json" },
+      },
+    );
+    await waitOrStop(proc, na.tls ? [ports.h1, ports.admin] : [ports.h1, ports.tls, ports.admin]);
+    // Listeners accept before the gateway says ready; /readyz is the gateway's own word.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const ok = await fetch(`http://127.0.0.1:${ports.admin}/readyz`).then(async (r) => {
+        await r.body?.cancel();
+        return r.ok;
+      }, () => false);
+      if (ok) break;
+      if (Date.now() > deadline) {
+        await stop(proc);
+        throw new Error(`gateway never became ready:\n${proc.output().slice(-2000)}`);
+      }
+      await sleep(100);
+    }
+    return { name: "gateway", proc, ports: { ...ports, h2c: ports.h1 }, na };
+  });
+}
+
+async function waitOrStop(proc: Started, ports: number[]): Promise<void> {
+  try {
+    await waitForPorts(proc, ports);
+    refreshTree(proc);
+  } catch (e) {
+    await stop(proc);
+    throw e;
+  }
+}
+
+export function url(p: Proxy, front: Front, path: string): string {
+  return front === "tls"
+    ? `https://127.0.0.1:${p.ports.tls}${path}`
+    : `http://127.0.0.1:${p.ports[front]}${path}`;
+}
+
+export function exitedReason(p: Proxy): string | undefined {
+  if (p.dead) return p.dead;
+  try {
+    const st = Deno.readTextFileSync(`/proc/${p.proc.pid}/stat`);
+    if (st.slice(st.lastIndexOf(")") + 2)[0] !== "Z") return undefined;
+  } catch { /* gone */ }
+  p.dead = `process exited during the run: ${p.proc.output().trim().split("\n").slice(-1)[0] ?? ""}`.slice(
+    0,
+    200,
+  );
+  return p.dead;
+}

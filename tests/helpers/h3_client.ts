@@ -1,0 +1,258 @@
+/**
+ * A small HTTP/3 client for tests and the benchmark, on the project's QUIC engine
+ * (src/quic/engine.ts → Deno.connectQuic) and its HTTP/3 framing and QPACK modules. It
+ * advertises a QPACK table capacity of 0, so servers answer with static references and
+ * literals only. Besides whole requests it exposes raw streams, so tests can send malformed
+ * frames and observe the connection close code the server answers with.
+ */
+
+import { connectQuic, type QuicBidiStream, type QuicConnection, type QuicSendStream } from "../../src/quic/engine.ts";
+import {
+  encodeFrame,
+  encodeSettings,
+  FrameReader,
+  FrameType,
+  Setting,
+  StreamType,
+} from "../../src/http/h3/frames.ts";
+import { encodeFieldSection, type HeaderField, QpackDecoder } from "../../src/http/h3/qpack.ts";
+import { run } from "./run.ts";
+
+export interface H3Response {
+  status: number;
+  /** Regular fields, in order, names lower-case. */
+  headers: Array<[string, string]>;
+  body: Uint8Array;
+  /** Body bytes received (also when discardBody kept none). */
+  bodyLength: number;
+  trailers: Array<[string, string]>;
+  /** Interim (1xx) statuses seen before the final one. */
+  interim: number[];
+}
+
+export interface H3RequestInit {
+  method?: string;
+  path: string;
+  authority?: string;
+  scheme?: string;
+  headers?: Array<[string, string]>;
+  body?: Uint8Array | AsyncIterable<Uint8Array>;
+  trailers?: Array<[string, string]>;
+  /** Count the response body without keeping it (big downloads, benchmarks). */
+  discardBody?: boolean;
+}
+
+export class H3Client {
+  #control: QuicSendStream | undefined;
+  readonly #decoder = new QpackDecoder({ maxTableCapacity: 0, maxBlockedStreams: 0, maxFieldSectionSize: 1 << 20 });
+
+  private constructor(readonly conn: QuicConnection, readonly authority: string) {}
+
+  static async connect(opts: {
+    port: number;
+    ca: string;
+    host?: string;
+    serverName?: string;
+    /** Skip opening our control stream (tests of the server's critical-stream rules). */
+    noControl?: boolean;
+  }): Promise<H3Client> {
+    const { conn } = await connectQuic({
+      hostname: opts.host ?? "127.0.0.1",
+      port: opts.port,
+      serverName: opts.serverName ?? "localhost",
+      caCerts: [opts.ca],
+      alpn: ["h3"],
+      maxIdleTimeoutMs: 30_000,
+    });
+    const c = new H3Client(conn, `${opts.serverName ?? "localhost"}:${opts.port}`);
+    if (!opts.noControl) await c.openControl();
+    // Read and drop the server's unidirectional streams (its control stream, QPACK streams).
+    (async () => {
+      for (;;) {
+        const s = await conn.acceptUni();
+        if (!s) return;
+        const r = new FrameReader(s, 4096);
+        (async () => {
+          try {
+            while (await r.more()) r.start = r.end;
+          } catch { /* closed */ }
+        })();
+      }
+    })();
+    return c;
+  }
+
+  /** Our control stream with SETTINGS (QPACK capacity 0). */
+  async openControl(extra: Uint8Array[] = []): Promise<QuicSendStream> {
+    const s = await this.conn.openUni();
+    await s.write(Uint8Array.of(StreamType.CONTROL));
+    await s.write(encodeSettings([[Setting.MAX_FIELD_SECTION_SIZE, 1 << 20]]));
+    for (const e of extra) await s.write(e);
+    this.#control = s;
+    return s;
+  }
+
+  get control(): QuicSendStream | undefined {
+    return this.#control;
+  }
+
+  /** Resolves with the close code once the connection is closed (by either side). */
+  closed(): Promise<{ code: number; reason: string; local: boolean }> {
+    return this.conn.closed;
+  }
+
+  /** Opens a raw request stream. */
+  openStream(): Promise<QuicBidiStream> {
+    return this.conn.openBidi();
+  }
+
+  /** HEADERS frame for a request. */
+  static headersFrame(fields: HeaderField[]): Uint8Array {
+    return encodeFrame(FrameType.HEADERS, encodeFieldSection(fields));
+  }
+
+  static dataFrame(bytes: Uint8Array): Uint8Array {
+    return encodeFrame(FrameType.DATA, bytes);
+  }
+
+  async request(init: H3RequestInit): Promise<H3Response> {
+    const s = await this.conn.openBidi();
+    const fields: HeaderField[] = [
+      [":method", init.method ?? "GET"],
+      [":scheme", init.scheme ?? "https"],
+      [":authority", init.authority ?? this.authority],
+      [":path", init.path],
+      ...(init.headers ?? []),
+    ];
+    const sending = (async () => {
+      await s.send.write(H3Client.headersFrame(fields));
+      if (init.body instanceof Uint8Array) {
+        if (init.body.length > 0) await s.send.write(H3Client.dataFrame(init.body));
+      } else if (init.body) {
+        for await (const chunk of init.body) await s.send.write(H3Client.dataFrame(chunk));
+      }
+      if (init.trailers) await s.send.write(H3Client.headersFrame(init.trailers));
+      await s.send.finish();
+    })();
+    const response = this.readResponse(s, init.discardBody);
+    await sending;
+    return await response;
+  }
+
+  /** Reads HEADERS (after any 1xx), DATA and trailers until FIN. */
+  async readResponse(s: QuicBidiStream, discardBody = false): Promise<H3Response> {
+    const r = new FrameReader(s.recv);
+    const out: H3Response = {
+      status: 0,
+      headers: [],
+      body: new Uint8Array(0),
+      bodyLength: 0,
+      trailers: [],
+      interim: [],
+    };
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const h = await r.frameHeader();
+      if (h === null) break;
+      if (h.type === FrameType.HEADERS) {
+        const d = this.#decoder.decode(await r.payload(h.length), Number(s.recv.id));
+        if (!("fields" in d) || !d.fields) throw new Error("response field section could not be decoded");
+        const fields = d.fields.map((f) => [f[0], f[1]] as [string, string]);
+        if (out.status === 0) {
+          const st = Number(fields.find((f) => f[0] === ":status")?.[1] ?? "0");
+          if (st >= 100 && st < 200) {
+            out.interim.push(st);
+            continue;
+          }
+          out.status = st;
+          out.headers = fields.filter((f) => !f[0].startsWith(":"));
+        } else out.trailers = fields;
+      } else if (h.type === FrameType.DATA) {
+        let left = h.length;
+        while (left > 0) {
+          const part = await r.some(left);
+          left -= part.length;
+          size += part.length;
+          if (!discardBody) chunks.push(part.slice());
+        }
+      } else await r.skip(h.length);
+    }
+    if (discardBody) out.body = new Uint8Array(0);
+    else {
+      const body = new Uint8Array(size);
+      let o = 0;
+      for (const c of chunks) {
+        body.set(c, o);
+        o += c.length;
+      }
+      out.body = body;
+    }
+    out.bodyLength = size;
+    return out;
+  }
+
+  close(): void {
+    this.conn.close(0x100, "");
+  }
+}
+
+export function header(res: H3Response, name: string): string | undefined {
+  return res.headers.find((h) => h[0] === name)?.[1];
+}
+
+/** A CA and a leaf certificate for localhost/127.0.0.1 signed by it (EC P-256, keys mode 600). */
+export async function makeTestPki(dir: string): Promise<{ ca: string; cert: string; key: string; caPem: string }> {
+  const openssl = async (args: string[]) => {
+    const r = await run("openssl", args, { timeoutMs: 20_000 });
+    if (r.code !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl([
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    `${dir}/ca.key`,
+    "-out",
+    `${dir}/ca.pem`,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=h3-test-ca",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  ]);
+  await openssl(["req", ...ec, "-keyout", `${dir}/leaf.key`, "-out", `${dir}/leaf.csr`, "-subj", "/CN=localhost"]);
+  await Deno.writeTextFile(
+    `${dir}/leaf.ext`,
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  await openssl([
+    "x509",
+    "-req",
+    "-in",
+    `${dir}/leaf.csr`,
+    "-CA",
+    `${dir}/ca.pem`,
+    "-CAkey",
+    `${dir}/ca.key`,
+    "-CAcreateserial",
+    "-out",
+    `${dir}/leaf.pem`,
+    "-days",
+    "2",
+    "-extfile",
+    `${dir}/leaf.ext`,
+  ]);
+  await Deno.chmod(`${dir}/leaf.key`, 0o600);
+  await Deno.chmod(`${dir}/ca.key`, 0o600);
+  return {
+    ca: `${dir}/ca.pem`,
+    cert: `${dir}/leaf.pem`,
+    key: `${dir}/leaf.key`,
+    caPem: await Deno.readTextFile(`${dir}/ca.pem`),
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * The benchmark harness cannot rot: `scripts/bench --smoke` (one 1 s round per cell, small
+ * memory rows) runs the real gateway, nginx, HAProxy and Caddy in front of the nginx origin and
+ * writes its tables to a temp file. Checks the tables have a numeric req/s row for every proxy
+ * with same-run ratios, that docs/benchmarks.md was not touched, and that every process the
+ * harness started is gone afterwards (by pid and start time, from the pid file it keeps), with
+ * nothing left for the wrapper's safety net to kill. No timing is asserted.
+ */
+
+import assert from "node:assert/strict";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const PROXIES = ["gateway", "nginx", "haproxy", "caddy"];
+const LIMIT_MS = 85_000;
+
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return f[0] === "Z" ? undefined : f[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Rows of the markdown table that follows `#### title`, as cells (header and rule skipped). */
+function tableAfter(md: string, title: string): string[][] {
+  const start = md.indexOf(`#### ${title}\n`);
+  assert.ok(start >= 0, `no section "${title}" in:\n${md}`);
+  const lines = md.slice(start).split("\n");
+  const first = lines.findIndex((l) => l.startsWith("| proxy |"));
+  assert.ok(first > 0, `no proxy table under "${title}"`);
+  const rows: string[][] = [];
+  for (const l of lines.slice(first + 2)) {
+    if (!l.startsWith("|")) break;
+    rows.push(l.split("|").slice(1, -1).map((c) => c.trim()));
+  }
+  return rows;
+}
+
+function num(cell: string): number {
+  return Number(cell.split(" ")[0].replace(/,/g, ""));
+}
+
+Deno.test("scripts/bench --smoke writes same-run tables and leaves nothing running", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "eg-bench-smoke-" });
+  const out = `${dir}/benchmarks.md`;
+  const pidfile = `${dir}/pids`;
+  const docPath = `${ROOT}docs/benchmarks.md`;
+  const docBefore = await Deno.readTextFile(docPath).catch(() => undefined);
+  try {
+    const child = new Deno.Command("bash", {
+      args: [`${ROOT}scripts/bench`, "--smoke", "--out", out],
+      cwd: ROOT,
+      env: { BENCH_PIDFILE: pidfile },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // SIGTERM reaches the harness through the wrapper, which tears everything down.
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* exited */ }
+    }, LIMIT_MS);
+    const res = await child.output();
+    clearTimeout(timer);
+    const stderr = new TextDecoder().decode(res.stderr);
+    assert.equal(res.code, 0, `scripts/bench --smoke failed (${res.code}):\n${stderr.slice(-4000)}`);
+    assert.doesNotMatch(stderr, /killing leftover/, "the harness left processes for the wrapper to kill");
+
+    const md = await Deno.readTextFile(out);
+    assert.match(md, /<!-- bench:begin/);
+    assert.match(md, /<!-- bench:end -->/);
+    assert.match(md, /Command: `scripts\/bench --smoke --out /);
+    assert.match(md, /Machine: \d+ × /);
+
+    // The HTTP/1.1 keep-alive table: every proxy ran, with a positive numeric req/s.
+    const rows = tableAfter(md, "HTTP/1.1 small response, keep-alive");
+    assert.deepEqual(rows.map((r) => r[0]), PROXIES);
+    for (const r of rows) {
+      assert.ok(num(r[1]) > 0, `${r[0]}: req/s '${r[1]}' is not a positive number`);
+      assert.ok(num(r[3]) > 0, `${r[0]}: p99 '${r[3]}' is not a positive number`);
+      assert.ok(num(r[4]) > 0, `${r[0]}: CPU µs/req '${r[4]}' is not a positive number`);
+    }
+    // The other quick scenarios have a row per proxy: numbers, or an explicit n/a with a reason.
+    for (
+      const title of [
+        "HTTP/1.1 1 MiB response",
+        "HTTP/1.1 POST 1 MiB",
+        "HTTP/2 (h2c, prior knowledge) small response",
+      ]
+    ) {
+      const t = tableAfter(md, title);
+      assert.deepEqual(t.map((r) => r[0]), PROXIES, title);
+      for (const r of t) assert.ok(num(r[1]) > 0 || /^n\/a: \S/.test(r[1]), `${title}: ${r.join(" | ")}`);
+    }
+    // Ratios against each peer from the same run.
+    for (const peer of ["nginx", "haproxy", "caddy"]) {
+      const m = md.match(new RegExp(`\\| gateway/${peer} \\| ([0-9.]+) \\|`));
+      assert.ok(m && Number(m[1]) > 0, `no numeric gateway/${peer} req/s ratio`);
+    }
+    assert.match(md, /#### Memory/);
+    assert.match(
+      md,
+      /\| RSS idle, right after start \(MiB\) \| [0-9.,]+ \| [0-9.,]+ \| [0-9.,]+ \| [0-9.,]+ \|/,
+    );
+
+    // Nothing the harness started is still running.
+    const lines = (await Deno.readTextFile(pidfile)).trim().split("\n").filter(Boolean);
+    const names = new Set(lines.map((l) => l.split(" ")[2]));
+    for (const n of ["origin", "gateway", "nginx", "haproxy", "caddy", "wrk"]) {
+      assert.ok(names.has(n), `pid file lists no ${n}: ${[...names].join(", ")}`);
+    }
+    for (const l of lines) {
+      const [pid, start, name] = l.split(" ");
+      assert.notEqual(startTime(Number(pid)), start, `${name} (pid ${pid}) is still running`);
+    }
+
+    // The real docs were not touched.
+    assert.equal(await Deno.readTextFile(docPath).catch(() => undefined), docBefore);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
