@@ -88,7 +88,7 @@ export function summary(s: ConfigSnapshot): string {
 function bootstrapSummary(b: Extract<Bootstrap, { kind: "etcd" }>): string {
   const c = b.control;
   return [
-    `config ${b.file} is a valid etcd bootstrap`,
+    `config ${b.file} is valid (an etcd bootstrap: the rest of the config comes from etcd)`,
     `etcd: ${c.endpoints.join(", ")}${c.username ? ` as ${c.username}` : ""}${c.tls ? " (tls)" : ""}`,
     `config key: ${c.prefix}/config; fleet: ${c.prefix}/instances/${c.instance_id ?? "<hostname>-<pid>"}`,
     `cache: ${c.cache_file ?? "none (etcd must be reachable at boot)"}`,
@@ -175,7 +175,9 @@ async function main(argv: string[]): Promise<number> {
       if (!(e instanceof BootError)) throw e;
       // Config problems are already one line each; the last line says why there is no fallback.
       for (const line of e.message.split("\n")) {
-        console.error(line.startsWith("expressgateway:") || e.exitCode === 2 ? line : `expressgateway: ${line}`);
+        console.error(
+          line.startsWith("expressgateway:") || e.exitCode === 2 ? line : `expressgateway: ${line}`,
+        );
       }
       flushLogs();
       return e.exitCode;
@@ -211,11 +213,12 @@ async function main(argv: string[]): Promise<number> {
   const done = Promise.withResolvers<number>();
   let stopping: Promise<void> | undefined;
   const onStop = () => {
-    // Stop following the source first (and leave the fleet list), then drain.
-    stopping ??= source.stop()
-      .catch((e) => log.warn("config source did not stop cleanly", { error: String(e) }))
-      .then(() => gateway.drain())
-      .then(() => done.resolve(0), () => done.resolve(1));
+    // Stop following the source (and leave the fleet list) while draining: a revision arriving
+    // now is refused by the draining gateway, and an unreachable etcd cannot delay the drain.
+    stopping ??= Promise.all([
+      source.stop().catch((e) => log.warn("config source did not stop cleanly", { error: String(e) })),
+      gateway.drain(),
+    ]).then(() => done.resolve(0), () => done.resolve(1));
   };
   Deno.addSignalListener("SIGTERM", onStop);
   Deno.addSignalListener("SIGINT", onStop);

@@ -7,8 +7,9 @@
 #     control.cache_file when the config comes from etcd (the cache is rewritten by rename)
 #   - --allow-ffi only with --xdp (libbpf through Deno FFI)
 #   - --no-prompt (a daemon never prompts: a missing permission is an error, reported as such)
-#   - --include src/runtime/worker.ts (data-plane workers are loaded by URL at run time, so the
-#     module graph does not see them; under `deno run` they are read from src/ instead)
+#   - --frozen: deno.lock must already pin every import
+#   - --include src/runtime/worker.ts: data-plane workers are loaded by URL at run time, so the
+#     module graph does not see them (under `deno run` they are read from src/ instead)
 # The binary takes the same CLI as main.ts (expressgateway [--check] CONFIG, --version, --help).
 #
 # Usage: scripts/compile.sh [--read ABS_PATH]... [--write ABS_PATH]... [--xdp] [--output PATH]
@@ -115,7 +116,7 @@ flags=("${base[@]}" "--allow-read=$(IFS=,; echo "${reads[*]}")")
 [ "$xdp" = 1 ] && flags+=(--allow-ffi)
 flags+=(--no-prompt)
 
-compile_args=(compile "${flags[@]}" --include src/runtime/worker.ts --output "$output")
+compile_args=(compile --frozen "${flags[@]}" --include src/runtime/worker.ts --output "$output")
 [ -n "$target" ] && compile_args+=(--target "$target")
 compile_args+=(main.ts)
 

@@ -1,7 +1,7 @@
 /**
  * The gateway's permission flags, from the one list in deno.json ("expressgateway".permissions),
  * plus --allow-read scoped to what the config names (the config file's directory and every
- * TLS/CA file's directory, [control] TLS files included), --allow-ffi only when
+ * TLS/CA file's directory, [control] TLS files and control.cert_dirs included), --allow-ffi only when
  * runtime.xdp_enabled is true, and, when [control] names a cache_file, --allow-read and
  * --allow-write for that file's directory (the etcd source rewrites it atomically by rename).
  *
@@ -54,6 +54,11 @@ export function gatewayFlags(configPath: string, extraRead: string[] = []): stri
       // The compiled program: bpf/ unless xdp.object_path says otherwise.
       const objectPath = (doc.xdp as { object_path?: string } | undefined)?.object_path;
       reads.add(objectPath ? dirOf(objectPath) : `${ROOT}bpf`);
+    }
+    // An etcd document's certificate files are unknown here: [control] cert_dirs names their directories.
+    const certDirs = (doc.control as { cert_dirs?: unknown } | undefined)?.cert_dirs;
+    if (Array.isArray(certDirs)) {
+      for (const d of certDirs) if (typeof d === "string" && d !== "") reads.add(d);
     }
     const cache = (doc.control as { cache_file?: unknown } | undefined)?.cache_file;
     if (typeof cache === "string" && cache !== "") {

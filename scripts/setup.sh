@@ -20,12 +20,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts some of these as system services on install; tests start their own
+  # instances. Stop only those system services (by their pid files), never anything by name.
+  for svc in nginx haproxy caddy etcd; do
+    if [ -s "/run/$svc.pid" ]; then kill "$(cat "/run/$svc.pid")" 2>/dev/null || true; fi
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl stop "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 fi
-# Debian starts some of these as services on install; tests start their own instances.
-for svc in nginx haproxy caddy etcd; do
-  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
-  pkill -x "$svc" >/dev/null 2>&1 || true
-done
 
 if [ ! -x node_modules/.bin/deno ]; then npm ci --no-audit --no-fund; fi
 # Warm Deno's cache of the pinned npm imports (deno.lock) so tests start fast.

@@ -24,13 +24,13 @@ interface DocFamily {
   line: number;
 }
 
-/** Table rows `| \`name\` | type | labels | …`, split into the core and the feature-only sections. */
+/** Table rows `| \`name\` | type | labels | …` (any padding: deno fmt aligns tables), by section. */
 function parseMetricsDoc(text: string): { core: DocFamily[]; feature: DocFamily[] } {
   const core: DocFamily[] = [], feature: DocFamily[] = [];
   let inFeature = false;
   for (const [i, line] of text.split("\n").entries()) {
     if (line.startsWith("## ")) inFeature = line.trim() === FEATURE_HEADING;
-    const m = /^\| `([a-zA-Z_:][a-zA-Z0-9_:]*)` \| (\w+) \| ([^|]*) \|/.exec(line);
+    const m = /^\|\s*`([a-zA-Z_:][a-zA-Z0-9_:]*)`\s*\|\s*(\w+)\s*\|([^|]*)\|/.exec(line);
     if (!m) continue;
     const labelsCell = m[3].trim();
     const labels = labelsCell === "—" ? [] : labelsCell.split(",").map((s) => s.trim());
@@ -99,7 +99,7 @@ Deno.test("parseMetricsDoc splits the sections and reads the label column", () =
     "## Core families",
     "| Family | Type | Labels |",
     "| `a_total` | counter | x, y | 2 | … |",
-    "| `b` | gauge | — | 1 | … |",
+    "| `b`       | gauge   | —    | 1 | … |",
     FEATURE_HEADING,
     "### XDP",
     "| `c_total` | counter | direction | 2 | … |",

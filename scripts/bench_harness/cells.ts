@@ -6,7 +6,7 @@
 import { type LoadOutcome, runH2load, runWrk } from "./load.ts";
 import type { Front, Scenario } from "./options.ts";
 import { loadDescription } from "./options.ts";
-import { type Ctx, exitedReason, type Proxy, url } from "./proxies.ts";
+import { checkOrigin, type Ctx, exitedReason, type Proxy, url } from "./proxies.ts";
 import { cpuSeconds, isAborting, log, refreshTree, rssSampler, runCmd } from "./procs.ts";
 import { type Cell, fmt, PROXIES, type ProxyName, type Round, type ScenarioResult } from "./report.ts";
 
@@ -69,6 +69,7 @@ export async function runScenario(ctx: Ctx, proxies: Proxy[], s: Scenario): Prom
     for (const p of proxies) {
       const cell = cells[p.name];
       if (cell.na) continue;
+      checkOrigin(ctx);
       refreshTree(p.proc);
       const cpu0 = cpuSeconds(p.proc);
       const sampler = rssSampler(p.proc);
@@ -77,6 +78,7 @@ export async function runScenario(ctx: Ctx, proxies: Proxy[], s: Scenario): Prom
       const peak = sampler.stop();
       if ("error" in r) {
         if (isAborting()) throw new Error("interrupted");
+        checkOrigin(ctx);
         cell.na = (exitedReason(p) ?? `run failed: ${r.error}`).replace(/\|/g, "/").slice(0, 200);
         log(`  ${p.name}: ${cell.na}`);
         continue;

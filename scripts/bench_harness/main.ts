@@ -95,7 +95,10 @@ async function main(): Promise<number> {
     return 2;
   }
   const wanted = (id: string) => !opts.only || opts.only.has(id);
-  const scenarios = SCENARIOS.filter((s) => (opts.mode === "full" || !s.fullOnly) && wanted(s.id));
+  // --only names scenarios explicitly, full-set ones included.
+  const scenarios = SCENARIOS.filter((s) =>
+    opts.only ? opts.only.has(s.id) : opts.mode === "full" || !s.fullOnly
+  );
   const command = ["scripts/bench", ...Deno.args].join(" ");
   const startedAt = new Date();
   const loadStart = await loadavg();
@@ -121,9 +124,9 @@ async function main(): Promise<number> {
 
   try {
     const setup = await prepare(dir, opts);
-    const ctx: Ctx = { opts, setup, lua: `${dir}/wrk.lua`, bodyFile: `${dir}/post.bin` };
+    const origin = await startOrigin(opts, setup);
+    const ctx: Ctx = { opts, setup, lua: `${dir}/wrk.lua`, bodyFile: `${dir}/post.bin`, origin };
     log(`temp dir ${dir}; origin on 127.0.0.1:${setup.originPort}`);
-    await startOrigin(ctx);
     const proxies: Proxy[] = [];
     const failures: string[] = [];
     for (

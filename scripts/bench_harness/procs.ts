@@ -18,6 +18,8 @@ export interface Started {
   output(): string;
   /** Root plus descendants, as last seen by tree(). */
   pids: Set<number>;
+  /** How the root exited ("exit code 1", "signal SIGTERM"), once it has. */
+  status?: string;
 }
 
 const started: Started[] = [];
@@ -89,6 +91,7 @@ export function spawn(name: string, cmd: string, args: string[], opts: SpawnOpti
   };
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
   const exited = child.status.then(async (s) => {
+    p.status = s.signal ? `signal ${s.signal}` : `exit code ${s.code}`;
     await pumps;
     return s.code;
   });
@@ -105,6 +108,12 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** undefined while p's root process runs; otherwise how it ended. */
+export function exitInfo(p: Started): string | undefined {
+  if (alive(p.pid)) return undefined;
+  return p.status ?? "exited";
 }
 
 /** Every pid whose ancestry reaches root (root included), from one scan of /proc. */

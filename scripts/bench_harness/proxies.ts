@@ -16,7 +16,18 @@ import {
   type Setup,
 } from "./configs.ts";
 import type { Front, Options } from "./options.ts";
-import { freePorts, refreshTree, runCmd, sleep, spawn, type Started, stop, waitForPorts } from "./procs.ts";
+import {
+  exitInfo,
+  freePorts,
+  log,
+  refreshTree,
+  runCmd,
+  sleep,
+  spawn,
+  type Started,
+  stop,
+  waitForPorts,
+} from "./procs.ts";
 import type { ProxyName } from "./report.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -36,6 +47,7 @@ export interface Ctx {
   setup: Setup;
   lua: string;
   bodyFile: string;
+  origin: Started;
 }
 
 function portsFor(): Ports {
@@ -60,8 +72,7 @@ async function startWithRetry(
   throw new Error(`${name} did not start: ${last instanceof Error ? last.message : String(last)}`);
 }
 
-export async function startOrigin(ctx: Ctx): Promise<Started> {
-  const { setup, opts } = ctx;
+export async function startOrigin(opts: Options, setup: Setup): Promise<Started> {
   const conf = `${setup.dir}/origin.conf`;
   await Deno.writeTextFile(conf, originNginx(setup));
   const p = spawn("origin", "nginx", [
@@ -152,7 +163,9 @@ export async function startGateway(ctx: Ctx): Promise<Proxy> {
       timeoutMs: 60_000,
     });
     if (check.code !== 0) {
-      const why = (check.stderr || check.stdout).trim().split("\n")[0] ?? `exit ${check.code}`;
+      // First problem line, without the temp file's path ("…/gateway.toml:27:1: ").
+      const why = ((check.stderr || check.stdout).trim().split("\n")[0] || `exit ${check.code}`)
+        .replace(/^\S*\.toml:\d+:\d+: /, "");
       na.tls = `https listener refused by --check (${why.replace(/\|/g, "/").slice(0, 160)})`;
       await Deno.writeTextFile(conf, gatewayToml(ctx.setup, ports, { tls: false, workersKey }));
     }
@@ -203,13 +216,24 @@ export function url(p: Proxy, front: Front, path: string): string {
 
 export function exitedReason(p: Proxy): string | undefined {
   if (p.dead) return p.dead;
-  try {
-    const st = Deno.readTextFileSync(`/proc/${p.proc.pid}/stat`);
-    if (st.slice(st.lastIndexOf(")") + 2)[0] !== "Z") return undefined;
-  } catch { /* gone */ }
-  p.dead = `process exited during the run: ${p.proc.output().trim().split("\n").slice(-1)[0] ?? ""}`.slice(
-    0,
-    200,
+  const info = exitInfo(p.proc);
+  if (!info) return undefined;
+  p.dead = `process exited during the run (${info})`;
+  log(
+    `${p.name} exited (${info}); its last output:\n${
+      p.proc.output().trim().split("\n").slice(-5).join("\n")
+    }`,
   );
   return p.dead;
+}
+
+/** Throws when the origin is gone: every number after that would be an error page. */
+export function checkOrigin(ctx: Ctx): void {
+  const info = exitInfo(ctx.origin);
+  if (info) {
+    throw new Error(
+      `the origin (nginx, pid ${ctx.origin.pid}) exited during the run (${info}); ` +
+        "something else on this machine may have killed it (e.g. a `pkill nginx`)",
+    );
+  }
 }

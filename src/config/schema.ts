@@ -97,6 +97,107 @@ const ROUTE: TableSpec = {
   },
 };
 
+/** HTTP/2 on http (h2c) and https (ALPN h2) listeners: what we advertise, and the DoS catalog. */
+const HTTP2: TableSpec = {
+  max_concurrent_streams: {
+    type: "int",
+    default: 100,
+    min: 1,
+    max: 10000,
+    doc: "SETTINGS_MAX_CONCURRENT_STREAMS; more streams (running exchanges of reset streams included) are refused.",
+  },
+  initial_window_size: {
+    type: "size",
+    default: "1MiB",
+    min: 65536,
+    max: 1024 * 1024 * 1024,
+    doc: "Per-stream receive window we advertise: the request-body bytes buffered per stream.",
+  },
+  connection_window_size: {
+    type: "size",
+    default: "4MiB",
+    min: 65536,
+    max: 1024 * 1024 * 1024,
+    doc: "Connection receive window: request-body bytes buffered for all streams of a connection.",
+  },
+  max_header_block_size: {
+    type: "size",
+    default: "256KiB",
+    min: 1024,
+    max: 16 * 1024 * 1024,
+    doc: "Encoded field block cap (HEADERS + CONTINUATION); larger → GOAWAY(ENHANCE_YOUR_CALM).",
+  },
+  max_continuation_frames: {
+    type: "int",
+    default: 64,
+    min: 0,
+    doc: "CONTINUATION frames in one field block (CVE-2024-27316); more → GOAWAY(ENHANCE_YOUR_CALM).",
+  },
+  flood_window: {
+    type: "duration",
+    default: "10s",
+    min: 100,
+    doc: "The window every *_max threshold below counts in.",
+  },
+  rapid_reset_max: {
+    type: "int",
+    default: 1000,
+    min: 0,
+    doc: "Client RST_STREAMs on streams still in progress per flood_window (Rapid Reset, CVE-2023-44487); 0 = off.",
+  },
+  made_you_reset_max: {
+    type: "int",
+    default: 200,
+    min: 0,
+    doc: "RST_STREAMs the client's own frames make us send per flood_window (MadeYouReset, CVE-2025-8671); 0 = off.",
+  },
+  settings_flood_max: { type: "int", default: 100, min: 0, doc: "SETTINGS frames per flood_window; 0 = off." },
+  ping_flood_max: { type: "int", default: 200, min: 0, doc: "PING frames per flood_window; 0 = off." },
+  empty_data_max: {
+    type: "int",
+    default: 100,
+    min: 0,
+    doc: "DATA frames with neither payload nor END_STREAM per flood_window; 0 = off.",
+  },
+  window_update_flood_max: {
+    type: "int",
+    default: 1000,
+    min: 0,
+    doc: "WINDOW_UPDATE frames per flood_window beyond two per DATA frame sent; 0 = off.",
+  },
+  noop_frame_max: {
+    type: "int",
+    default: 1000,
+    min: 0,
+    doc: "Frames that do nothing (PRIORITY, unknown types, unsolicited ACKs) per flood_window; 0 = off.",
+  },
+  stall_timeout: {
+    type: "duration",
+    default: "30s",
+    min: 1,
+    doc: "A response stream unable to send (zero window, unread socket) this long is reset; a whole stalled connection is closed.",
+  },
+};
+
+const CONNECT_TUNNELS: TableSpec = {
+  allow: {
+    type: "string_list",
+    required: true,
+    doc: 'Destinations a CONNECT may reach, exactly "host:port" (no wildcards); others get 403.',
+  },
+  connect_timeout: { type: "duration", default: "5s", min: 1, doc: "TCP connect timeout to the destination." },
+  idle_timeout: {
+    type: "duration",
+    default: "10m",
+    doc: "A tunnel with no byte either way for this long is closed (0s: never).",
+  },
+  max_lifetime: {
+    type: "duration",
+    default: "0s",
+    doc: "A tunnel is closed this long after it opened, busy or not (0s: no limit).",
+  },
+};
+
 const LISTENER: TableSpec = {
   name: {
     type: "string",
@@ -169,7 +270,8 @@ const LISTENER: TableSpec = {
     default: 4096,
     min: 0,
     max: 65536,
-    doc: "quic listeners: QPACK dynamic table capacity offered to clients (0: static table and literals only).",
+    doc:
+      "quic listeners: QPACK dynamic table capacity offered to clients (0: static table and literals only).",
   },
   qpack_blocked_streams: {
     type: "int",
@@ -177,6 +279,27 @@ const LISTENER: TableSpec = {
     min: 0,
     max: 1000,
     doc: "quic listeners: request streams that may wait for QPACK encoder-stream inserts at once.",
+  },
+  http2: {
+    type: "table",
+    fields: HTTP2,
+    doc: "http / https listeners: HTTP/2 settings and DoS thresholds (each crossing is counted in protocol_events_total).",
+  },
+  grpc_max_timeout: {
+    type: "duration",
+    min: 1,
+    doc: "gRPC calls get at most this deadline: a longer or absent grpc-timeout is rewritten, and the gateway ends the call with DEADLINE_EXCEEDED.",
+  },
+  grpc_health: {
+    type: "bool",
+    default: false,
+    doc: "Answer grpc.health.v1.Health/Check itself, from the health of the pools this listener routes to.",
+  },
+  connect_tunnels: {
+    type: "table",
+    optional: true,
+    fields: CONNECT_TUNNELS,
+    doc: "http/https listeners: allow `CONNECT host:port` tunnels to the destinations listed (absent: 405).",
   },
   routes: {
     type: "tables",
@@ -238,6 +361,11 @@ const HEALTH: TableSpec = {
     doc: "Status codes that count as healthy.",
   },
   body_contains: { type: "string", doc: "HTTP probe passes only if the body (first 64 KiB) contains this." },
+  grpc_service: {
+    type: "string",
+    default: "",
+    doc: 'grpc probe: the service name sent in HealthCheckRequest ("" = the server as a whole).',
+  },
   interval: { type: "duration", default: "2s", min: 10, doc: "Time between probes of one backend." },
   jitter: {
     type: "duration",
@@ -341,6 +469,21 @@ const POOL: TableSpec = {
     max: 100,
     doc: "Percent of healthy backends below which the pool ignores health and picks among all (0 = never).",
   },
+  websocket: {
+    type: "bool",
+    default: true,
+    doc: "Allow WebSocket upgrades (HTTP/1.1 Upgrade, HTTP/2 extended CONNECT) to this pool; false: 403.",
+  },
+  tunnel_idle_timeout: {
+    type: "duration",
+    default: "10m",
+    doc: "A WebSocket with no byte either way for this long is closed with 1001 (0s: never).",
+  },
+  tunnel_max_lifetime: {
+    type: "duration",
+    default: "0s",
+    doc: "A WebSocket is closed with 1001 this long after it opened, busy or not (0s: no limit).",
+  },
   health: { type: "table", optional: true, fields: HEALTH, doc: "Active health checks (absent: none)." },
   outlier: {
     type: "table",
@@ -379,6 +522,12 @@ const CONTROL: TableSpec = {
     type: "string",
     doc: "Last applied etcd document, rewritten atomically after each apply; used at boot when etcd is down.",
   },
+  cert_dirs: {
+    type: "string_list",
+    default: [],
+    doc:
+      "source = etcd: directories holding the TLS files the etcd document names; scripts/flags.ts grants reading them.",
+  },
   instance_id: {
     type: "string",
     pattern: NAME,
@@ -392,7 +541,10 @@ const CONTROL: TableSpec = {
     optional: true,
     doc: "TLS to etcd (https:// endpoints): CA and optional client certificate.",
     fields: {
-      ca: { type: "string", doc: "PEM CA bundle that signed the etcd server certificate (system roots when absent)." },
+      ca: {
+        type: "string",
+        doc: "PEM CA bundle that signed the etcd server certificate (system roots when absent).",
+      },
       cert: { type: "string", doc: "PEM client certificate (etcd --client-cert-auth); needs key." },
       key: { type: "string", doc: "PEM private key of cert." },
     },
@@ -424,16 +576,47 @@ const XDP: TableSpec = {
     doc: "Interfaces where VIP traffic and backend replies arrive (the program runs on each).",
   },
   mode: { type: "enum", values: ["native", "generic"], default: "native", doc: "XDP attach mode." },
-  fallback_to_generic: { type: "bool", default: false, doc: "Attach generic when a driver refuses native mode." },
+  fallback_to_generic: {
+    type: "bool",
+    default: false,
+    doc: "Attach generic when a driver refuses native mode.",
+  },
   vip: { type: "string", required: true, doc: "The IPv4 virtual address the fast path balances." },
   port: { type: "int", required: true, min: 1, max: 65535, doc: "The VIP port." },
-  protocol: { type: "enum", values: ["tcp", "udp", "tcp+udp"], default: "tcp+udp", doc: "Transport(s) balanced at the VIP." },
-  pool: { type: "string", required: true, doc: "Pool whose backends (IPv4 host:port, weights) fill the Maglev table." },
+  protocol: {
+    type: "enum",
+    values: ["tcp", "udp", "tcp+udp"],
+    default: "tcp+udp",
+    doc: "Transport(s) balanced at the VIP.",
+  },
+  pool: {
+    type: "string",
+    required: true,
+    doc: "Pool whose backends (IPv4 host:port, weights) fill the Maglev table.",
+  },
   table_size: { type: "int", default: 65537, min: 7, max: 1_000_003, doc: "Maglev table size (prime)." },
-  new_flows_per_second: { type: "int", default: 0, min: 0, doc: "New flows admitted per second per CPU; 0 = unlimited." },
-  new_flows_burst: { type: "int", default: 0, min: 0, doc: "Token-bucket depth in flows; 0 = new_flows_per_second." },
-  flow_table_size: { type: "int", default: 65536, min: 1024, doc: "Entries of each LRU flow table (forward and reply)." },
-  object_path: { type: "string", doc: "Compiled XDP object (default: bpf/xdp_lb.o next to the source tree)." },
+  new_flows_per_second: {
+    type: "int",
+    default: 0,
+    min: 0,
+    doc: "New flows admitted per second per CPU; 0 = unlimited.",
+  },
+  new_flows_burst: {
+    type: "int",
+    default: 0,
+    min: 0,
+    doc: "Token-bucket depth in flows; 0 = new_flows_per_second.",
+  },
+  flow_table_size: {
+    type: "int",
+    default: 65536,
+    min: 1024,
+    doc: "Entries of each LRU flow table (forward and reply).",
+  },
+  object_path: {
+    type: "string",
+    doc: "Compiled XDP object (default: bpf/xdp_lb.o next to the source tree).",
+  },
 };
 
 export const SCHEMA: TableSpec = {
@@ -503,8 +686,17 @@ export const SCHEMA: TableSpec = {
       },
     },
   },
-  control: { type: "table", doc: "Where the config comes from: this file, or etcd (docs/CONTROL_PLANE.md).", fields: CONTROL },
-  xdp: { type: "table", optional: true, fields: XDP, doc: "The XDP/eBPF L4 fast path (used when runtime.xdp_enabled)." },
+  control: {
+    type: "table",
+    doc: "Where the config comes from: this file, or etcd (docs/CONTROL_PLANE.md).",
+    fields: CONTROL,
+  },
+  xdp: {
+    type: "table",
+    optional: true,
+    fields: XDP,
+    doc: "The XDP/eBPF L4 fast path (used when runtime.xdp_enabled).",
+  },
   listeners: { type: "tables", required: true, fields: LISTENER, doc: "Where clients connect." },
   pools: { type: "tables", fields: POOL, doc: "Groups of backends." },
 };

@@ -35,6 +35,35 @@ export interface RouteConfig {
   respond?: RespondConfig;
 }
 
+/** `[listeners.http2]`: HTTP/2 settings and the DoS catalog's thresholds (src/http/h2/limits.ts). */
+export interface Http2Config {
+  max_concurrent_streams: number;
+  initial_window_size: number;
+  connection_window_size: number;
+  max_header_block_size: number;
+  max_continuation_frames: number;
+  flood_window: number;
+  rapid_reset_max: number;
+  made_you_reset_max: number;
+  settings_flood_max: number;
+  ping_flood_max: number;
+  empty_data_max: number;
+  window_update_flood_max: number;
+  noop_frame_max: number;
+  stall_timeout: number;
+}
+
+/** Generic `CONNECT host:port` tunnelling on a listener (absent: CONNECT gets 405). */
+export interface ConnectTunnelsConfig {
+  /** Destinations allowed, exactly "host:port". */
+  allow: readonly string[];
+  connect_timeout: number;
+  /** 0 = no idle timeout. */
+  idle_timeout: number;
+  /** 0 = no limit. */
+  max_lifetime: number;
+}
+
 export interface ListenerConfig {
   name: string;
   bind: string;
@@ -56,6 +85,13 @@ export interface ListenerConfig {
   qpack_max_table_capacity: number;
   /** quic listeners: SETTINGS_QPACK_BLOCKED_STREAMS. */
   qpack_blocked_streams: number;
+  http2: Http2Config;
+  /** gRPC deadline cap (ms); absent: grpc-timeout passes unchanged. */
+  grpc_max_timeout?: number;
+  /** The gateway answers grpc.health.v1.Health/Check. */
+  grpc_health: boolean;
+  /** http/https listeners: generic CONNECT tunnels (absent: 405). */
+  connect_tunnels?: ConnectTunnelsConfig;
   routes: readonly RouteConfig[];
 }
 
@@ -80,6 +116,7 @@ export interface HealthConfig {
   host?: string;
   expected_status: string;
   body_contains?: string;
+  grpc_service: string;
   interval: number;
   jitter: number;
   timeout: number;
@@ -109,6 +146,12 @@ export interface PoolConfig {
   ewma_decay: number;
   affinity_cookie: string;
   panic_threshold: number;
+  /** WebSocket upgrades (H1 Upgrade, H2 extended CONNECT) to this pool's backends. */
+  websocket: boolean;
+  /** 0 = no idle timeout. */
+  tunnel_idle_timeout: number;
+  /** 0 = no limit. */
+  tunnel_max_lifetime: number;
   health?: HealthConfig;
   outlier?: OutlierConfig;
   backends: readonly BackendConfig[];
@@ -120,6 +163,7 @@ export interface ControlConfig {
   endpoints: readonly string[];
   prefix: string;
   cache_file?: string;
+  cert_dirs: readonly string[];
   instance_id?: string;
   username?: string;
   password?: string;

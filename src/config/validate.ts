@@ -225,10 +225,13 @@ export async function validateSemantics(
       );
     }
     if (p.health?.kind === "grpc") {
-      report(
-        `${at}.health.kind`,
-        "grpc health checks need the HTTP/2 client, which is not in this build yet; use http or tcp",
-      );
+      const h1 = p.backends.filter((b) => b.protocol !== "h2" && b.protocol !== "h2c").map((b) => b.address);
+      if (h1.length > 0) {
+        report(
+          `${at}.health.kind`,
+          `grpc health checks speak HTTP/2: backends ${h1.join(", ")} are not h2 or h2c; use http or tcp`,
+        );
+      }
     }
     if (p.health && !validStatusRanges(p.health.expected_status)) {
       report(

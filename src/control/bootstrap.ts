@@ -81,7 +81,11 @@ async function throwOnErrors(problems: Promise<ConfigProblem[]>, warnings: Confi
 }
 
 /** Control-plane checks the schema cannot express. Returns errors and warnings. */
-export async function validateControl(c: ControlConfig, text: string, file: string): Promise<ConfigProblem[]> {
+export async function validateControl(
+  c: ControlConfig,
+  text: string,
+  file: string,
+): Promise<ConfigProblem[]> {
   const locator = new KeyLocator(text);
   const out: ConfigProblem[] = [];
   const report = (path: string, message: string, severity: "error" | "warning" = "error") => {
@@ -95,7 +99,10 @@ export async function validateControl(c: ControlConfig, text: string, file: stri
   });
   if (etcd && c.endpoints.length === 0) report("control.endpoints", "at least one etcd endpoint is required");
   if ((c.username === undefined) !== (c.password === undefined)) {
-    report(c.username === undefined ? "control.password" : "control.username", "username and password go together");
+    report(
+      c.username === undefined ? "control.password" : "control.username",
+      "username and password go together",
+    );
   }
   if (c.tls && (c.tls.cert === undefined) !== (c.tls.key === undefined)) {
     report("control.tls", "cert and key go together (a client certificate needs its key)");
@@ -104,7 +111,11 @@ export async function validateControl(c: ControlConfig, text: string, file: stri
     report("control.tls", "is used only for https:// endpoints; every endpoint is http://", "warning");
   }
   if (c.password !== undefined && c.endpoints.some((e) => e.startsWith("http://")) && !isLocal(c.endpoints)) {
-    report("control.password", "is sent in clear text to a non-loopback http:// endpoint; use https://", "warning");
+    report(
+      "control.password",
+      "is sent in clear text to a non-loopback http:// endpoint; use https://",
+      "warning",
+    );
   }
   if (c.password !== undefined) {
     try {
@@ -117,6 +128,9 @@ export async function validateControl(c: ControlConfig, text: string, file: stri
   if (!etcd) {
     for (const k of ["cache_file", "username", "password", "tls", "instance_id"] as const) {
       if (c[k] !== undefined) report(`control.${k}`, 'is used only with control.source = "etcd"', "warning");
+    }
+    if (c.cert_dirs.length > 0) {
+      report("control.cert_dirs", 'is used only with control.source = "etcd"', "warning");
     }
   } else if (c.cache_file !== undefined) {
     const slash = c.cache_file.lastIndexOf("/");
@@ -133,7 +147,17 @@ export async function validateControl(c: ControlConfig, text: string, file: stri
       "warning",
     );
   }
-  if (c.watch_file && etcd) report("control.watch_file", 'is used only with control.source = "file"', "warning");
+  for (const [i, d] of c.cert_dirs.entries()) {
+    if (!etcd) break;
+    try {
+      if (!(await Deno.stat(d)).isDirectory) report(`control.cert_dirs[${i}]`, `${d} is not a directory`);
+    } catch (e) {
+      report(`control.cert_dirs[${i}]`, `${d}: ${describeFsError(e)}`);
+    }
+  }
+  if (c.watch_file && etcd) {
+    report("control.watch_file", 'is used only with control.source = "file"', "warning");
+  }
   return out;
 }
 

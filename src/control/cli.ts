@@ -78,6 +78,7 @@ const DEFAULTS: ControlConfig = {
   watch_file: false,
   endpoints: [],
   prefix: "/expressgateway",
+  cert_dirs: [],
   lease_ttl: 10_000,
   request_timeout: parseDuration("5s")!,
   boot_timeout: 0,
@@ -120,7 +121,9 @@ export async function controlCli(argv: string[]): Promise<number | undefined> {
   let client: EtcdClient | undefined;
   try {
     const o = parseOpts(argv.slice(isConfig ? 2 : 1));
-    if (isConfig && sub === "push" && o.positional.length !== 1) throw new Usage("config push wants one FILE");
+    if (isConfig && sub === "push" && o.positional.length !== 1) {
+      throw new Usage("config push wants one FILE");
+    }
     if (!(isConfig && sub === "push") && o.positional.length > 0) {
       throw new Usage(`unexpected argument '${o.positional[0]}'`);
     }
@@ -198,7 +201,9 @@ async function validateDocument(text: string, path: string): Promise<boolean> {
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     console.error(e.message);
-    console.error(`expressgateway: ${path}: refusing to push an invalid config (${e.problems.length} error(s))`);
+    console.error(
+      `expressgateway: ${path}: refusing to push an invalid config (${e.problems.length} error(s))`,
+    );
     return false;
   }
   for (const w of warnings) console.error(formatProblem(w));

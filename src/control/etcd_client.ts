@@ -80,7 +80,7 @@ export class EtcdUnavailableError extends Error {
 }
 
 /** gRPC status codes that mean "try another endpoint / later", not "your request is wrong". */
-const RETRYABLE_CODES = new Set([4 /* deadline */, 14 /* unavailable */]);
+const RETRYABLE_CODES = new Set([4, /* deadline */ 14 /* unavailable */]);
 const UNAUTHENTICATED = 16;
 /** A single streamed JSON message larger than this is refused (a config is at most 1 MiB). */
 const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -261,22 +261,35 @@ export class EtcdClient {
     const res = await this.#send("watch", body, signal, true);
     if (!res.body) throw new EtcdUnavailableError("watch: empty response");
     const reader = res.body.getReader();
-    let buf = new Uint8Array(0);
+    // Pieces of the line being received; joined once its newline arrives (no quadratic copying).
+    let parts: Uint8Array[] = [];
+    let partBytes = 0;
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) return;
-        const merged = new Uint8Array(buf.length + value.length);
-        merged.set(buf);
-        merged.set(value, buf.length);
-        buf = merged;
+        let chunk = value;
         let nl: number;
-        while ((nl = buf.indexOf(10)) >= 0) {
-          const line = dec.decode(buf.subarray(0, nl)).trim();
-          buf = buf.slice(nl + 1);
+        while ((nl = chunk.indexOf(10)) >= 0) {
+          parts.push(chunk.subarray(0, nl));
+          const whole = new Uint8Array(partBytes + nl);
+          let off = 0;
+          for (const p of parts) {
+            whole.set(p, off);
+            off += p.length;
+          }
+          parts = [];
+          partBytes = 0;
+          chunk = chunk.subarray(nl + 1);
+          const line = dec.decode(whole).trim();
           if (line) yield parseWatchLine(line);
         }
-        if (buf.length > MAX_MESSAGE_BYTES) throw new EtcdError("watch: message larger than 8 MiB");
+        if (chunk.length > 0) {
+          // Copied: the stream may reuse the chunk's buffer for the next read.
+          parts.push(chunk.slice());
+          partBytes += chunk.length;
+        }
+        if (partBytes > MAX_MESSAGE_BYTES) throw new EtcdError("watch: message larger than 8 MiB");
       }
     } finally {
       reader.cancel().catch(() => {});
@@ -290,7 +303,12 @@ export class EtcdClient {
     return await res.json();
   }
 
-  async #send(path: string, body: string, signal: AbortSignal | undefined, stream: boolean): Promise<Response> {
+  async #send(
+    path: string,
+    body: string,
+    signal: AbortSignal | undefined,
+    stream: boolean,
+  ): Promise<Response> {
     let reauthed = false;
     const errors: string[] = [];
     for (let tried = 0; tried < this.endpoints.length; tried++) {
@@ -299,7 +317,7 @@ export class EtcdClient {
       const headers: Record<string, string> = { "content-type": "application/json" };
       if (this.opts.username !== undefined && path !== "auth/authenticate") {
         try {
-          headers.authorization = await this.#authenticate(false);
+          headers.authorization = await this.#authenticate();
         } catch (e) {
           if (e instanceof EtcdUnavailableError) {
             errors.push(e.message);
@@ -360,8 +378,7 @@ export class EtcdClient {
   }
 
   /** "Authorization" value for the configured user, logging in when there is no token yet. */
-  #authenticate(force: boolean): Promise<string> {
-    if (force) this.#token = undefined;
+  #authenticate(): Promise<string> {
     if (this.#token) return Promise.resolve(this.#token);
     this.#authing ??= (async () => {
       try {

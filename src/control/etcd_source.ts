@@ -68,7 +68,11 @@ export async function clientFromControl(c: ControlConfig): Promise<EtcdClient> {
       }
     };
     const ca = await read("ca", c.tls.ca);
-    tls = { caCerts: ca ? [ca] : undefined, cert: await read("cert", c.tls.cert), key: await read("key", c.tls.key) };
+    tls = {
+      caCerts: ca ? [ca] : undefined,
+      cert: await read("cert", c.tls.cert),
+      key: await read("key", c.tls.key),
+    };
   }
   return new EtcdClient({
     endpoints: c.endpoints,
@@ -237,11 +241,15 @@ export class EtcdSource implements ConfigSource {
     this.#loops.push(this.#watchLoop(), this.#resyncLoop());
   }
 
-  /** SIGHUP: read the key now and apply it if it differs from what is served. */
+  /**
+   * SIGHUP: read the key now and apply it if it differs from what is served — a revision
+   * refused earlier included, since what made it fail may be fixed on this host now (a
+   * certificate file that was missing).
+   */
   async resync(): Promise<void> {
     try {
       const r = await this.client.range(this.key);
-      await this.#consider(r.kvs[0], r.revision);
+      await this.#consider(r.kvs[0], r.revision, true);
     } catch (e) {
       this.log.warn("config resync failed; keeping the current config", { error: firstLine(e) });
     }
@@ -266,15 +274,7 @@ export class EtcdSource implements ConfigSource {
         await this.#consider(r.kvs[0], r.revision);
         let resumed = false;
         for await (const msg of this.client.watch(this.key, r.revision + 1, signal)) {
-          if (msg.created) {
-            metrics.controlSourceUp.set(1);
-            if (established++ > 0) metrics.controlWatchRestarts.inc();
-            if (failures > 0) {
-              this.log.info("etcd watch re-established", { endpoint: this.client.endpoint, after_failures: failures });
-            }
-            failures = 0;
-            continue;
-          }
+          // A watch etcd refuses arrives as created + canceled: check canceled first.
           if (msg.canceled) {
             if (msg.compactRevision > 0) {
               // Our start revision was compacted away: re-read with a range and watch again.
@@ -285,6 +285,18 @@ export class EtcdSource implements ConfigSource {
               break;
             }
             throw new EtcdError(`watch canceled: ${msg.cancelReason || "no reason given"}`);
+          }
+          if (msg.created) {
+            metrics.controlSourceUp.set(1);
+            if (established++ > 0) metrics.controlWatchRestarts.inc();
+            if (failures > 0) {
+              this.log.info("etcd watch re-established", {
+                endpoint: this.client.endpoint,
+                after_failures: failures,
+              });
+            }
+            failures = 0;
+            continue;
           }
           // Several events in one message: only the newest document matters.
           const last = msg.events[msg.events.length - 1];
@@ -305,8 +317,9 @@ export class EtcdSource implements ConfigSource {
         metrics.controlSourceUp.set(0);
         failures++;
         const fields = { endpoint: this.client.endpoint, error: firstLine(e), failures };
-        if (failures === 1) this.log.warn("etcd unavailable; serving the current config and retrying", fields);
-        else this.log.debug("etcd still unavailable", fields);
+        if (failures === 1) {
+          this.log.warn("etcd unavailable; serving the current config and retrying", fields);
+        } else this.log.debug("etcd still unavailable", fields);
         await sleep(backoffMs(failures), signal);
       }
     }
@@ -334,13 +347,16 @@ export class EtcdSource implements ConfigSource {
     return next;
   }
 
-  /** Apply `kv` if it is a revision not yet looked at (or the store was rewound past us). */
-  #consider(kv: KeyValue | undefined, storeRevision: number): Promise<void> {
+  /**
+   * Apply `kv` if it is a revision not yet looked at, or (`retry`, or the store was rewound
+   * past us) any revision other than the one served.
+   */
+  #consider(kv: KeyValue | undefined, storeRevision: number, retry = false): Promise<void> {
     return this.#serial(async () => {
       if (!kv) return; // no document (deleted or never pushed): keep serving what we have
       const rev = kv.modRevision;
       const rewound = storeRevision < this.#seen; // etcd restored from an older backup
-      if (rev <= this.#seen && !(rewound && rev !== this.#applied)) return;
+      if (rev <= this.#seen && !((rewound || retry) && rev !== this.#applied)) return;
       if (this.#stop.signal.aborted) return;
       const result = await this.#target!.reloadFrom(kv.value, `etcd:${this.key}@${rev}`);
       const metrics = this.#target!.controlMetrics;
@@ -360,6 +376,8 @@ export class EtcdSource implements ConfigSource {
           origin: "etcd",
           rejected_revision: undefined,
           rejected_error: undefined,
+          // Parts a reload cannot change (binds, workers…): applied at this gateway's next restart.
+          restart_required: result.skipped.length > 0 ? result.skipped : undefined,
         });
         await this.#saveCache(kv.value, rev);
       } else if (result.notReady) {

@@ -24,6 +24,8 @@ export interface InstanceRecord {
   /** The newest revision it refused (invalid), if any, and why. */
   rejected_revision?: number;
   rejected_error?: string;
+  /** Changes in the applied revision that wait for a restart (listener binds, workers…). */
+  restart_required?: string[];
   hostname?: string;
   pid?: number;
   updated_at?: string;
@@ -161,7 +163,11 @@ export async function sha256Hex(text: string): Promise<string> {
 }
 
 /** current: serves the document now in etcd; rejected: refused it as invalid; behind: anything else. */
-export function instanceStatus(r: InstanceRecord, configRevision: number, configDigest: string): InstanceStatus {
+export function instanceStatus(
+  r: InstanceRecord,
+  configRevision: number,
+  configDigest: string,
+): InstanceStatus {
   if (r.applied_revision === configRevision || (configDigest !== "" && r.digest === configDigest)) {
     return "current";
   }
@@ -199,9 +205,9 @@ export async function readFleet(client: EtcdClient, prefix: string): Promise<Fle
 
 export function formatFleet(v: FleetView): string {
   const lines = [
-    `config revision ${v.configRevision}${v.configDigest ? ` (sha256 ${v.configDigest.slice(0, 12)})` : ""}, ${
-      v.instances.length
-    } instance(s)`,
+    `config revision ${v.configRevision}${
+      v.configDigest ? ` (sha256 ${v.configDigest.slice(0, 12)})` : ""
+    }, ${v.instances.length} instance(s)`,
   ];
   const rows = [["ID", "STATUS", "REVISION", "DIGEST", "ORIGIN", "VERSION", "STARTED", "NOTE"]];
   for (const i of v.instances) {
@@ -213,7 +219,10 @@ export function formatFleet(v: FleetView): string {
       i.origin,
       i.version,
       i.started_at,
-      i.rejected_revision ? `refused revision ${i.rejected_revision}: ${i.rejected_error ?? ""}` : "",
+      [
+        i.rejected_revision ? `refused revision ${i.rejected_revision}: ${i.rejected_error ?? ""}` : "",
+        i.restart_required?.length ? `restart needed for: ${i.restart_required.join("; ")}` : "",
+      ].filter((n) => n).join("; "),
     ]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));

@@ -66,9 +66,7 @@ export class HealthManager {
       for (const b of p.backends) {
         const key = backendKey(p.name, b);
         keys.push(key);
-        const active = p.health && p.health.kind !== "grpc"
-          ? { rise: p.health.rise, fall: p.health.fall }
-          : undefined;
+        const active = p.health ? { rise: p.health.rise, fall: p.health.fall } : undefined;
         const outlier = p.outlier
           ? {
             consecutive5xx: p.outlier.consecutive_5xx,
@@ -96,15 +94,22 @@ export class HealthManager {
           if (!active) e.health.activeUp = true; // checks removed: the active verdict no longer applies
         }
         const hc = p.health;
-        if (hc && hc.kind !== "grpc") {
-          const spec: ProbeSpec = hc.kind === "tcp" ? { kind: "tcp" } : {
-            kind: "http",
-            method: hc.method,
-            path: hc.path,
-            host: hc.host ?? b.host_header ?? b.address,
-            expected: parseStatusRanges(hc.expected_status)!,
-            bodyContains: hc.body_contains,
-          };
+        if (hc) {
+          const host = hc.host ?? b.host_header ?? b.address;
+          const spec: ProbeSpec = hc.kind === "tcp"
+            ? { kind: "tcp" }
+            : hc.kind === "grpc"
+            ? { kind: "grpc", service: hc.grpc_service, authority: host }
+            : {
+              kind: "http",
+              method: hc.method,
+              path: hc.path,
+              host,
+              expected: parseStatusRanges(hc.expected_status)!,
+              bodyContains: hc.body_contains,
+              // h2 / h2c backends are probed the way requests reach them.
+              h2: b.protocol === "h2" || b.protocol === "h2c",
+            };
           const fingerprint = JSON.stringify([spec, hc.interval, hc.jitter, hc.timeout, b.tls ?? null]);
           const changed = e.probe?.fingerprint !== fingerprint;
           e.probe = { spec, interval: hc.interval, jitter: hc.jitter, timeout: hc.timeout, fingerprint };
@@ -149,7 +154,9 @@ export class HealthManager {
       const pool = this.#snapshot?.config.pools.find((x) => x.name === e.pool);
       const b = pool?.backends.find((x) => backendKey(e.pool, x) === e.key);
       if (!b) return;
-      const target = await connectTarget(b, b.tls !== undefined);
+      const isH2 = b.protocol === "h2" || b.protocol === "h2c";
+      const useTls = b.tls !== undefined || b.protocol === "h2";
+      const target = await connectTarget(b, useTls, useTls && isH2 ? ["h2"] : undefined);
       const r = await runProbe(target, p.spec, p.timeout);
       this.metrics.probes.with(e.pool, e.address, r.ok ? "pass" : "fail").inc();
       this.#record(e, e.health.probe(r.ok, r.detail, Date.now()));

@@ -1,14 +1,26 @@
 /**
  * Active probes: one bounded attempt each, on a fresh connection (never a pooled one, so a
- * probe measures what a new request would meet), over the backend's own TLS settings.
- *   http: a request with `Connection: close`, status in the expected ranges, optional body
- *         substring (first 64 KiB only);
+ * probe measures what a new request would meet), over the backend's own TLS settings and
+ * protocol (h2 / h2c backends are probed over HTTP/2: an h2c backend may not speak HTTP/1.1).
+ *   http: a request (HTTP/1.1 with `Connection: close`, or one HTTP/2 stream), status in the
+ *         expected ranges, optional body substring (first 64 KiB only);
+ *   grpc: grpc.health.v1.Health/Check over HTTP/2: grpc-status 0 and status SERVING;
  *   tcp:  the connect (and TLS handshake) succeeds.
  */
 
+import { bytesBody, type HeaderList, type ProxyRequest } from "../http/exchange.ts";
 import { findHeadEnd, newScanState, parseResponseHead } from "../http/h1/parse.ts";
 import { ConnReader } from "../http/h1/reader.ts";
+import { h2Forward, H2Pool } from "../http/h2/client.ts";
 import { type ConnectTarget, openConnection } from "../net/connect.ts";
+import { HEALTH_CHECK_PATH } from "../grpc/health.ts";
+import {
+  decodeHealthResponse,
+  encodeHealthRequest,
+  frameMessage,
+  ServingStatus,
+  unframeMessage,
+} from "../grpc/messages.ts";
 
 export interface HttpProbeSpec {
   kind: "http";
@@ -17,9 +29,18 @@ export interface HttpProbeSpec {
   host: string;
   expected: Array<[number, number]>;
   bodyContains?: string;
+  /** Probe over HTTP/2 (h2 / h2c backends). */
+  h2?: boolean;
 }
 
-export type ProbeSpec = HttpProbeSpec | { kind: "tcp" };
+export interface GrpcProbeSpec {
+  kind: "grpc";
+  /** HealthCheckRequest.service ("" = the server as a whole). */
+  service: string;
+  authority: string;
+}
+
+export type ProbeSpec = HttpProbeSpec | GrpcProbeSpec | { kind: "tcp" };
 
 export interface ProbeResult {
   ok: boolean;
@@ -33,6 +54,7 @@ export async function runProbe(
   spec: ProbeSpec,
   timeoutMs: number,
 ): Promise<ProbeResult> {
+  if (spec.kind === "grpc" || (spec.kind === "http" && spec.h2)) return await h2Probe(target, spec, timeoutMs);
   const deadline = performance.now() + timeoutMs;
   let conn: Deno.Conn;
   try {
@@ -85,6 +107,95 @@ export async function runProbe(
   } finally {
     clearTimeout(timer);
     closeQuietly(conn);
+  }
+}
+
+const PROBE_CLIENT = { ip: "127.0.0.1", port: 0, listener: "health", tls: false } as const;
+const USER_AGENT = "expressgateway-health";
+
+/** One HTTP/2 exchange on a one-connection pool of its own, closed afterwards (or at the timeout). */
+async function h2Probe(
+  target: ConnectTarget,
+  spec: HttpProbeSpec | GrpcProbeSpec,
+  timeoutMs: number,
+): Promise<ProbeResult> {
+  const pool = new H2Pool("health-probe", target, {
+    maxIdle: 0,
+    maxTotal: 1,
+    idleTimeoutMs: timeoutMs,
+    connectTimeoutMs: timeoutMs,
+  });
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    pool.abort();
+  }, timeoutMs);
+  try {
+    const grpc = spec.kind === "grpc";
+    const authority = grpc ? spec.authority : spec.host;
+    const headers: HeaderList = grpc
+      ? ["host", authority, "user-agent", USER_AGENT, "content-type", "application/grpc", "te", "trailers"]
+      : ["host", authority, "user-agent", USER_AGENT, "accept", "*/*"];
+    const req: ProxyRequest = {
+      method: grpc ? "POST" : spec.method,
+      scheme: target.tls ? "https" : "http",
+      authority,
+      path: grpc ? HEALTH_CHECK_PATH : spec.path,
+      headers,
+      body: grpc ? bytesBody(frameMessage(encodeHealthRequest(spec.service))) : null,
+      version: "2",
+      acceptsTrailers: true,
+      client: PROBE_CLIENT,
+    };
+    const answer = await h2Forward(pool, req, headers, { responseTimeoutMs: timeoutMs, maxResponseHead: 65536 });
+    const res = answer.response;
+    let body = new Uint8Array(0);
+    if (res.body) {
+      for (;;) {
+        const c = await res.body.read();
+        if (c === null) break;
+        if (body.length + c.length > MAX_PROBE_BODY) {
+          res.body.cancel();
+          break;
+        }
+        const next = new Uint8Array(body.length + c.length);
+        next.set(body);
+        next.set(c, body.length);
+        body = next;
+      }
+    }
+    if (!grpc) {
+      const inRange = spec.expected.some(([lo, hi]) => res.status >= lo && res.status <= hi);
+      if (!inRange) return { ok: false, detail: `status ${res.status} (h2)` };
+      if (spec.bodyContains === undefined) return { ok: true, detail: `status ${res.status} (h2)` };
+      return new TextDecoder().decode(body).includes(spec.bodyContains)
+        ? { ok: true, detail: `status ${res.status} (h2), body matched` }
+        : { ok: false, detail: `status ${res.status} (h2), body lacks ${JSON.stringify(spec.bodyContains)}` };
+    }
+    if (res.status !== 200) return { ok: false, detail: `HTTP status ${res.status}` };
+    const trailers = res.body?.trailers() ?? res.headers;
+    const field = (name: string) => {
+      for (let i = 0; i < trailers.length; i += 2) if (trailers[i] === name) return trailers[i + 1];
+      return undefined;
+    };
+    const gs = field("grpc-status");
+    if (gs !== "0") {
+      const msg = field("grpc-message");
+      return { ok: false, detail: `grpc-status ${gs ?? "missing"}${msg ? `: ${decodeURIComponent(msg)}` : ""}` };
+    }
+    const m = unframeMessage(body);
+    const status = m && !m.compressed ? decodeHealthResponse(m.msg) : undefined;
+    if (status === ServingStatus.SERVING) return { ok: true, detail: "SERVING" };
+    const names = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
+    return { ok: false, detail: status === undefined ? "malformed HealthCheckResponse" : names[status] ?? `status ${status}` };
+  } catch (e) {
+    return {
+      ok: false,
+      detail: late ? `timed out after ${timeoutMs}ms` : e instanceof Error ? e.message : String(e),
+    };
+  } finally {
+    clearTimeout(timer);
+    pool.abort();
   }
 }
 

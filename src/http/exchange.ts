@@ -59,6 +59,42 @@ export interface ProxyResponse {
   status: number;
   headers: HeaderList;
   body: Body | null;
+  /**
+   * Set when the answer switches the exchange to a tunnel (a WebSocket after 101 / an extended
+   * CONNECT's 200, or a CONNECT tunnel): the front writes the head, then hands its side of the
+   * connection (or stream) to `run`. `body` is null then.
+   */
+  upgrade?: Upgrade;
+}
+
+/**
+ * One side of a tunnel as raw bytes, whatever carries it (a TCP/TLS connection after an HTTP/1.1
+ * upgrade, an HTTP/2 stream's DATA frames). Backpressure: write() resolves only once the bytes
+ * were handed on, and the relay awaits it before the next read().
+ */
+export interface ByteStream {
+  /** Next chunk, or null at the peer's end of stream. Valid only until the next read(). */
+  read(): Promise<Uint8Array | null>;
+  write(chunk: Uint8Array): Promise<void>;
+  /** No more writes (FIN / END_STREAM); resolves once what was written is on its way. */
+  closeWrite(): Promise<void>;
+  /** Tear down now (reset / close). Idempotent. */
+  abort(): void;
+}
+
+/** What a tunnel relayed, for the access log: bytes from and to the client. */
+export interface TunnelTotals {
+  fromClient: number;
+  toClient: number;
+}
+
+export interface Upgrade {
+  /** "websocket": the gateway may end it with close frames (drain, timeouts); "connect": raw bytes. */
+  readonly kind: "websocket" | "connect";
+  /** Relays between `client` and the upstream side until both ended; never rejects. */
+  run(client: ByteStream): Promise<TunnelTotals>;
+  /** The client went away before the tunnel began: release the upstream side. */
+  cancel(): void;
 }
 
 export function getHeader(headers: HeaderList, name: string): string | undefined {

@@ -32,6 +32,20 @@ import {
 } from "./headers.ts";
 import { Router } from "./router.ts";
 import type { SharedCounters } from "../runtime/shared_counters.ts";
+import { GrpcDeadlineBody } from "../grpc/deadline.ts";
+import { answerHealthCheck, HEALTH_CHECK_PATH } from "../grpc/health.ts";
+import {
+  encodeGrpcMessage,
+  grpcErrorResponse,
+  GrpcStatus,
+  grpcStatusForHttp,
+  isGrpcRequest,
+} from "../grpc/status.ts";
+import { clampGrpcTimeout, formatGrpcTimeout } from "../grpc/timeout.ts";
+import { webSocketRequest } from "../websocket/handshake.ts";
+import { Tunnel, type TunnelRegistry } from "../websocket/tunnel.ts";
+import { forwardWebSocket, type TunnelAnswer } from "../websocket/upstream.ts";
+import { openConnectTunnel } from "../websocket/connect.ts";
 
 /** Everything a request needs from the current snapshot, swapped as one reference. */
 export interface ProxyState {
@@ -62,6 +76,8 @@ export interface ProxyContext {
   readonly counters: SharedCounters;
   /** Requests in flight in this isolate (for its gauge; the cap uses `counters`). */
   inFlight: number;
+  /** Open tunnels (WebSocket, CONNECT) of this data plane: metrics, drain, reload. */
+  readonly tunnels?: TunnelRegistry;
 }
 
 const MAX_ATTEMPTS = 2;
@@ -78,13 +94,59 @@ export class ListenerProxy implements H1Handler {
   ) {}
 
   async handle(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse> {
-    const res = await this.#handle(req, rec);
-    if (this.altSvc !== undefined) res.headers.push("alt-svc", this.altSvc);
+    const res = isGrpcRequest(req.headers) ? await this.#handleGrpc(req, rec) : await this.#handle(req, rec);
+    if (this.altSvc !== undefined && !res.upgrade) res.headers.push("alt-svc", this.altSvc);
     return res;
   }
 
-  async #handle(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse> {
+  /**
+   * gRPC (docs/CONFIG.md, gRPC): refused on HTTP/1.x, Health/Check answered here when enabled,
+   * the deadline clamped to grpc_max_timeout and enforced, and the gateway's own errors turned
+   * into Trailers-Only gRPC errors.
+   */
+  async #handleGrpc(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse> {
+    const l = this.listener;
+    if (req.version === "1.0" || req.version === "1.1") {
+      rec.error = "grpc_over_http1";
+      this.event("grpc_over_http1");
+      const why = "gRPC needs HTTP/2: use h2c prior knowledge on http listeners or ALPN h2 on https listeners";
+      return gatewayResponse(505, `${why}\n`, undefined, [
+        "grpc-status",
+        String(GrpcStatus.UNAVAILABLE),
+        "grpc-message",
+        encodeGrpcMessage(why),
+      ]);
+    }
+    if (l.grpc_health && req.method === "POST" && req.path === HEALTH_CHECK_PATH) {
+      rec.route = "grpc_health";
+      return await answerHealthCheck(req, l, this.ctx.state(), this.ctx.health);
+    }
+    let deadline: number | undefined;
+    if (l.grpc_max_timeout !== undefined) {
+      const { ms, rewrite } = clampGrpcTimeout(getHeader(req.headers, "grpc-timeout"), l.grpc_max_timeout);
+      if (rewrite) setHeader(req.headers, "grpc-timeout", formatGrpcTimeout(ms));
+      deadline = performance.now() + ms;
+    }
+    const res = await this.#handle(req, rec, deadline);
+    if (rec.error === undefined || res.body instanceof RelayBody) return res;
+    // An answer of the gateway itself: say it in gRPC.
+    res.body?.cancel();
+    const code = rec.error === "deadline_exceeded"
+      ? GrpcStatus.DEADLINE_EXCEEDED
+      : grpcStatusForHttp(res.status);
+    return grpcErrorResponse(code, `${GRPC_REASONS[rec.error] ?? rec.error} (gateway, HTTP ${res.status})`);
+  }
+
+  async #handle(req: ProxyRequest, rec: RequestRecord, deadline?: number): Promise<ProxyResponse> {
     const ctx = this.ctx;
+    if (req.method === "CONNECT" && req.protocol === undefined) return await this.#connect(req, rec);
+    // HTTP/3 extended CONNECT (RFC 9220) is not bridged yet: the H3 codec answers CONNECT itself.
+    const ws = req.version === "3" ? undefined : webSocketRequest(req);
+    if (req.method === "CONNECT" && ws === undefined) {
+      rec.error = "unsupported_protocol";
+      this.event("unsupported_protocol");
+      return gatewayResponse(501, "this extended CONNECT protocol is not supported\n");
+    }
     const state = ctx.state();
     const route = state.routers.get(this.listener.name)?.match(req.authority, req.path);
     if (!route) {
@@ -93,13 +155,18 @@ export class ListenerProxy implements H1Handler {
     }
     rec.route = route.id;
     const rc = route.config;
-    if (rc.respond) return gatewayResponse(rc.respond.status, rc.respond.body, rc.respond.content_type);
+    if (rc.respond) {
+      // A 2xx to an extended CONNECT would open a tunnel to nowhere.
+      if (ws === "connect" && rc.respond.status < 300) return webSocketRefused(rec);
+      return gatewayResponse(rc.respond.status, rc.respond.body, rc.respond.content_type);
+    }
     const pool = state.pools.get(rc.pool!);
     if (!pool) {
       rec.error = "no_pool";
       return gatewayResponse(503, "pool unavailable\n");
     }
     rec.pool = pool.name;
+    if (ws && !pool.config.websocket) return webSocketRefused(rec);
     if (!ctx.counters.takeInFlight(state.snapshot.config.runtime.max_in_flight)) {
       rec.error = "in_flight_cap";
       ctx.metrics.guardRejections.with(this.listener.name, "in_flight_cap").inc();
@@ -118,7 +185,7 @@ export class ListenerProxy implements H1Handler {
       }
     };
     try {
-      const res = await this.#forward(req, rec, pool);
+      const res = await this.#forward(req, rec, pool, ws, deadline);
       if (res.body instanceof RelayBody) res.body.onEnd(release);
       else release(); // answered by the gateway itself: nothing left in flight
       return res;
@@ -128,7 +195,14 @@ export class ListenerProxy implements H1Handler {
     }
   }
 
-  async #forward(req: ProxyRequest, rec: RequestRecord, pool: PoolRuntime): Promise<ProxyResponse> {
+  async #forward(
+    req: ProxyRequest,
+    rec: RequestRecord,
+    pool: PoolRuntime,
+    ws: "h1" | "connect" | undefined,
+    /** gRPC deadline (performance.now() ms): bounds the wait for the head and the body. */
+    deadline?: number,
+  ): Promise<ProxyResponse> {
     const ctx = this.ctx;
     const pickReq = pickRequestOf(req);
     let exclude: Set<string> | undefined;
@@ -153,16 +227,24 @@ export class ListenerProxy implements H1Handler {
       }
       const backend = pool.backends.get(sel.endpoint.key)!;
       rec.backend = backend.config.address;
+      let byDeadline = false;
       const stats = backend.stats;
       stats.inFlight++;
       const t0 = performance.now();
       try {
         const headers = upstreamRequestHeaders(req, {
           hostHeader: backend.config.host_header,
-          trailers: req.acceptsTrailers,
+          trailers: ws === undefined && req.acceptsTrailers,
         });
-        const timeouts = { responseTimeoutMs: pool.config.response_timeout, maxResponseHead: 64 * 1024 };
-        const answer = backend.h2
+        const left = deadline === undefined ? Infinity : Math.max(1, Math.ceil(deadline - performance.now()));
+        byDeadline = left < pool.config.response_timeout;
+        const timeouts = {
+          responseTimeoutMs: byDeadline ? left : pool.config.response_timeout,
+          maxResponseHead: 64 * 1024,
+        };
+        const answer: TunnelAnswer = ws
+          ? await forwardWebSocket(backend, req, ws, headers, timeouts)
+          : backend.h2
           ? await h2Forward(backend.h2, req, headers, timeouts)
           : await h1Forward(backend.h1, req, headers, timeouts);
         const ms = performance.now() - t0;
@@ -171,12 +253,31 @@ export class ListenerProxy implements H1Handler {
         ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address).observe(ms / 1000);
         const res = answer.response;
         ctx.health.observe(backend.key, res.status);
+        if (answer.tunnel) {
+          // The handshake succeeded: `res` is final. The backend counts the tunnel as in flight
+          // until it ends (least_request & co. see long-lived WebSockets as load).
+          if (pool.config.algorithm === "session_affinity") {
+            addAffinityCookie(res.headers, pickReq, backend, pool.config.affinity_cookie);
+          }
+          res.upgrade = new Tunnel(answer.tunnel, {
+            kind: "websocket",
+            listener: this.listener.name,
+            idleTimeoutMs: pool.config.tunnel_idle_timeout,
+            maxLifetimeMs: pool.config.tunnel_max_lifetime,
+            backendKey: backend.key,
+            onEnd: () => stats.inFlight--,
+          }, ctx.tunnels);
+          return res;
+        }
         res.headers = downstreamResponseHeaders(res.headers, answer.version);
         if (pool.config.algorithm === "session_affinity") {
           addAffinityCookie(res.headers, pickReq, backend, pool.config.affinity_cookie);
         }
         if (res.body) {
-          const relay = new RelayBody(res.body, req.acceptsTrailers);
+          const body = deadline === undefined
+            ? res.body
+            : new GrpcDeadlineBody(res.body, deadline, () => this.event("grpc_deadline_exceeded"));
+          const relay = new RelayBody(body, req.acceptsTrailers);
           relay.onEnd(() => stats.inFlight--);
           res.body = relay;
         } else stats.inFlight--;
@@ -206,7 +307,7 @@ export class ListenerProxy implements H1Handler {
           attempt,
         });
         if (
-          e.beforeRequest && attempt + 1 < MAX_ATTEMPTS && isIdempotent(req.method) &&
+          e.beforeRequest && attempt + 1 < MAX_ATTEMPTS && (ws !== undefined || isIdempotent(req.method)) &&
           (!req.body || req.body.received === 0)
         ) {
           lastError = e;
@@ -217,10 +318,36 @@ export class ListenerProxy implements H1Handler {
           ctx.metrics.retries.with(pool.name).inc();
           continue;
         }
-        rec.error = kind === "timeout" ? "upstream_timeout" : "upstream_failed";
+        rec.error = kind === "timeout" ? (byDeadline ? "deadline_exceeded" : "upstream_timeout") : "upstream_failed";
         return gatewayResponse(e.status, e.status === 504 ? "upstream timed out\n" : "upstream failed\n");
       }
     }
+  }
+
+  /** Plain `CONNECT host:port` (RFC 9110 §9.3.6): a TCP tunnel, only to what the listener allows. */
+  async #connect(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse> {
+    const cfg = this.listener.connect_tunnels;
+    if (!cfg) {
+      rec.error = "connect_not_enabled";
+      this.event("connect_not_enabled");
+      return gatewayResponse(405, "CONNECT is not enabled on this listener\n");
+    }
+    const opened = await openConnectTunnel(req.authority, cfg);
+    if (typeof opened === "string") {
+      rec.error = opened;
+      this.event(opened);
+      return opened === "connect_denied"
+        ? gatewayResponse(403, "CONNECT to this destination is not allowed\n")
+        : gatewayResponse(502, "could not connect to the destination\n");
+    }
+    rec.backend = opened.target;
+    const upgrade = new Tunnel(opened.stream, {
+      kind: "connect",
+      listener: this.listener.name,
+      idleTimeoutMs: cfg.idle_timeout,
+      maxLifetimeMs: cfg.max_lifetime,
+    }, this.ctx.tunnels);
+    return { status: 200, headers: [], body: null, upgrade };
   }
 
   complete(rec: RequestRecord): void {
@@ -268,6 +395,34 @@ export class ListenerProxy implements H1Handler {
     }
     c.inc();
   }
+}
+
+function webSocketRefused(rec: RequestRecord): ProxyResponse {
+  rec.error = "websocket_disabled";
+  return gatewayResponse(403, "WebSockets are not enabled for this route\n");
+}
+
+/** What the gateway's own gRPC errors say (grpc-message), by RequestRecord.error. */
+const GRPC_REASONS: Record<string, string> = {
+  no_route: "no route for this authority and method",
+  no_pool: "pool unavailable",
+  no_backend: "no backend available",
+  in_flight_cap: "gateway is at its in-flight request limit",
+  upstream_failed: "upstream failed",
+  upstream_timeout: "upstream timed out",
+  deadline_exceeded: "deadline exceeded before the backend answered",
+  request_body_failed: "request body failed",
+};
+
+/** Replaces the value of `name` (first occurrence) or appends it. */
+function setHeader(headers: HeaderList, name: string, value: string): void {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === name) {
+      headers[i + 1] = value;
+      return;
+    }
+  }
+  headers.push(name, value);
 }
 
 function round(ms: number): number {

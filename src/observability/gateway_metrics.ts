@@ -26,6 +26,9 @@ export class DataPlaneMetrics {
   readonly backendInFlight: Gauge;
   readonly backendEwma: Gauge;
   readonly drainCutoff: Counter;
+  readonly tunnelsTotal: Counter;
+  readonly tunnelsActive: Gauge;
+  readonly tunnelCloses: Counter;
 
   constructor(readonly registry: Registry = new Registry()) {
     const r = registry;
@@ -115,6 +118,20 @@ export class DataPlaneMetrics {
     this.drainCutoff = r.counter(
       `${P}drain_cutoff_total`,
       "Connections still busy when the drain timeout ended them.",
+    );
+    this.tunnelsTotal = r.counter(
+      `${P}tunnels_total`,
+      "Tunnels opened (kind: websocket, connect), by listener.",
+      ["listener", "kind"],
+    );
+    this.tunnelsActive = r.gauge(`${P}tunnels_active`, "Tunnels open now, by listener and kind.", [
+      "listener",
+      "kind",
+    ]);
+    this.tunnelCloses = r.counter(
+      `${P}tunnel_closes_total`,
+      "Tunnels ended, by listener, kind and reason (closed, error, idle_timeout, max_lifetime, drain, backend_removed).",
+      ["listener", "kind", "reason"],
     );
   }
 }

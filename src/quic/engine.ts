@@ -385,7 +385,9 @@ export class QuicClientEndpoint {
  * `zeroRtt` and a resumable session on the shared endpoint, the connection is returned before
  * the handshake completes (`early` = true): what is sent then is replayable 0-RTT data.
  */
-export async function connectQuic(opts: QuicConnectOptions): Promise<{ conn: QuicConnection; early: boolean }> {
+export async function connectQuic(
+  opts: QuicConnectOptions,
+): Promise<{ conn: QuicConnection; early: boolean }> {
   const r = Deno.connectQuic({
     hostname: opts.hostname,
     port: opts.port,

@@ -31,6 +31,7 @@ import { UdpProxy } from "../l4/udp.ts";
 import { QuicListener } from "../http/h3/listener.ts";
 import { H3ServerConn } from "../http/h3/server.ts";
 import type { QuicConnection } from "../quic/engine.ts";
+import { TunnelRegistry } from "../websocket/tunnel.ts";
 
 /** A quic listener (HTTP/3) in this isolate; like ListenerRuntime but over one UDP endpoint. */
 interface QuicRuntime {
@@ -63,6 +64,8 @@ export class DataPlane {
   readonly #workerConnections: { inc(n?: number): void } | undefined;
   #state!: ProxyState;
   readonly ctx: ProxyContext;
+  /** Open WebSocket / CONNECT tunnels: closed with 1001 at the end of a drain. */
+  readonly tunnels: TunnelRegistry;
   #draining = false;
 
   constructor(
@@ -74,6 +77,7 @@ export class DataPlane {
     readonly workerId?: number,
   ) {
     this.metrics = metrics ?? new DataPlaneMetrics();
+    this.tunnels = new TunnelRegistry(this.metrics);
     this.ctx = {
       state: () => this.#state,
       metrics: this.metrics,
@@ -81,6 +85,7 @@ export class DataPlane {
       health: ALWAYS_HEALTHY,
       counters,
       inFlight: 0,
+      tunnels: this.tunnels,
     };
     this.#l4 = l4Metrics(this.metrics.registry);
     if (workerId !== undefined) {
@@ -211,6 +216,8 @@ export class DataPlane {
     }
     this.#state = state;
     const removed = this.#backends.commit(pools);
+    // Tunnels live on across reloads; only those whose backend is gone are closed (1001).
+    this.tunnels.closeBackends(new Set(removed.map((b) => b.key)));
     // A removed backend's series go too (label cardinality stays bounded by the config).
     const m = this.metrics;
     for (const b of removed) {
@@ -283,11 +290,23 @@ export class DataPlane {
         return;
       }
       const server = d.protocol === "h2"
-        ? new H2ServerConn(d.conn, cfg, client, proxy, d.initial)
+        ? new H2ServerConn(d.conn, cfg, client, proxy, d.initial, {
+          enableConnectProtocol: this.#allowsWebSocket(cfg.name),
+        })
         : new H1ServerConn(d.conn, cfg, client, proxy);
       this.#connections.add(server);
       return server.run().catch(() => {}).finally(() => this.#connections.delete(server));
     }).catch(() => {}).finally(done);
+  }
+
+  /**
+   * RFC 8441 is advertised (SETTINGS_ENABLE_CONNECT_PROTOCOL) on a listener when one of its routes
+   * leads to a pool that allows WebSockets (`websocket`, default true), per the current snapshot.
+   */
+  #allowsWebSocket(listener: string): boolean {
+    const cfg = this.#state.snapshot.config;
+    const l = cfg.listeners.find((x) => x.name === listener);
+    return !!l?.routes.some((r) => r.pool !== undefined && cfg.pools.find((p) => p.name === r.pool)?.websocket);
   }
 
   /** `alt-svc` value for an http/https listener that names a quic listener, else undefined. */
@@ -340,8 +359,8 @@ export class DataPlane {
       m.backendInFlight.with(b.pool, b.config.address).set(b.stats.inFlight);
       m.backendEwma.with(b.pool, b.config.address).set(b.stats.ewmaMs / 1000);
       m.backendPicks.with(b.pool, b.config.address).value = b.stats.picks;
-      m.poolConnections.with(b.pool, b.config.address, "open").set(b.h1.open);
-      m.poolConnections.with(b.pool, b.config.address, "idle").set(b.h1.idle);
+      m.poolConnections.with(b.pool, b.config.address, "open").set(b.h2?.open ?? b.h1.open);
+      m.poolConnections.with(b.pool, b.config.address, "idle").set(b.h2?.idle ?? b.h1.idle);
     }
   }
 
@@ -357,6 +376,15 @@ export class DataPlane {
     const deadline = performance.now() + timeoutMs;
     while (this.#connections.size > 0 && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
+    }
+    // Tunnels had the drain timeout: WebSockets now get close 1001 on both sides (and a moment to
+    // answer it), CONNECT tunnels are closed; their connections then end on their own.
+    if (this.tunnels.size > 0) {
+      await this.tunnels.closeAll("drain");
+      const settle = performance.now() + 250;
+      while (this.#connections.size > 0 && performance.now() < settle) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
     }
     const cut = this.#connections.size;
     for (const c of this.#connections) c.abort();

@@ -123,7 +123,15 @@ export async function startEtcd(opts: { tls?: EtcdTlsFiles } = {}): Promise<Etcd
     child = undefined;
   };
 
-  await spawn();
+  try {
+    await spawn();
+  } catch (e) {
+    // Never leave a half-started etcd or its data dir behind.
+    await kill();
+    probeClient?.close();
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    throw e;
+  }
   return {
     url,
     clientPort,
@@ -165,7 +173,16 @@ export async function makeEtcdPki(dir: string): Promise<EtcdTlsFiles> {
     "keyUsage=critical,keyCertSign,cRLSign",
   ]);
   const leaf = async (name: string, ext: string) => {
-    await openssl(["req", ...ec, "-keyout", `${dir}/${name}.key`, "-out", `${dir}/${name}.csr`, "-subj", `/CN=${name}`]);
+    await openssl([
+      "req",
+      ...ec,
+      "-keyout",
+      `${dir}/${name}.key`,
+      "-out",
+      `${dir}/${name}.csr`,
+      "-subj",
+      `/CN=${name}`,
+    ]);
     await Deno.writeTextFile(`${dir}/${name}.ext`, ext);
     await openssl([
       "x509",

@@ -6,12 +6,20 @@
  * frames and observe the connection close code the server answers with.
  */
 
-import { connectQuic, type QuicBidiStream, type QuicConnection, type QuicSendStream } from "../../src/quic/engine.ts";
+import {
+  connectQuic,
+  type QuicBidiStream,
+  type QuicClientEndpoint,
+  type QuicConnection,
+  type QuicSendStream,
+} from "../../src/quic/engine.ts";
 import {
   encodeFrame,
   encodeSettings,
   FrameReader,
   FrameType,
+  parseSettings,
+  parseSingleVarint,
   Setting,
   StreamType,
 } from "../../src/http/h3/frames.ts";
@@ -44,9 +52,22 @@ export interface H3RequestInit {
 
 export class H3Client {
   #control: QuicSendStream | undefined;
-  readonly #decoder = new QpackDecoder({ maxTableCapacity: 0, maxBlockedStreams: 0, maxFieldSectionSize: 1 << 20 });
+  /** The server's SETTINGS once received. */
+  settings: Map<number, number> | undefined;
+  /** Stream id of the server's last GOAWAY, if any. */
+  goaway: number | undefined;
+  readonly #decoder = new QpackDecoder({
+    maxTableCapacity: 0,
+    maxBlockedStreams: 0,
+    maxFieldSectionSize: 1 << 20,
+  });
 
-  private constructor(readonly conn: QuicConnection, readonly authority: string) {}
+  private constructor(
+    readonly conn: QuicConnection,
+    readonly authority: string,
+    /** Returned before the handshake completed (0-RTT): what is sent now is early data. */
+    readonly early: boolean,
+  ) {}
 
   static async connect(opts: {
     port: number;
@@ -55,8 +76,13 @@ export class H3Client {
     serverName?: string;
     /** Skip opening our control stream (tests of the server's critical-stream rules). */
     noControl?: boolean;
+    /** A shared client endpoint (TLS resumption, 0-RTT on later connections). */
+    endpoint?: QuicClientEndpoint;
+    zeroRtt?: boolean;
   }): Promise<H3Client> {
-    const { conn } = await connectQuic({
+    const { conn, early } = await connectQuic({
+      endpoint: opts.endpoint,
+      zeroRtt: opts.zeroRtt,
       hostname: opts.host ?? "127.0.0.1",
       port: opts.port,
       serverName: opts.serverName ?? "localhost",
@@ -64,9 +90,10 @@ export class H3Client {
       alpn: ["h3"],
       maxIdleTimeoutMs: 30_000,
     });
-    const c = new H3Client(conn, `${opts.serverName ?? "localhost"}:${opts.port}`);
+    const c = new H3Client(conn, `${opts.serverName ?? "localhost"}:${opts.port}`, early);
     if (!opts.noControl) await c.openControl();
-    // Read and drop the server's unidirectional streams (its control stream, QPACK streams).
+    // The server's unidirectional streams: its control stream is parsed (SETTINGS, GOAWAY),
+    // anything else (QPACK streams) read and dropped.
     (async () => {
       for (;;) {
         const s = await conn.acceptUni();
@@ -74,6 +101,16 @@ export class H3Client {
         const r = new FrameReader(s, 4096);
         (async () => {
           try {
+            const type = await r.varint();
+            if (type === StreamType.CONTROL) {
+              for (;;) {
+                const h = await r.frameHeader();
+                if (!h) return;
+                const p = await r.payload(h.length);
+                if (h.type === FrameType.SETTINGS) c.settings = parseSettings(p);
+                else if (h.type === FrameType.GOAWAY) c.goaway = parseSingleVarint(p, "GOAWAY");
+              }
+            }
             while (await r.more()) r.start = r.end;
           } catch { /* closed */ }
         })();
@@ -202,7 +239,9 @@ export function header(res: H3Response, name: string): string | undefined {
 }
 
 /** A CA and a leaf certificate for localhost/127.0.0.1 signed by it (EC P-256, keys mode 600). */
-export async function makeTestPki(dir: string): Promise<{ ca: string; cert: string; key: string; caPem: string }> {
+export async function makeTestPki(
+  dir: string,
+): Promise<{ ca: string; cert: string; key: string; caPem: string }> {
   const openssl = async (args: string[]) => {
     const r = await run("openssl", args, { timeoutMs: 20_000 });
     if (r.code !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
@@ -225,7 +264,16 @@ export async function makeTestPki(dir: string): Promise<{ ca: string; cert: stri
     "-addext",
     "keyUsage=critical,keyCertSign,cRLSign",
   ]);
-  await openssl(["req", ...ec, "-keyout", `${dir}/leaf.key`, "-out", `${dir}/leaf.csr`, "-subj", "/CN=localhost"]);
+  await openssl([
+    "req",
+    ...ec,
+    "-keyout",
+    `${dir}/leaf.key`,
+    "-out",
+    `${dir}/leaf.csr`,
+    "-subj",
+    "/CN=localhost",
+  ]);
   await Deno.writeTextFile(
     `${dir}/leaf.ext`,
     "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",

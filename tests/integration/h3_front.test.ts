@@ -17,8 +17,9 @@ import { startGateway } from "../helpers/gateway.ts";
 import { H3Client, header, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
+import { QuicClientEndpoint } from "../../src/quic/engine.ts";
 import { H3 } from "../../src/http/h3/frames.ts";
-import { encodeFrame, encodeSettings, FrameType } from "../../src/http/h3/frames.ts";
+import { encodeFrame, encodeSettings, FrameType, Setting } from "../../src/http/h3/frames.ts";
 
 async function sha256(bytes: Uint8Array): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
@@ -63,6 +64,7 @@ name = "h3"
 bind = "127.0.0.1:0"
 protocol = "quic"
 max_header_size = "4KiB"
+header_timeout = "1s"
 tls = { cert = "${pki.cert}", key = "${pki.key}" }
   [[listeners.routes]]
   pool = "app"
@@ -98,7 +100,9 @@ name = "app"
       const r = await gtls(port, ["--download", dl], ["https://localhost/bytes/10485760"]);
       assert.equal(r.code, 0, r.stderr);
       const got = await Deno.readFile(`${dl}/10485760`);
-      const want = new Uint8Array(await (await fetch(`http://${origin.address}/bytes/10485760`)).arrayBuffer());
+      const want = new Uint8Array(
+        await (await fetch(`http://${origin.address}/bytes/10485760`)).arrayBuffer(),
+      );
       assert.equal(got.length, 10485760);
       assert.equal(await sha256(got), await sha256(want));
     });
@@ -134,7 +138,14 @@ name = "app"
     });
 
     await t.step("Alt-Svc on the https listener names the quic listener's port", async () => {
-      const r = await run("curl", ["-sk", "-o", "/dev/null", "-D", "-", `https://127.0.0.1:${gw.ports.web}/bytes/1`]);
+      const r = await run("curl", [
+        "-sk",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        `https://127.0.0.1:${gw.ports.web}/bytes/1`,
+      ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`^alt-svc: h3=":${port}"; ma=86400\\r?$`, "mi"));
       // The quic listener itself does not advertise itself.
@@ -147,7 +158,7 @@ name = "app"
       }
     });
 
-    await t.step("trailers both ways, interim-free response, content-length", async () => {
+    await t.step("trailers both ways, content-length, the server's SETTINGS", async () => {
       const c = await H3Client.connect({ port, ca: pki.caPem });
       try {
         const up = await c.request({
@@ -168,6 +179,9 @@ name = "app"
         const small = await c.request({ path: "/bytes/5" });
         assert.equal(header(small, "content-length"), "5");
         assert.equal(small.bodyLength, 5);
+        assert.equal(c.settings?.get(Setting.MAX_FIELD_SECTION_SIZE), 4096);
+        assert.equal(c.settings?.get(Setting.QPACK_MAX_TABLE_CAPACITY), 4096);
+        assert.equal(c.settings?.get(Setting.QPACK_BLOCKED_STREAMS), 16);
       } finally {
         c.close();
       }
@@ -195,6 +209,50 @@ name = "app"
         assert.equal(ok.bodyLength, 3);
       } finally {
         c.close();
+      }
+    });
+
+    await t.step("no HEADERS within header_timeout → 408 on that stream", async () => {
+      const c = await H3Client.connect({ port, ca: pki.caPem });
+      try {
+        const s = await c.openStream();
+        await s.send.write(Uint8Array.of(0x01)); // a HEADERS frame type, then nothing
+        const res = await c.readResponse(s);
+        assert.equal(res.status, 408);
+        const ok = await c.request({ path: "/bytes/2" });
+        assert.equal(ok.status, 200);
+      } finally {
+        c.close();
+      }
+    });
+
+    await t.step("0-RTT: an early request is held until the handshake completes, then served", async () => {
+      const ep = new QuicClientEndpoint("127.0.0.1");
+      try {
+        const first = await H3Client.connect({ port, ca: pki.caPem, endpoint: ep, zeroRtt: true });
+        assert.equal((await first.request({ path: "/bytes/1" })).status, 200); // session ticket now known
+        first.close();
+        const held = () =>
+          metric(gw.adminPort, /^expressgateway_protocol_events_total\{.*event="h3_early_data_held"/);
+        const before = await held();
+        const second = await H3Client.connect({
+          port,
+          ca: pki.caPem,
+          endpoint: ep,
+          zeroRtt: true,
+          noControl: true,
+        });
+        try {
+          assert.equal(second.early, true, "resumed with 0-RTT");
+          const res = await second.request({ path: "/bytes/9" });
+          assert.equal(res.status, 200);
+          assert.equal(res.bodyLength, 9);
+          assert.equal(await held() - before, 1, "the request arrived as early data and was held");
+        } finally {
+          second.close();
+        }
+      } finally {
+        ep.close();
       }
     });
 
@@ -312,7 +370,9 @@ name = "app"
       } finally {
         c2.close();
       }
-      assert.ok(await metric(gw.adminPort, /^expressgateway_protocol_events_total\{listener="h3",event="h3_/) >= 8);
+      assert.ok(
+        await metric(gw.adminPort, /^expressgateway_protocol_events_total\{listener="h3",event="h3_/) >= 8,
+      );
     });
 
     await t.step("SIGTERM: GOAWAY, the in-flight request completes, then the gateway exits 0", async () => {
@@ -321,6 +381,7 @@ name = "app"
       await new Promise((r) => setTimeout(r, 400));
       const code = gw.stop();
       const res = await slow;
+      assert.equal(c.goaway, 4, "GOAWAY names the stream after the one in flight (0)");
       assert.equal(res.status, 200);
       assert.equal(new TextDecoder().decode(res.body), "slow o1\n");
       assert.equal(await code, 0);

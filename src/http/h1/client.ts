@@ -213,6 +213,15 @@ export class H1Pool {
     }
   }
 
+  /**
+   * `u` leaves the pool for good (it carries a tunnel after 101): no longer counted against
+   * max_connections_per_backend, never reused; its new owner closes it.
+   */
+  detach(u: H1Upstream): void {
+    sweeper.delete(u);
+    this.#forget(u);
+  }
+
   dropIdle(u: H1Upstream): void {
     u.idle = false;
     const i = this.#idle.indexOf(u);
@@ -257,6 +266,11 @@ export interface UpstreamAnswer {
   response: ProxyResponse;
   /** "1.1" or "1.0", for Via */
   version: string;
+  /**
+   * The backend answered 101 to an upgrade request: the connection, detached from its pool, now
+   * carries the new protocol (bytes past the head are in its reader). Only when `upgrade` was asked.
+   */
+  upgraded?: H1Upstream;
 }
 
 /**
@@ -268,6 +282,8 @@ export async function h1Forward(
   req: ProxyRequest,
   headers: HeaderList,
   t: ForwardTimeouts,
+  /** The request asks to switch protocols (a WebSocket handshake): a 101 hands the connection over. */
+  upgrade = false,
 ): Promise<UpstreamAnswer> {
   const up = await pool.acquire();
   const { reader, writer } = up;
@@ -379,6 +395,22 @@ export async function h1Forward(
       up.reused && untouched(body) && reader.end === 0,
       up.reused && reader.end === 0,
     );
+  }
+
+  if (parsed.status === 101) {
+    sweeper.delete(up);
+    reader.beforeRead = reader.afterRead = undefined;
+    if (!upgrade) {
+      pool.release(up, false);
+      body?.cancel();
+      throw new UpstreamError(`${pool.key} switched protocols (101) without being asked`, 502, false);
+    }
+    pool.detach(up);
+    return {
+      response: { status: 101, headers: parsed.headers, body: null },
+      version: "1.1",
+      upgraded: up,
+    };
   }
 
   let framing;

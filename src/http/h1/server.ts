@@ -22,6 +22,7 @@ import {
 } from "./parse.ts";
 import { ConnReader } from "./reader.ts";
 import { ConnWriter, reasonPhrase, writeBody } from "./write.ts";
+import { ConnStream } from "../../websocket/streams.ts";
 
 /** Per-request record the proxy fills in and the codec completes, for logs and metrics. */
 export interface RequestRecord {
@@ -81,6 +82,8 @@ export class H1ServerConn implements Deadline, ServerConnection {
   #timedOut: string | undefined;
   /** The client may still be sending: close with a linger (see LINGER_MS). */
   #linger = false;
+  /** Bytes a tunnel sent to the client (the connection's last exchange), for the access log. */
+  #tunnelOut = 0;
   readonly #limits: { maxLine: number; maxHead: number };
 
   constructor(
@@ -252,6 +255,13 @@ export class H1ServerConn implements Deadline, ServerConnection {
         res = gatewayError(bodyFailure.status, bodyFailure.reason);
         keepAlive = false;
       }
+      if (res.upgrade) {
+        if (reqBody || this.#closed) {
+          res.upgrade.cancel(); // never: upgrades carry no body; or the client is gone
+          return false;
+        }
+        return await this.#tunnel(res, rec);
+      }
       if (reqBody && !reqBody.done) {
         keepAlive = false; // unread body: can't find the next request
         this.#linger = true;
@@ -271,7 +281,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
       return false;
     } finally {
       rec.bytesIn += reqBody?.received ?? 0;
-      rec.bytesOut = w.written - startOut;
+      rec.bytesOut = w.written - startOut + this.#tunnelOut;
       this.#inRequest = false;
       this.handler.complete(rec);
     }
@@ -283,7 +293,11 @@ export class H1ServerConn implements Deadline, ServerConnection {
   ): { request?: ProxyRequest; body: RequestBody | null; error?: { status: number; reason: string } } {
     const h = head.headers;
     if (!requestTarget(head, rec)) {
-      return { body: null, error: { status: 405, reason: "connect_not_enabled" } };
+      // Authority-form: CONNECT. A tunnel only where the listener allows them (the proxy checks where to).
+      if (!this.cfg.connect_tunnels || requestFraming(h, head.minor).kind !== "none") {
+        return { body: null, error: { status: 405, reason: "connect_not_enabled" } };
+      }
+      rec.authority = rec.path = head.target;
     }
     const authority = rec.authority, path = rec.path;
     const framing = requestFraming(h, head.minor);
@@ -396,6 +410,41 @@ export class H1ServerConn implements Deadline, ServerConnection {
       return false;
     }
     return keepAlive;
+  }
+
+  /**
+   * The answer switches this connection to a tunnel (101 for a WebSocket, 200 for CONNECT): the
+   * head goes out as given (Upgrade / Connection included, no framing fields), then the socket —
+   * with any bytes the client sent past its request head — is one side of the relay, until it ends.
+   * The connection never carries HTTP again.
+   */
+  async #tunnel(res: ProxyResponse, rec: RequestRecord): Promise<boolean> {
+    const upgrade = res.upgrade!;
+    rec.status = res.status;
+    let text = `HTTP/1.1 ${res.status} ${reasonPhrase(res.status)}\r\n`;
+    const hs = res.headers;
+    for (let i = 0; i < hs.length; i += 2) {
+      const n = hs[i];
+      if (n === "content-length" || n === "transfer-encoding") continue;
+      text += `${n}: ${hs[i + 1]}\r\n`;
+    }
+    this.#responseStarted = true;
+    const w = this.#writer;
+    try {
+      w.pushText(text + "\r\n");
+      await w.flush();
+    } catch {
+      upgrade.cancel();
+      rec.error ??= "client_write_failed";
+      return false;
+    }
+    const r = this.#reader;
+    const pre = r.buf.subarray(r.start, r.end);
+    r.start = r.end;
+    const totals = await upgrade.run(new ConnStream(this.conn, pre, () => this.abort()));
+    rec.bytesIn += totals.fromClient;
+    this.#tunnelOut = totals.toClient;
+    return false;
   }
 
   async #writeError(status: number, reason: string): Promise<void> {

@@ -13,37 +13,56 @@ export interface Writable {
 
 const COALESCE = 16 * 1024;
 
+/**
+ * Scratch buffers shared by every writer of the isolate. A writer holds one only between its
+ * first push and the end of the flush that empties it, so an idle keep-alive connection holds
+ * none: 10k idle connections cost no scratch memory, and busy ones reuse a few warm buffers.
+ */
+const freeBuffers: Uint8Array[] = [];
+const MAX_FREE_BUFFERS = 256;
+
+function takeBuffer(min: number): Uint8Array {
+  if (min <= COALESCE) return freeBuffers.pop() ?? new Uint8Array(COALESCE);
+  return new Uint8Array(min);
+}
+
+function giveBack(b: Uint8Array): void {
+  if (b.length === COALESCE && freeBuffers.length < MAX_FREE_BUFFERS) freeBuffers.push(b);
+}
+
 export class ConnWriter {
-  #buf = new Uint8Array(COALESCE);
+  #buf: Uint8Array | null = null;
   #len = 0;
   /** Total bytes handed to the socket (for access logs and metrics). */
   written = 0;
 
   constructor(readonly conn: Writable) {}
 
+  /** The scratch buffer with room for `extra` more bytes (taken from the shared free list). */
+  #room(extra: number): Uint8Array {
+    const buf = this.#buf;
+    if (buf === null) return this.#buf = takeBuffer(extra);
+    if (this.#len + extra <= buf.length) return buf;
+    const next = new Uint8Array(Math.max(buf.length * 2, this.#len + extra));
+    next.set(buf.subarray(0, this.#len));
+    giveBack(buf);
+    return this.#buf = next;
+  }
+
   /** Appends a latin1 string (a head); grows the scratch buffer if a head is larger. */
   pushText(s: string): void {
-    if (this.#len + s.length > this.#buf.length) {
-      const next = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + s.length));
-      next.set(this.#buf.subarray(0, this.#len));
-      this.#buf = next;
-    }
-    this.#len = writeLatin1(s, this.#buf, this.#len);
+    this.#len = writeLatin1(s, this.#room(s.length), this.#len);
   }
 
   /** Appends bytes; large ones are written straight from the caller's buffer (no copy). */
   async pushBytes(b: Uint8Array): Promise<void> {
-    if (this.#len + b.length <= this.#buf.length) {
-      this.#buf.set(b, this.#len);
+    if (b.length <= COALESCE) {
+      if (this.#buf !== null && this.#len + b.length > this.#buf.length) await this.flush();
+      this.#room(b.length).set(b, this.#len);
       this.#len += b.length;
       return;
     }
     await this.flush();
-    if (b.length <= this.#buf.length) {
-      this.#buf.set(b, 0);
-      this.#len = b.length;
-      return;
-    }
     await this.#writeAll(b);
   }
 
@@ -52,11 +71,19 @@ export class ConnWriter {
   }
 
   async flush(): Promise<void> {
-    if (this.#len === 0) return;
+    const buf = this.#buf;
+    if (buf === null) return;
     const n = this.#len;
     this.#len = 0;
-    await this.#writeAll(this.#buf.subarray(0, n));
-    if (this.#buf.length > COALESCE) this.#buf = new Uint8Array(COALESCE);
+    try {
+      if (n > 0) await this.#writeAll(buf.subarray(0, n));
+    } finally {
+      // Only give the buffer back if nothing was pushed while the write was in flight.
+      if (this.#buf === buf && this.#len === 0) {
+        this.#buf = null;
+        giveBack(buf);
+      }
+    }
   }
 
   async #writeAll(b: Uint8Array): Promise<void> {

@@ -250,7 +250,9 @@ export class H2Pool {
     /** Protocol events (see limits.ts), e.g. for metrics. */
     public onEvent?: (kind: string) => void,
   ) {
-    this.h2 = h2Limits(h2);
+    // A backend slow to read a request body is not an attack: no stall cut-off upstream
+    // (response_timeout bounds the exchange).
+    this.h2 = h2Limits({ stallTimeoutMs: 0, ...h2 });
   }
 
   /** Connections open or being opened. */
@@ -374,6 +376,13 @@ export class H2Pool {
   /** `c` is closed. */
   forget(c: H2ClientConn): void {
     this.retire(c);
+  }
+
+  /** Closes everything now, busy connections included (a health probe past its timeout). */
+  abort(): void {
+    const conns = this.#conns.splice(0);
+    this.close();
+    for (const c of conns) c.abort();
   }
 
   /** Backend removed or gateway stopping: idle connections close, busy ones after their streams. */

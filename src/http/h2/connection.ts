@@ -11,7 +11,12 @@
  *
  * Flow control, receive side: windows are returned only as the consumer reads (H2Stream), in
  * batches of half a window. Send side: `sendData` waits for both windows and for the writer's
- * high water mark, so a peer that stops reading stalls its streams, not memory.
+ * high water mark, so a peer that stops reading stalls its streams, not memory — and a stall
+ * longer than limits.stallTimeoutMs is cut off (StallWatch below).
+ *
+ * Abuse (the DoS catalog of limits.ts): every frame type a peer can make us spend effort on
+ * without asking for anything has a FloodMeter; crossing one is a connection error
+ * ENHANCE_YOUR_CALM with its own named event.
  */
 
 import type { Deadline } from "../../net/deadlines.ts";
@@ -43,7 +48,7 @@ import {
 } from "./frames.ts";
 import { type HeaderField, HeaderListTooLarge, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
 import { trailerFields } from "./headers.ts";
-import type { H2Limits } from "./limits.ts";
+import { FloodMeter, type H2Limits } from "./limits.ts";
 import { H2ConnectionLost, H2Stream, H2StreamReset, type StreamHost } from "./stream.ts";
 import { FrameWriter } from "./writer.ts";
 
@@ -63,6 +68,50 @@ const SLAB_MIN = 16 * 1024;
 const SLAB_MAX = 64 * 1024;
 const MIN_READ = 4 * 1024;
 const EMPTY = new Uint8Array(0);
+
+/** Frame types that only exist on a stream (never on stream 0), and those only on stream 0. */
+const STREAM_ONLY = new Set<number>([
+  FrameType.DATA,
+  FrameType.HEADERS,
+  FrameType.PRIORITY,
+  FrameType.RST_STREAM,
+  FrameType.PUSH_PROMISE,
+  FrameType.CONTINUATION,
+]);
+const CONNECTION_ONLY = new Set<number>([FrameType.SETTINGS, FrameType.PING, FrameType.GOAWAY]);
+
+/**
+ * Watches senders blocked by flow control or by a full socket (H2Stream.stallSince): the sweeper
+ * calls back when the oldest stall reaches the session's stallTimeoutMs. One per session, armed
+ * only while a stream is stalled.
+ */
+class StallWatch implements Deadline {
+  deadline = Infinity;
+  reason = "stall";
+  armed = false;
+  constructor(private readonly onStall: () => void) {}
+
+  arm(at: number): void {
+    if (at < this.deadline) this.deadline = at;
+    if (!this.armed) {
+      this.armed = true;
+      sweeper.add(this);
+    }
+  }
+
+  disarm(): void {
+    this.deadline = Infinity;
+    if (this.armed) {
+      this.armed = false;
+      sweeper.delete(this);
+    }
+  }
+
+  onExpire(): void {
+    this.disarm();
+    this.onStall();
+  }
+}
 
 interface PendingBlock {
   streamId: number;
@@ -114,6 +163,21 @@ export abstract class H2Session implements StreamHost, Deadline {
   readonly #recent = new Map<number, Closed>();
   /** Streams waiting for the connection send window. */
   readonly #blocked = new Set<H2Stream>();
+  // --- the DoS catalog (limits.ts) ---
+  readonly #rapidReset: FloodMeter;
+  readonly #madeYouReset: FloodMeter;
+  readonly #settingsFlood: FloodMeter;
+  readonly #pingFlood: FloodMeter;
+  readonly #emptyData: FloodMeter;
+  readonly #windowUpdates: FloodMeter;
+  readonly #noopFrames: FloodMeter;
+  /** SETTINGS we sent and the peer has not acknowledged yet (an ACK beyond these is a no-op frame). */
+  #settingsUnacked = 0;
+  /** Streams whose sender is blocked (stallSince ≥ 0). */
+  readonly #stalled = new Set<H2Stream>();
+  readonly #stallWatch = new StallWatch(() => this.#checkStalls());
+  /** When a DATA frame was last queued (performance.now()): the connection's send progress. */
+  #lastProgress = performance.now();
   #doneResolve!: () => void;
   readonly done: Promise<void> = new Promise((r) => this.#doneResolve = r);
 
@@ -130,6 +194,14 @@ export abstract class H2Session implements StreamHost, Deadline {
     this.decoder = new HpackDecoder({ maxHeaderListSize: limits.maxHeaderListSize });
     this.recvWindow = limits.connectionWindow;
     this.nextLocalStreamId = isServer ? 2 : 1;
+    const w = limits.floodWindowMs;
+    this.#rapidReset = new FloodMeter(limits.rapidResetMax, w);
+    this.#madeYouReset = new FloodMeter(limits.madeYouResetMax, w);
+    this.#settingsFlood = new FloodMeter(limits.settingsMax, w);
+    this.#pingFlood = new FloodMeter(limits.pingMax, w);
+    this.#emptyData = new FloodMeter(limits.emptyDataMax, w);
+    this.#windowUpdates = new FloodMeter(limits.windowUpdateMax, w);
+    this.#noopFrames = new FloodMeter(limits.noopFrameMax, w);
   }
 
   // --- hooks ----------------------------------------------------------------------------------
@@ -190,6 +262,7 @@ export abstract class H2Session implements StreamHost, Deadline {
       payload[i * 6 + 5] = v;
     });
     this.writer.frame(FrameType.SETTINGS, 0, 0, payload, 0, payload.length);
+    this.#settingsUnacked++;
     const extraWindow = this.limits.connectionWindow - DEFAULT_INITIAL_WINDOW_SIZE;
     if (extraWindow > 0) this.writer.u32(FrameType.WINDOW_UPDATE, 0, extraWindow);
   }
@@ -292,6 +365,8 @@ export abstract class H2Session implements StreamHost, Deadline {
     if (!this.peerSettingsSeen && type !== FrameType.SETTINGS) {
       throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, "the first frame must be SETTINGS (§3.4)");
     }
+    // The frame parsers reject these (PROTOCOL_ERROR); the event names the abuse.
+    if (streamId === 0 ? STREAM_ONLY.has(type) : CONNECTION_ONLY.has(type)) this.event("h2_stream0_abuse");
     switch (type) {
       case FrameType.DATA:
         this.#onData(parseData(header, payload));
@@ -323,6 +398,7 @@ export abstract class H2Session implements StreamHost, Deadline {
       }
       case FrameType.PRIORITY:
         parsePriority(header, payload); // validated (self-dependency, length), otherwise ignored
+        this.#flood(this.#noopFrames, "h2_noop_frame_flood");
         return;
       case FrameType.RST_STREAM: {
         const f = parseRstStream(header, payload);
@@ -330,6 +406,8 @@ export abstract class H2Session implements StreamHost, Deadline {
           throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${f.streamId}`);
         }
         const s = this.streams.get(f.streamId);
+        // Rapid Reset (CVE-2023-44487): cancelling streams we are still working on, at a rate.
+        if (s && this.isServer && !s.sendEnded) this.#flood(this.#rapidReset, "h2_rapid_reset");
         if (s) {
           s.resetCode = f.code;
           s.fail(new H2StreamReset(f.code, true));
@@ -339,7 +417,12 @@ export abstract class H2Session implements StreamHost, Deadline {
       }
       case FrameType.SETTINGS: {
         const entries = parseSettings(header, payload);
-        if ((flags & Flags.ACK) !== 0) return;
+        if ((flags & Flags.ACK) !== 0) {
+          if (this.#settingsUnacked > 0) this.#settingsUnacked--;
+          else this.#flood(this.#noopFrames, "h2_noop_frame_flood");
+          return;
+        }
+        this.#flood(this.#settingsFlood, "h2_settings_flood");
         this.#applySettings(entries);
         return;
       }
@@ -349,9 +432,10 @@ export abstract class H2Session implements StreamHost, Deadline {
       case FrameType.PING: {
         const f = parsePing(header, payload);
         if (!f.ack) {
+          this.#flood(this.#pingFlood, "h2_ping_flood");
           this.writer.frame(FrameType.PING, Flags.ACK, 0, f.data, 0, 8);
           this.#checkOutput();
-        }
+        } else this.#flood(this.#noopFrames, "h2_noop_frame_flood"); // we never send PING
         return;
       }
       case FrameType.GOAWAY: {
@@ -363,13 +447,38 @@ export abstract class H2Session implements StreamHost, Deadline {
         return;
       }
       case FrameType.WINDOW_UPDATE:
+        this.#flood(this.#windowUpdates, "h2_window_update_flood");
         this.#onWindowUpdate(header, payload);
         return;
       case FrameType.CONTINUATION:
         throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, "CONTINUATION without an open field block");
       default:
-        return; // unknown frame types are ignored (§4.1, §5.5)
+        // Unknown frame types are ignored (§4.1, §5.5) — but not without limit.
+        this.#flood(this.#noopFrames, "h2_noop_frame_flood");
+        return;
     }
+  }
+
+  /** Counts one event on `meter`; over its threshold → event + GOAWAY(ENHANCE_YOUR_CALM). */
+  #flood(meter: FloodMeter, event: string): void {
+    if (meter.max === 0) return;
+    if (meter.add(performance.now())) {
+      this.event(event);
+      throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `${event.slice(3).replaceAll("_", " ")}`);
+    }
+  }
+
+  /**
+   * A RST_STREAM we send because of what the peer did (MadeYouReset, CVE-2025-8671: resets the
+   * client provokes cost the server like the ones it sends). Over the threshold the connection is
+   * closed; returns true then.
+   */
+  protected provokedReset(): boolean {
+    if (!this.isServer || this.#madeYouReset.max === 0) return false;
+    if (!this.#madeYouReset.add(performance.now())) return false;
+    this.event("h2_made_you_reset");
+    this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, "made you reset");
+    return true;
   }
 
   #checkBlock(b: PendingBlock): void {
@@ -456,7 +565,10 @@ export abstract class H2Session implements StreamHost, Deadline {
     s.recvWindow -= len;
     const padding = len - f.data.length;
     if (padding > 0) this.consumed(s, padding);
-    if (f.data.length === 0 && !f.endStream) this.event("h2_empty_data");
+    if (f.data.length === 0 && !f.endStream) {
+      this.event("h2_empty_data");
+      this.#flood(this.#emptyData, "h2_empty_data_flood");
+    }
     s.arrived += f.data.length;
     if (s.expectedLength >= 0) {
       if (s.arrived > s.expectedLength || (f.endStream && s.arrived !== s.expectedLength)) {
@@ -612,15 +724,18 @@ export abstract class H2Session implements StreamHost, Deadline {
         if (allow <= 0) {
           const w = s.waitSend();
           if (this.sendWindow <= 0) this.#blocked.add(s);
+          this.#stall(s);
           await w;
           continue;
         }
         if (this.writer.pending >= this.writer.highWater) {
+          this.#stall(s);
           await this.writer.writable();
           continue;
         }
         const last = endStream && allow === remaining;
         this.writer.frame(FrameType.DATA, last ? Flags.END_STREAM : 0, s.id, data, off, allow);
+        this.#progress(s);
         s.sendWindow -= allow;
         this.sendWindow -= allow;
         s.bytesSent += allow;
@@ -659,6 +774,60 @@ export abstract class H2Session implements StreamHost, Deadline {
     else await this.sendData(s, EMPTY, true);
   }
 
+  // --- stalls: senders that cannot send (limits.stallTimeoutMs) ------------------------------
+
+  /** `s` has DATA to send and cannot: remember since when. */
+  #stall(s: H2Stream): void {
+    const t = this.limits.stallTimeoutMs;
+    if (t <= 0 || s.stallSince >= 0) return;
+    const now = performance.now();
+    s.stallSince = now;
+    this.#stalled.add(s);
+    this.#stallWatch.arm(now + t);
+  }
+
+  /** A DATA frame was queued for `s`: it and the connection are moving. */
+  #progress(s: H2Stream): void {
+    this.#windowUpdates.credit(2);
+    if (this.limits.stallTimeoutMs <= 0) return;
+    this.#lastProgress = performance.now();
+    if (s.stallSince >= 0) {
+      s.stallSince = -1;
+      this.#stalled.delete(s);
+    }
+  }
+
+  /**
+   * The oldest stall reached the timeout. If the connection sent no DATA at all meanwhile, the
+   * peer is not opening its window (or not reading): the connection goes. Otherwise only the
+   * streams stuck that long are reset.
+   */
+  #checkStalls(): void {
+    if (this.failed || this.closed) return;
+    const t = this.limits.stallTimeoutMs;
+    const now = performance.now();
+    let next = Infinity;
+    const expired: H2Stream[] = [];
+    for (const s of this.#stalled) {
+      if (s.stallSince + t <= now) expired.push(s);
+      else next = Math.min(next, s.stallSince + t);
+    }
+    if (expired.length > 0 && now - this.#lastProgress >= t) {
+      this.event("h2_connection_stall");
+      this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, `no flow-control progress for ${t}ms`);
+      return;
+    }
+    for (const s of expired) {
+      this.#stalled.delete(s);
+      s.stallSince = -1;
+      if (s.closed) continue;
+      this.event("h2_zero_window_stall");
+      this.resetStream(s, ErrorCode.CANCEL);
+      if (this.provokedReset()) return;
+    }
+    if (next < Infinity) this.#stallWatch.arm(next);
+  }
+
   #wakeBlocked(): void {
     if (this.#blocked.size === 0) return;
     for (const s of this.#blocked) s.wakeSend();
@@ -679,6 +848,10 @@ export abstract class H2Session implements StreamHost, Deadline {
     s.closed = true;
     this.streams.delete(s.id);
     this.#blocked.delete(s);
+    if (s.stallSince >= 0) {
+      s.stallSince = -1;
+      this.#stalled.delete(s);
+    }
     s.disarm();
     s.wakeSend();
     this.remember(s.id, how);
@@ -709,6 +882,7 @@ export abstract class H2Session implements StreamHost, Deadline {
     if (e.code !== ErrorCode.NO_ERROR) this.event("h2_stream_error");
     const s = this.streams.get(e.streamId);
     this.resetStream(s ?? e.streamId, e.code);
+    if (e.code !== ErrorCode.NO_ERROR) this.provokedReset();
   }
 
   // --- connection end -------------------------------------------------------------------------
@@ -776,6 +950,8 @@ export abstract class H2Session implements StreamHost, Deadline {
     this.closed = true;
     this.failed = true;
     sweeper.delete(this);
+    this.#stallWatch.disarm();
+    this.#stalled.clear();
     this.writer.close();
     try {
       this.conn.close();

@@ -13,7 +13,7 @@
 import type { ListenerConfig } from "../../config/types.ts";
 import { sweeper } from "../../net/deadlines.ts";
 import type { ClientInfo, ProxyRequest, ProxyResponse } from "../exchange.ts";
-import { gatewayResponse } from "../exchange.ts";
+import { gatewayResponse, hasHeader } from "../exchange.ts";
 import type { H1Handler, RequestRecord, ServerConnection } from "../h1/server.ts";
 import { reasonPhrase } from "../h1/write.ts";
 import { Closed, H2Session } from "./connection.ts";
@@ -22,6 +22,7 @@ import { type H2RequestHead, parseRequestFields, parseTrailerFields, responseFie
 import type { HeaderField } from "./hpack.ts";
 import { type H2Limits, h2Limits } from "./limits.ts";
 import { EMPTY_BYTES, H2ConnectionLost, H2Stream, H2StreamReset } from "./stream.ts";
+import { H2TunnelStream } from "../../websocket/streams.ts";
 
 /** Why the request body failed, as the answer the client should get if none was sent yet. */
 interface BodyError {
@@ -35,6 +36,8 @@ class ServerStream extends H2Stream {
   bodyError: BodyError | undefined;
   /** Body bytes still accepted (and dropped) after the response completed. */
   discardBudget = 0;
+  /** The response opened a tunnel (CONNECT → 2xx): DATA both ways is tunnel bytes, not bodies. */
+  upgraded = false;
 }
 
 export class BodyTooLarge extends Error {
@@ -58,7 +61,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     private readonly initial?: Uint8Array,
     limits: Partial<H2Limits> = {},
   ) {
-    super(conn, true, h2Limits({ maxHeaderListSize: cfg.max_header_size, ...limits }));
+    super(conn, true, h2Limits({ maxHeaderListSize: cfg.max_header_size, ...listenerLimits(cfg), ...limits }));
   }
 
   get active(): boolean {
@@ -157,6 +160,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     if (Math.max(this.streams.size, this.#serving) >= this.limits.maxConcurrentStreams) {
       this.event("h2_refused_stream");
       this.resetStream(id, ErrorCode.REFUSED_STREAM);
+      this.provokedReset();
       return;
     }
     const s = new ServerStream(id, this, this.limits.streamWindow, this.peerInitialWindow);
@@ -207,6 +211,11 @@ export class H2ServerConn extends H2Session implements ServerConnection {
 
   protected override onData(st: H2Stream, data: Uint8Array, endStream: boolean): void {
     const s = st as ServerStream;
+    // A tunnel is no body: no max_body_size; after our END_STREAM the client may still send (half-close).
+    if (s.upgraded) {
+      super.onData(s, data, endStream);
+      return;
+    }
     if (s.sendEnded) {
       // Response done: the rest of the body is dropped, within a budget.
       s.discardBudget -= data.length;
@@ -257,6 +266,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
       this.closeStream(s, Closed.Ended);
       return;
     }
+    if (s.upgraded) return; // half-closed: the client's side of the tunnel still flows
     // §8.1: the response is complete while the request is not; drop what still comes.
     s.abandonRecv();
     if (s.bodyError) {
@@ -288,7 +298,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
         this.handler.event("body_too_large");
         s.abandonRecv();
         res = gatewayError(413, "body_too_large");
-      } else if (head.method === "CONNECT" && head.protocol === undefined) {
+      } else if (head.method === "CONNECT" && head.protocol === undefined && !this.cfg.connect_tunnels) {
         rec.error = "connect_not_enabled";
         res = gatewayError(405, "connect_not_enabled");
       } else {
@@ -313,11 +323,13 @@ export class H2ServerConn extends H2Session implements ServerConnection {
       }
       if (s.closed && !s.sendEnded) {
         res.body?.cancel();
+        res.upgrade?.cancel();
         rec.error ??= "client_reset";
         return;
       }
       if (s.bodyError) {
         res.body?.cancel();
+        res.upgrade?.cancel();
         rec.error = s.bodyError.reason;
         res = gatewayError(s.bodyError.status, s.bodyError.reason);
       }
@@ -353,6 +365,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
   }
 
   async #respond(s: ServerStream, res: ProxyResponse, rec: RequestRecord, isHead: boolean): Promise<void> {
+    if (res.upgrade) return await this.#tunnel(s, res, rec);
     const status = res.status;
     const body = res.body;
     const noBody = isHead || status === 204 || status === 304 || status < 200;
@@ -361,7 +374,9 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     try {
       if (noBody || !body) {
         body?.cancel();
-        this.sendHeaders(s, responseFields(status, res.headers, noBody ? undefined : 0, noBody), true);
+        // A gRPC Trailers-Only response carries no content-length (it is all trailers).
+        const length = noBody || hasHeader(res.headers, "grpc-status") ? undefined : 0;
+        this.sendHeaders(s, responseFields(status, res.headers, length, noBody), true);
         return;
       }
       this.sendHeaders(s, responseFields(status, res.headers, body.length, false), false);
@@ -383,6 +398,48 @@ export class H2ServerConn extends H2Session implements ServerConnection {
       this.resetStream(s, ErrorCode.INTERNAL_ERROR);
     }
   }
+
+  /**
+   * A CONNECT answered 2xx with a tunnel (RFC 8441 WebSocket, or a plain CONNECT): HEADERS without
+   * END_STREAM, then the stream's DATA both ways is the tunnel, with HTTP/2 flow control as its
+   * backpressure. Bytes are counted by the stream (arrived / bytesSent) as for any exchange.
+   */
+  async #tunnel(s: ServerStream, res: ProxyResponse, rec: RequestRecord): Promise<void> {
+    const upgrade = res.upgrade!;
+    rec.status = res.status;
+    s.headersSent = true;
+    try {
+      this.sendHeaders(s, responseFields(res.status, res.headers, undefined, false), false);
+    } catch {
+      upgrade.cancel();
+      rec.error ??= "client_reset";
+      return;
+    }
+    s.upgraded = true;
+    await upgrade.run(new H2TunnelStream(this, s));
+  }
+}
+
+/** `[listeners.http2]` as codec limits. */
+export function listenerLimits(cfg: ListenerConfig): Partial<H2Limits> {
+  const h = cfg.http2;
+  if (!h) return {};
+  return {
+    maxConcurrentStreams: h.max_concurrent_streams,
+    streamWindow: h.initial_window_size,
+    connectionWindow: h.connection_window_size,
+    maxHeaderBlockSize: h.max_header_block_size,
+    maxContinuationFrames: h.max_continuation_frames,
+    floodWindowMs: h.flood_window,
+    rapidResetMax: h.rapid_reset_max,
+    madeYouResetMax: h.made_you_reset_max,
+    settingsMax: h.settings_flood_max,
+    pingMax: h.ping_flood_max,
+    emptyDataMax: h.empty_data_max,
+    windowUpdateMax: h.window_update_flood_max,
+    noopFrameMax: h.noop_frame_max,
+    stallTimeoutMs: h.stall_timeout,
+  };
 }
 
 function gatewayError(status: number, reason: string): ProxyResponse {

@@ -92,6 +92,8 @@ export class H2Stream implements Body, Deadline {
   /** Octets we may still send (may go negative after a SETTINGS change, §6.9.2). */
   sendWindow: number;
   sendEnded = false;
+  /** performance.now() since which the sender is blocked (flow control or a full socket); -1 if not. */
+  stallSince = -1;
   /** Header block and DATA bytes sent (for logs). */
   bytesSent = 0;
   #sendWaiter: (() => void) | null = null;

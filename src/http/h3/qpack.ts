@@ -536,7 +536,9 @@ export class QpackDecoder {
     let size = 0;
     const fields: HeaderField[] = [];
     const dyn = (abs: number): number => {
-      if (abs >= ric) throw decompressionFailed(`reference to entry ${abs} at or above Required Insert Count ${ric}`);
+      if (abs >= ric) {
+        throw decompressionFailed(`reference to entry ${abs} at or above Required Insert Count ${ric}`);
+      }
       const i = t.get(abs);
       if (i < 0) throw decompressionFailed(`reference to evicted entry ${abs}`);
       return i;

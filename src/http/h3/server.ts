@@ -25,14 +25,20 @@ import type { Body, ClientInfo, HeaderList, ProxyRequest, ProxyResponse } from "
 import { gatewayResponse } from "../exchange.ts";
 import type { H1Handler, RequestRecord, ServerConnection } from "../h1/server.ts";
 import { reasonPhrase } from "../h1/write.ts";
-import { type H2RequestHead, parseRequestFields, parseTrailerFields, responseFields, trailerFields } from "../h2/headers.ts";
+import {
+  type H2RequestHead,
+  parseRequestFields,
+  parseTrailerFields,
+  responseFields,
+  trailerFields,
+} from "../h2/headers.ts";
 import {
   encodeFrame,
   encodeGoaway,
   encodeSettings,
   errorName,
-  FrameReader,
   frameHeader,
+  FrameReader,
   FrameType,
   H3,
   H3Error,
@@ -55,6 +61,12 @@ export const DEFAULT_H3_OPTIONS: H3Options = { qpackMaxTableCapacity: 4096, qpac
 
 /** Largest control-stream frame we buffer (SETTINGS); bigger is H3_EXCESSIVE_LOAD. */
 const MAX_CONTROL_FRAME = 16 * 1024;
+/**
+ * After the last stream of a draining connection finished, wait this long (or until the client
+ * closes) before CONNECTION_CLOSE: closing discards stream data not yet acknowledged, and Deno
+ * does not tell when the peer acknowledged a FIN.
+ */
+const CLOSE_LINGER_MS = 1500;
 /** Payloads up to this size are copied behind their DATA frame header (one write, not two). */
 const COALESCE_LIMIT = 16 * 1024;
 
@@ -149,6 +161,8 @@ export class H3ServerConn implements ServerConnection, Deadline {
       this.handler.event("idle_timeout");
       this.#sendGoaway();
       this.close(H3.NO_ERROR, "idle");
+    } else if (reason === "linger") {
+      this.close(H3.NO_ERROR, "done");
     }
   }
 
@@ -245,13 +259,17 @@ export class H3ServerConn implements ServerConnection, Deadline {
         this.#peerStreams.control = true;
         return await this.#readControl(r);
       case StreamType.QPACK_ENCODER:
-        if (this.#peerStreams.encoder) throw new H3Error(H3.STREAM_CREATION_ERROR, "second QPACK encoder stream");
+        if (this.#peerStreams.encoder) {
+          throw new H3Error(H3.STREAM_CREATION_ERROR, "second QPACK encoder stream");
+        }
         this.#peerStreams.encoder = true;
         return await this.#readCritical(r, "QPACK encoder", (chunk) => {
           this.#sendDecoderInstruction(this.#decoder.onEncoderStream(chunk));
         });
       case StreamType.QPACK_DECODER:
-        if (this.#peerStreams.decoder) throw new H3Error(H3.STREAM_CREATION_ERROR, "second QPACK decoder stream");
+        if (this.#peerStreams.decoder) {
+          throw new H3Error(H3.STREAM_CREATION_ERROR, "second QPACK decoder stream");
+        }
         this.#peerStreams.decoder = true;
         return await this.#readCritical(r, "QPACK decoder", (chunk) => this.#decoderStreamParser.feed(chunk));
       case StreamType.PUSH:
@@ -364,7 +382,8 @@ export class H3ServerConn implements ServerConnection, Deadline {
       rs.run().catch((e) => this.#fail(e)).finally(() => {
         this.#streams.delete(rs);
         if (this.#streams.size === 0 && (this.#draining || this.#peerGoaway >= 0)) {
-          this.close(H3.NO_ERROR, "done");
+          this.reason = "linger";
+          this.deadline = performance.now() + CLOSE_LINGER_MS;
         } else this.#armIdle();
       });
     }
@@ -685,7 +704,11 @@ function checkRequestStreamFrame(type: number): void {
 }
 
 /** Decodes a field section, waiting (bounded by the caller's deadline) while it is blocked. */
-async function decodeSection(conn: H3ServerConn, payload: Uint8Array, id: number): Promise<HeaderField[] | null> {
+async function decodeSection(
+  conn: H3ServerConn,
+  payload: Uint8Array,
+  id: number,
+): Promise<HeaderField[] | null> {
   const dec = conn.decoder;
   for (let attempt = 0;; attempt++) {
     const r = dec.decode(payload, id);

@@ -11,11 +11,16 @@ import { formatCache, readCache, writeCache } from "../../../src/control/cache.t
 import { controlCli } from "../../../src/control/cli.ts";
 import { fromBase64, prefixEnd, toBase64 } from "../../../src/control/etcd_client.ts";
 import { defaultInstanceId } from "../../../src/control/etcd_source.ts";
-import { type FleetView, formatFleet, type InstanceRecord, instanceStatus } from "../../../src/control/fleet.ts";
+import {
+  type FleetView,
+  formatFleet,
+  type InstanceRecord,
+  instanceStatus,
+} from "../../../src/control/fleet.ts";
 import { backoffMs } from "../../../src/control/source.ts";
 
 Deno.test("base64 of UTF-8 keys and values round-trips; prefixEnd bumps the last byte", () => {
-  for (const s of ["", "/expressgateway/config", "body = \"héllo ✓\"\n", "\u0000\u00ff"]) {
+  for (const s of ["", "/expressgateway/config", 'body = "héllo ✓"\n', "\u0000\u00ff"]) {
     assert.equal(fromBase64(toBase64(s)), s);
   }
   assert.equal(toBase64("/eg/"), btoa("/eg/"));
@@ -40,7 +45,7 @@ Deno.test("cache: atomic write, header round trip, missing and damaged files", a
   try {
     const path = `${dir}/cache.toml`;
     assert.equal(await readCache(path), undefined);
-    const text = "[[listeners]]\nname = \"web\"\n";
+    const text = '[[listeners]]\nname = "web"\n';
     await writeCache(path, { text, revision: 42, key: "/eg/config" });
     assert.deepEqual(await readCache(path), { text, revision: 42, key: "/eg/config" });
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
@@ -48,7 +53,10 @@ Deno.test("cache: atomic write, header round trip, missing and damaged files", a
     assert.equal((await readCache(path))!.revision, 43);
     // Only the cache itself is left: the temp file was renamed over it.
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["cache.toml"]);
-    assert.match(formatCache({ text: "", revision: 1, key: "/k" }), /^# expressgateway config cache: key=\/k revision=1 /);
+    assert.match(
+      formatCache({ text: "", revision: 1, key: "/k" }),
+      /^# expressgateway config cache: key=\/k revision=1 /,
+    );
     await Deno.writeTextFile(path, "listeners = []\n");
     await assert.rejects(readCache(path), /no expressgateway header line/);
   } finally {
@@ -91,7 +99,10 @@ Deno.test("the default instance id is <hostname>-<pid>", () => {
 Deno.test("endpoint URLs: http(s) with host and port only", () => {
   assert.equal(endpointProblem("http://127.0.0.1:2379"), undefined);
   assert.equal(endpointProblem("https://etcd.internal:2379/"), undefined);
-  assert.match(endpointProblem("127.0.0.1:2379")!, /invalid URL "127.0.0.1:2379"; write it as "http:\/\/host:2379"/);
+  assert.match(
+    endpointProblem("127.0.0.1:2379")!,
+    /invalid URL "127.0.0.1:2379"; write it as "http:\/\/host:2379"/,
+  );
   assert.match(endpointProblem("localhost:2379")!, /only http:\/\/ and https:\/\//);
   assert.match(endpointProblem("not a url")!, /invalid URL/);
   assert.match(endpointProblem("unix:///run/etcd.sock")!, /only http/);
@@ -153,9 +164,14 @@ Deno.test("bootstrap: an etcd-mode file holds only [control], validated with pos
   assert.deepEqual(r.problems.map((p) => [p.path, p.line]), [["control.endpoints[0]", 3]]);
   assert.match(r.problems[0].message, /write it as "http:\/\/host:2379"/);
 
-  r = await bootProblems(`[control]\nsource = "etcd"\nusername = "gw"\ncache_file = "/nonexistent-dir/c.toml"\n`);
+  r = await bootProblems(
+    `[control]\nsource = "etcd"\nusername = "gw"\ncache_file = "/nonexistent-dir/c.toml"\n`,
+  );
   assert.deepEqual(r.problems.map((p) => p.path).sort(), ["control.cache_file", "control.username"]);
-  assert.match(r.problems.find((p) => p.path === "control.cache_file")!.message, /directory \/nonexistent-dir: no such/);
+  assert.match(
+    r.problems.find((p) => p.path === "control.cache_file")!.message,
+    /directory \/nonexistent-dir: no such/,
+  );
 
   r = await bootProblems(`[control]\nsource = "etcd"\nlease_ttl = "1s"\n`);
   assert.match(r.problems[0].message, /must be at least 2s/);

@@ -58,7 +58,9 @@ Deno.test("qpack: RFC 9204 B.1 literal field line with name reference", () => {
 Deno.test("qpack: RFC 9204 B.2-B.5 dynamic table, duplicate, eviction and decoder-stream output", () => {
   const d = new QpackDecoder({ maxTableCapacity: 220, maxBlockedStreams: 4, maxFieldSectionSize: 4096 });
   // B.2: capacity 220, two inserts with static name references.
-  const inc1 = d.onEncoderStream(hex("3fbd01 c00f 7777 772e 6578 616d 706c 652e 636f 6d c10c 2f73 616d 706c 652f 7061 7468"));
+  const inc1 = d.onEncoderStream(
+    hex("3fbd01 c00f 7777 772e 6578 616d 706c 652e 636f 6d c10c 2f73 616d 706c 652f 7061 7468"),
+  );
   assert.equal(d.insertCount, 2);
   assert.equal(d.tableSize, 106);
   assert.equal(toHex(inc1), "02"); // Insert Count Increment (2)
@@ -74,7 +76,10 @@ Deno.test("qpack: RFC 9204 B.2-B.5 dynamic table, duplicate, eviction and decode
   assert.equal(d.insertCount, 4);
   assert.equal(d.tableSize, 217);
   const b4 = decoded(d.decode(hex("0500 80 c1 81"), 8));
-  assert.deepEqual(b4.fields, [[":authority", "www.example.com"], [":path", "/"], ["custom-key", "custom-value"]]);
+  assert.deepEqual(b4.fields, [[":authority", "www.example.com"], [":path", "/"], [
+    "custom-key",
+    "custom-value",
+  ]]);
   assert.equal(toHex(d.streamCancellation(8)), "48");
   // B.5: insert with a dynamic name reference evicts the oldest entry.
   d.onEncoderStream(hex("810d 6375 7374 6f6d 2d76 616c 7565 32"));
@@ -119,7 +124,10 @@ Deno.test("qpack: a section that needs future inserts blocks, bounded by SETTING
   const waiting = d.waitFor(1);
   assert.equal(d.blockedStreams, 1);
   // A second blocked stream exceeds the limit of 1.
-  await assert.rejects(d.waitFor(1), (e: unknown) => e instanceof H3Error && e.code === H3.QPACK_DECOMPRESSION_FAILED);
+  await assert.rejects(
+    d.waitFor(1),
+    (e: unknown) => e instanceof H3Error && e.code === H3.QPACK_DECOMPRESSION_FAILED,
+  );
   d.onEncoderStream(hex("3fbd01 c00f 7777 772e 6578 616d 706c 652e 636f 6d"));
   await waiting;
   assert.equal(d.blockedStreams, 0);
@@ -131,7 +139,8 @@ Deno.test("qpack: a section that needs future inserts blocks, bounded by SETTING
 });
 
 Deno.test("qpack: encoder-stream errors (capacity above ours, entry too big, bad reference)", () => {
-  const mk = () => new QpackDecoder({ maxTableCapacity: 100, maxBlockedStreams: 0, maxFieldSectionSize: 4096 });
+  const mk = () =>
+    new QpackDecoder({ maxTableCapacity: 100, maxBlockedStreams: 0, maxFieldSectionSize: 4096 });
   assert.equal(code(() => mk().onEncoderStream(hex("3f 46"))), H3.QPACK_ENCODER_STREAM_ERROR); // 101 > 100
   const d = mk();
   d.onEncoderStream(hex("3f 45")); // capacity 100
@@ -155,7 +164,11 @@ Deno.test("qpack: instructions split across chunks, and an endless literal is re
 });
 
 Deno.test("qpack: decoded field-section size limit stops a QPACK bomb", () => {
-  const d = new QpackDecoder({ maxTableCapacity: 4096, maxBlockedStreams: 0, maxFieldSectionSize: 16 * 1024 });
+  const d = new QpackDecoder({
+    maxTableCapacity: 4096,
+    maxBlockedStreams: 0,
+    maxFieldSectionSize: 16 * 1024,
+  });
   // One 4000-byte entry, then a 2-byte-per-reference section that would expand to 4 MB.
   const value = "v".repeat(4000);
   d.onEncoderStream(new Uint8Array([0x3f, 0xe1, 0x1f])); // capacity 4096
@@ -212,7 +225,13 @@ Deno.test("qpack: the peer's decoder stream may only cancel streams (our encoder
   const p = new DecoderStreamParser();
   p.feed(hex("48 41")); // Stream Cancellation 8 and 1
   const ack = new DecoderStreamParser();
-  assert.throws(() => ack.feed(hex("84")), (e: unknown) => e instanceof H3Error && e.code === H3.QPACK_DECODER_STREAM_ERROR);
+  assert.throws(
+    () => ack.feed(hex("84")),
+    (e: unknown) => e instanceof H3Error && e.code === H3.QPACK_DECODER_STREAM_ERROR,
+  );
   const inc = new DecoderStreamParser();
-  assert.throws(() => inc.feed(hex("01")), (e: unknown) => e instanceof H3Error && e.code === H3.QPACK_DECODER_STREAM_ERROR);
+  assert.throws(
+    () => inc.feed(hex("01")),
+    (e: unknown) => e instanceof H3Error && e.code === H3.QPACK_DECODER_STREAM_ERROR,
+  );
 });

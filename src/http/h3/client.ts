@@ -1,0 +1,559 @@
+/**
+ * The HTTP/3 upstream client (backends with `protocol = "h3"`): pooled QUIC connections, each
+ * carrying many request streams, certificate verification always on (Deno's QUIC client has no
+ * way to turn it off: the chain and name are checked against the webpki roots plus the
+ * backend's `tls.ca`). 0-RTT is not used.
+ *
+ * Per connection we open a control stream (SETTINGS: QPACK table capacity 0, so the backend
+ * answers with static references and literals only and never blocks us) and read the backend's
+ * control stream for GOAWAY, after which the connection takes no new request and closes when
+ * its streams are done.
+ *
+ * Deno gap (docs/QUIC.md): a stream cannot be reset. A request body that fails mid-way is ended
+ * with FIN when it announced a content-length (the backend sees fewer bytes: malformed, never
+ * complete); without one, the whole QUIC connection is closed, which is the only way to stop
+ * the backend from taking a truncated body as complete.
+ */
+
+import type { Body, HeaderList, ProxyRequest } from "../exchange.ts";
+import { type ForwardTimeouts, type PoolLimits, type UpstreamAnswer, UpstreamError } from "../h1/client.ts";
+import { type H2ResponseHead, parseResponseFields, parseTrailerFields, requestFields, trailerFields } from "../h2/headers.ts";
+import {
+  connectQuic,
+  type QuicBidiStream,
+  QuicClientEndpoint,
+  type QuicConnection,
+  type QuicRecvStream,
+} from "../../quic/engine.ts";
+import {
+  encodeFrame,
+  encodeSettings,
+  FrameReader,
+  frameHeader,
+  FrameType,
+  H3,
+  H3Error,
+  isReservedH2FrameType,
+  parseSettings,
+  parseSingleVarint,
+  Setting,
+  StreamType,
+} from "./frames.ts";
+import { encodeFieldSection, type HeaderField, QpackDecoder } from "./qpack.ts";
+
+export interface H3Target {
+  hostname: string;
+  port: number;
+  /** SNI and certificate name. */
+  serverName: string;
+  /** Extra trusted roots (PEM), from the backend's tls.ca. */
+  caCerts?: string[];
+}
+
+/** Request streams one connection carries at once before the pool opens another. */
+const STREAMS_PER_CONNECTION = 100;
+/** Largest response field section we accept (SETTINGS_MAX_FIELD_SECTION_SIZE). */
+const MAX_RESPONSE_FIELDS = 64 * 1024;
+const COALESCE_LIMIT = 16 * 1024;
+
+class H3ClientConn {
+  active = 0;
+  /** Takes new requests (false after GOAWAY, idle close or failure). */
+  usable = true;
+  readonly decoder = new QpackDecoder({
+    maxTableCapacity: 0,
+    maxBlockedStreams: 0,
+    maxFieldSectionSize: MAX_RESPONSE_FIELDS,
+  });
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+
+  constructor(readonly pool: H3Pool, readonly qc: QuicConnection) {
+    qc.closed.then(() => {
+      this.#closed = true;
+      this.usable = false;
+      clearTimeout(this.#idleTimer);
+      pool.forget(this);
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async start(): Promise<void> {
+    const control = await this.qc.openUni();
+    const settings = encodeSettings([[Setting.MAX_FIELD_SECTION_SIZE, MAX_RESPONSE_FIELDS]]);
+    const first = new Uint8Array(1 + settings.length);
+    first[0] = StreamType.CONTROL;
+    first.set(settings, 1);
+    await control.write(first);
+    this.#readPeerStreams().catch((e) => this.fail(e));
+  }
+
+  async #readPeerStreams(): Promise<void> {
+    for (;;) {
+      const s = await this.qc.acceptUni();
+      if (!s) return;
+      this.#readUni(s).catch((e) => this.fail(e));
+    }
+  }
+
+  async #readUni(s: QuicRecvStream): Promise<void> {
+    const r = new FrameReader(s, 1024);
+    const type = await r.varint().catch(() => null);
+    if (type === StreamType.CONTROL) {
+      let first = true;
+      for (;;) {
+        const h = await r.frameHeader().catch((e) => {
+          if (e instanceof H3Error) throw e;
+          return null;
+        });
+        if (!h) {
+          if (!this.#closed) throw new H3Error(H3.CLOSED_CRITICAL_STREAM, "backend closed its control stream");
+          return;
+        }
+        if (first && h.type !== FrameType.SETTINGS) throw new H3Error(H3.MISSING_SETTINGS, "no SETTINGS first");
+        if (h.type === FrameType.SETTINGS) {
+          if (!first) throw new H3Error(H3.FRAME_UNEXPECTED, "second SETTINGS");
+          first = false;
+          if (h.length > 16 * 1024) throw new H3Error(H3.EXCESSIVE_LOAD, "SETTINGS too large");
+          parseSettings(await r.payload(h.length));
+        } else if (h.type === FrameType.GOAWAY) {
+          if (h.length > 8) throw new H3Error(H3.FRAME_ERROR, "GOAWAY too long");
+          parseSingleVarint(await r.payload(h.length), "GOAWAY");
+          this.retire();
+        } else if (
+          h.type === FrameType.DATA || h.type === FrameType.HEADERS || isReservedH2FrameType(h.type)
+        ) {
+          throw new H3Error(H3.FRAME_UNEXPECTED, `frame 0x${h.type.toString(16)} on the control stream`);
+        } else await r.skip(h.length);
+      }
+    }
+    if (type === StreamType.QPACK_ENCODER) {
+      // Our table capacity is 0: any instruction but "capacity 0" fails in the decoder.
+      while (await r.more().catch(() => false)) {
+        this.decoder.onEncoderStream(r.buf.subarray(r.start, r.end));
+        r.start = r.end;
+      }
+      return;
+    }
+    if (type === StreamType.PUSH) throw new H3Error(H3.ID_ERROR, "push stream without MAX_PUSH_ID");
+    // QPACK decoder stream (we never insert, nothing to learn) and unknown types: not needed.
+    s.stopSending(H3.NO_ERROR);
+  }
+
+  /** A connection error: close with its code; in-flight requests fail. */
+  fail(e: unknown): void {
+    if (this.#closed) return;
+    this.usable = false;
+    const code = e instanceof H3Error ? e.code : H3.INTERNAL_ERROR;
+    this.qc.close(code, e instanceof Error ? e.message.slice(0, 200) : "");
+  }
+
+  /** No new requests; close once the last one is done. */
+  retire(): void {
+    this.usable = false;
+    this.pool.retire(this);
+    if (this.active === 0) this.qc.close(H3.NO_ERROR, "");
+  }
+
+  reserve(): boolean {
+    if (!this.usable || this.#closed || this.active >= STREAMS_PER_CONNECTION) return false;
+    this.active++;
+    clearTimeout(this.#idleTimer);
+    return true;
+  }
+
+  release(): void {
+    this.active--;
+    if (this.active > 0) return;
+    if (!this.usable) {
+      this.qc.close(H3.NO_ERROR, "");
+      return;
+    }
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => this.retire(), this.pool.limits.idleTimeoutMs);
+    Deno.unrefTimer(this.#idleTimer);
+  }
+}
+
+interface Waiter {
+  resolve(c: H3ClientConn): void;
+  reject(e: unknown): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export class H3Pool {
+  #conns: H3ClientConn[] = [];
+  #connecting = 0;
+  #waiters: Waiter[] = [];
+  #closed = false;
+  #endpoint: QuicClientEndpoint | undefined;
+
+  constructor(readonly key: string, public target: H3Target, public limits: PoolLimits) {}
+
+  get open(): number {
+    return this.#conns.length + this.#connecting;
+  }
+
+  get idle(): number {
+    return this.#conns.filter((c) => c.active === 0).length;
+  }
+
+  /** A connection with a reserved stream slot; throws UpstreamError. */
+  acquire(): Promise<H3ClientConn> {
+    if (this.#closed) return Promise.reject(new UpstreamError(`backend ${this.key} removed`, 502, true));
+    for (const c of this.#conns) if (c.reserve()) return Promise.resolve(c);
+    return new Promise<H3ClientConn>((resolve, reject) => {
+      const w: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const i = this.#waiters.indexOf(w);
+          if (i >= 0) this.#waiters.splice(i, 1);
+          reject(new UpstreamError(`no HTTP/3 connection to ${this.key} within ${this.limits.connectTimeoutMs}ms`, 504, true));
+        }, this.limits.connectTimeoutMs),
+      };
+      this.#waiters.push(w);
+      this.#grow();
+    });
+  }
+
+  #dispatch(): void {
+    while (this.#waiters.length > 0) {
+      const c = this.#conns.find((x) => x.reserve());
+      if (!c) break;
+      const w = this.#waiters.shift()!;
+      clearTimeout(w.timer);
+      w.resolve(c);
+    }
+    this.#grow();
+  }
+
+  #grow(): void {
+    while (
+      !this.#closed && this.#waiters.length > this.#connecting * STREAMS_PER_CONNECTION &&
+      this.open < this.limits.maxTotal
+    ) {
+      this.#connect();
+    }
+  }
+
+  async #connect(): Promise<void> {
+    this.#connecting++;
+    let qc: QuicConnection | undefined;
+    try {
+      this.#endpoint ??= new QuicClientEndpoint(this.target.hostname.includes(":") ? "::" : "0.0.0.0");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const connecting = connectQuic({
+        hostname: this.target.hostname,
+        port: this.target.port,
+        serverName: this.target.serverName,
+        caCerts: this.target.caCerts,
+        alpn: ["h3"],
+        endpoint: this.#endpoint,
+        maxIdleTimeoutMs: Math.max(this.limits.idleTimeoutMs + 5000, 10_000),
+        keepAliveMs: 5000,
+        maxBidiStreams: 0,
+        maxUniStreams: 16,
+      });
+      const res = await Promise.race([
+        connecting,
+        new Promise<never>((_, rej) => {
+          timer = setTimeout(
+            () => rej(new Error(`QUIC connect to ${this.key} timed out after ${this.limits.connectTimeoutMs}ms`)),
+            this.limits.connectTimeoutMs,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+      qc = res.conn;
+      if (qc.protocol !== "h3") throw new Error(`${this.key} did not negotiate h3 (ALPN ${qc.protocol ?? "none"})`);
+      const c = new H3ClientConn(this, qc);
+      await c.start();
+      this.#connecting--;
+      if (this.#closed) {
+        qc.close(H3.NO_ERROR, "");
+        return;
+      }
+      this.#conns.push(c);
+      this.#dispatch();
+    } catch (e) {
+      this.#connecting--;
+      qc?.close(H3.INTERNAL_ERROR, "");
+      if (this.#connecting === 0 && !this.#conns.some((x) => x.usable)) {
+        const err = new UpstreamError(e instanceof Error ? e.message : String(e), 502, true);
+        for (const w of this.#waiters.splice(0)) {
+          clearTimeout(w.timer);
+          w.reject(err);
+        }
+      } else this.#grow();
+    }
+  }
+
+  retire(c: H3ClientConn): void {
+    const i = this.#conns.indexOf(c);
+    if (i >= 0) this.#conns.splice(i, 1);
+    this.#grow();
+  }
+
+  forget(c: H3ClientConn): void {
+    this.retire(c);
+    if (this.#closed && this.#conns.length === 0 && this.#connecting === 0) this.#closeEndpoint();
+  }
+
+  /** A stream slot was freed: hand it to a waiter. */
+  released(): void {
+    this.#dispatch();
+  }
+
+  #closeEndpoint(): void {
+    this.#endpoint?.close();
+    this.#endpoint = undefined;
+  }
+
+  /** Backend removed or gateway stopping: idle connections close, busy ones after their streams. */
+  close(): void {
+    this.#closed = true;
+    for (const c of this.#conns.splice(0)) c.retire();
+    for (const w of this.#waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new UpstreamError(`backend ${this.key} removed`, 502, true));
+    }
+    if (this.#connecting === 0 && this.#conns.length === 0) {
+      // Let the CONNECTION_CLOSE frames go out before the socket does.
+      setTimeout(() => this.#closeEndpoint(), 100);
+    }
+  }
+
+  /** Closes everything now. */
+  abort(): void {
+    this.#closed = true;
+    for (const c of this.#conns.splice(0)) c.qc.close(H3.NO_ERROR, "");
+    this.close();
+  }
+}
+
+/**
+ * Sends `req` on a pooled HTTP/3 connection and returns the response head with a streaming
+ * body. Throws UpstreamError; a failure of the client's own request body is rethrown as is.
+ */
+export async function h3Forward(
+  pool: H3Pool,
+  req: ProxyRequest,
+  headers: HeaderList,
+  t: ForwardTimeouts,
+): Promise<UpstreamAnswer> {
+  const conn = await pool.acquire();
+  let s: QuicBidiStream;
+  try {
+    s = await withTimeout(conn.qc.openBidi(), t.responseTimeoutMs, "stream credit");
+  } catch (e) {
+    conn.release();
+    pool.released();
+    throw new UpstreamError(`cannot open a stream to ${pool.key}: ${errText(e)}`, 502, true);
+  }
+  const stream = new UpstreamStream(pool, conn, s);
+  const body = req.body;
+  const m = req.method;
+  const length = body ? body.length : m === "POST" || m === "PUT" || m === "PATCH" ? 0 : undefined;
+  const fields = requestFields(m, "https", req.path, headers, length);
+  let requestFailure: unknown;
+  const sending = (async () => {
+    await s.send.write(encodeFrame(FrameType.HEADERS, encodeFieldSection(fields)));
+    if (body) {
+      try {
+        for (;;) {
+          const chunk = await body.read();
+          if (chunk === null) break;
+          if (chunk.length === 0) continue;
+          if (chunk.length <= COALESCE_LIMIT) await s.send.write(encodeFrame(FrameType.DATA, chunk));
+          else {
+            s.send.write(frameHeader(FrameType.DATA, chunk.length)).catch(() => {});
+            await s.send.write(chunk);
+          }
+        }
+      } catch (e) {
+        if (stream.done) return; // the response is complete; the rest of the body is not needed
+        requestFailure = e;
+        // The backend must not take a partial body as complete (see the module comment).
+        if (body.length === undefined) conn.fail(new H3Error(H3.REQUEST_CANCELLED, "client request body failed"));
+        else s.send.resetStream(H3.REQUEST_CANCELLED);
+        stream.abandon(e);
+        return;
+      }
+      const trailers = body.trailers();
+      if (trailers && trailers.length > 0) {
+        await s.send.write(encodeFrame(FrameType.HEADERS, encodeFieldSection(trailerFields(trailers))));
+      }
+    }
+    await s.send.finish();
+  })();
+  sending.catch((e) => {
+    // The stream died under us (backend STOP_SENDING, connection lost): the response read says why.
+    if (body && !stream.done && body.received > 0) body.cancel();
+    void e;
+  });
+  let head: H2ResponseHead;
+  try {
+    head = await stream.readHead(t.responseTimeoutMs);
+  } catch (e) {
+    stream.abandon(e);
+    if (requestFailure !== undefined) throw requestFailure;
+    if (e instanceof UpstreamError) throw e;
+    throw new UpstreamError(`${pool.key}: ${errText(e)}`, 502, false);
+  }
+  const hasBody = !(req.method === "HEAD" || head.status === 204 || head.status === 304);
+  stream.expectedLength = hasBody && head.contentLength >= 0 ? head.contentLength : -1;
+  stream.responseTimeoutMs = t.responseTimeoutMs;
+  if (!hasBody) {
+    stream.finishQuietly();
+    return { response: { status: head.status, headers: head.headers, body: null }, version: "3" };
+  }
+  return { response: { status: head.status, headers: head.headers, body: stream }, version: "3" };
+}
+
+/** One request stream, and the response body as the proxy reads it. */
+class UpstreamStream implements Body {
+  readonly reader: FrameReader;
+  received = 0;
+  expectedLength = -1;
+  responseTimeoutMs = 0;
+  done = false;
+  #remaining = 0;
+  #trailers: HeaderList | undefined;
+  #released = false;
+
+  constructor(readonly pool: H3Pool, readonly conn: H3ClientConn, readonly s: QuicBidiStream) {
+    this.reader = new FrameReader(s.recv);
+  }
+
+  get length(): number | undefined {
+    return this.expectedLength >= 0 ? this.expectedLength : undefined;
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.conn.release();
+    this.pool.released();
+  }
+
+  /** Stops reading and frees the slot (errors, cancel). */
+  abandon(_reason?: unknown): void {
+    this.done = true;
+    this.s.recv.stopSending(H3.REQUEST_CANCELLED);
+    this.#release();
+  }
+
+  finishQuietly(): void {
+    this.done = true;
+    if (!this.reader.eof) this.s.recv.stopSending(H3.NO_ERROR);
+    this.#release();
+  }
+
+  /** Frames up to the final response HEADERS. */
+  async readHead(timeoutMs: number): Promise<H2ResponseHead> {
+    for (;;) {
+      const fields = await withTimeout(this.#nextHeaders(), timeoutMs, "response");
+      const head = parseResponseFields(fields);
+      if (typeof head === "string") throw new UpstreamError(`${this.pool.key} sent a malformed response: ${head}`, 502, false);
+      if (head.status >= 100 && head.status < 200) {
+        if (head.status === 101) throw new UpstreamError(`${this.pool.key} answered 101 over HTTP/3`, 502, false);
+        continue; // interim: the gateway answers Expect itself
+      }
+      return head;
+    }
+  }
+
+  async #nextHeaders(): Promise<HeaderField[]> {
+    const r = this.reader;
+    for (;;) {
+      const h = await r.frameHeader();
+      if (h === null) throw new UpstreamError(`${this.pool.key} ended the stream before a response`, 502, false);
+      if (h.type === FrameType.HEADERS) {
+        if (h.length > MAX_RESPONSE_FIELDS * 4) throw new UpstreamError(`${this.pool.key}: response head too large`, 502, false);
+        const d = this.conn.decoder.decode(await r.payload(h.length), Number(this.s.recv.id));
+        if ("blocked" in d || d.fields === null) {
+          throw new UpstreamError(`${this.pool.key}: response head too large or blocked`, 502, false);
+        }
+        return d.fields;
+      }
+      if (h.type === FrameType.DATA) throw new UpstreamError(`${this.pool.key}: DATA before HEADERS`, 502, false);
+      await r.skip(h.length);
+    }
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    if (this.done) return null;
+    try {
+      return await withTimeout(this.#next(), this.responseTimeoutMs, "response body");
+    } catch (e) {
+      this.abandon(e);
+      throw e instanceof UpstreamError ? e : new UpstreamError(`${this.pool.key}: ${errText(e)}`, 502, false);
+    }
+  }
+
+  async #next(): Promise<Uint8Array | null> {
+    const r = this.reader;
+    for (;;) {
+      if (this.#remaining > 0) {
+        const chunk = await r.some(this.#remaining);
+        this.#remaining -= chunk.length;
+        this.received += chunk.length;
+        return chunk;
+      }
+      const h = await r.frameHeader();
+      if (h === null) {
+        if (this.expectedLength >= 0 && this.received !== this.expectedLength) {
+          throw new UpstreamError(
+            `${this.pool.key}: body of ${this.received} bytes, content-length ${this.expectedLength}`,
+            502,
+            false,
+          );
+        }
+        this.done = true;
+        this.#release();
+        return null;
+      }
+      if (h.type === FrameType.DATA) {
+        if (this.#trailers) throw new UpstreamError(`${this.pool.key}: DATA after trailers`, 502, false);
+        if (this.expectedLength >= 0 && this.received + h.length > this.expectedLength) {
+          throw new UpstreamError(`${this.pool.key}: body longer than content-length`, 502, false);
+        }
+        this.#remaining = h.length;
+      } else if (h.type === FrameType.HEADERS) {
+        if (this.#trailers) throw new UpstreamError(`${this.pool.key}: second trailer section`, 502, false);
+        const d = this.conn.decoder.decode(await r.payload(h.length), Number(this.s.recv.id));
+        if ("blocked" in d || d.fields === null) throw new UpstreamError(`${this.pool.key}: trailers too large`, 502, false);
+        const t = parseTrailerFields(d.fields);
+        if (typeof t === "string") throw new UpstreamError(`${this.pool.key}: ${t}`, 502, false);
+        this.#trailers = t;
+      } else await r.skip(h.length);
+    }
+  }
+
+  trailers(): HeaderList | undefined {
+    return this.#trailers && this.#trailers.length > 0 ? this.#trailers : undefined;
+  }
+
+  cancel(): void {
+    if (this.done) return;
+    this.abandon();
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  if (!(ms > 0) || !Number.isFinite(ms)) return p;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, rej) => {
+      timer = setTimeout(() => rej(new UpstreamError(`no ${what} within ${ms}ms`, 504, false)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

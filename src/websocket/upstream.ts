@@ -1,0 +1,173 @@
+/**
+ * Opening the backend side of a WebSocket, for both fronts and both kinds of backend:
+ *
+ *   client (front)             backend h1 (Upgrade)                backend h2/h2c (RFC 8441)
+ *   HTTP/1.1 GET + Upgrade     101 passed through as is            extended CONNECT; 200 → 101 with
+ *                                                                  Sec-WebSocket-Accept from the client's key
+ *   HTTP/2 extended CONNECT    GET + Upgrade with a key we make;   extended CONNECT; 200 passed through
+ *                              101 checked (accept) → 200
+ *
+ * An h2/h2c backend is asked only if its SETTINGS advertised ENABLE_CONNECT_PROTOCOL; otherwise the
+ * client gets 502 (a backend that speaks only HTTP/2 cannot take an HTTP/1.1 Upgrade either).
+ * A backend that refuses (any answer but 101 / 2xx) has its answer relayed as a normal response.
+ */
+
+import { gatewayResponse, getHeader, type HeaderList, type ProxyRequest } from "../http/exchange.ts";
+import {
+  type ForwardTimeouts,
+  h1Forward,
+  type H1Pool,
+  type UpstreamAnswer,
+  UpstreamError,
+} from "../http/h1/client.ts";
+import type { H2Pool } from "../http/h2/client.ts";
+import { ErrorCode } from "../http/h2/frames.ts";
+import { requestFields } from "../http/h2/headers.ts";
+import { H2StreamTimeout } from "../http/h2/stream.ts";
+import { downstreamResponseHeaders } from "../http/headers.ts";
+import type { ByteStream } from "../http/exchange.ts";
+import { acceptFor, clientKey, hasToken, newKey, validKey } from "./handshake.ts";
+import { ConnStream, H2TunnelStream } from "./streams.ts";
+
+export interface TunnelAnswer extends UpstreamAnswer {
+  /** The backend accepted: the upstream side of the tunnel; `response` is final for the client. */
+  tunnel?: ByteStream;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Sends the WebSocket handshake to one backend. `headers` is the cleaned upstream header list
+ * (`host` first, hop-by-hop fields already removed); `mode` says how the client asked.
+ * Throws UpstreamError like the plain forwarders.
+ */
+export async function forwardWebSocket(
+  backend: { h1: H1Pool; h2?: H2Pool },
+  req: ProxyRequest,
+  mode: "h1" | "connect",
+  headers: HeaderList,
+  t: ForwardTimeouts,
+): Promise<TunnelAnswer> {
+  return backend.h2
+    ? await viaH2(backend.h2, req, mode === "h1", headers, t)
+    : await viaH1(backend.h1, req, mode === "h1", headers, t);
+}
+
+async function viaH1(
+  pool: H1Pool,
+  req: ProxyRequest,
+  fromH1: boolean,
+  headers: HeaderList,
+  t: ForwardTimeouts,
+): Promise<TunnelAnswer> {
+  const hs = fromH1 ? headers.slice() : without(headers, "sec-websocket-key");
+  const key = fromH1 ? undefined : newKey();
+  if (key !== undefined) {
+    hs.push("sec-websocket-key", key);
+    if (getHeader(hs, "sec-websocket-version") === undefined) hs.push("sec-websocket-version", "13");
+  }
+  hs.push("connection", "upgrade", "upgrade", "websocket");
+  const answer = await h1Forward(pool, { ...req, method: "GET", body: null }, hs, t, true);
+  const up = answer.upgraded;
+  if (!up) return answer; // refused: a normal response
+  const res = answer.response;
+  if (!hasToken(res.headers, "upgrade", "websocket")) {
+    up.close();
+    throw new UpstreamError(`${pool.key} switched to a protocol other than websocket`, 502, false);
+  }
+  if (key !== undefined && getHeader(res.headers, "sec-websocket-accept") !== acceptFor(key)) {
+    up.close();
+    throw new UpstreamError(`${pool.key} sent a wrong Sec-WebSocket-Accept`, 502, false);
+  }
+  const r = up.reader;
+  const tunnel = new ConnStream(up.conn, r.buf.subarray(r.start, r.end), () => up.close());
+  const out = downstreamResponseHeaders(res.headers, "1.1");
+  if (fromH1) {
+    out.push("connection", "upgrade", "upgrade", "websocket");
+    return { response: { status: 101, headers: out, body: null }, version: "1.1", tunnel };
+  }
+  return {
+    response: { status: 200, headers: without(out, "sec-websocket-accept"), body: null },
+    version: "1.1",
+    tunnel,
+  };
+}
+
+async function viaH2(
+  pool: H2Pool,
+  req: ProxyRequest,
+  fromH1: boolean,
+  headers: HeaderList,
+  t: ForwardTimeouts,
+): Promise<TunnelAnswer> {
+  const key = fromH1 ? clientKey(req) : undefined;
+  if (fromH1 && !validKey(key)) {
+    return {
+      response: gatewayResponse(400, "missing or invalid Sec-WebSocket-Key\n"),
+      version: "1.1",
+    };
+  }
+  const conn = await pool.acquire();
+  if (!conn.peerConnectProtocol) {
+    conn.unreserve();
+    throw new UpstreamError(
+      `${pool.key} does not support WebSockets over HTTP/2 (no SETTINGS_ENABLE_CONNECT_PROTOCOL)`,
+      502,
+      false,
+    );
+  }
+  // RFC 8441 §5: no Sec-WebSocket-Key / -Accept over HTTP/2; Connection and Upgrade are dropped
+  // by requestFields (connection-specific).
+  const fields = requestFields(
+    "CONNECT",
+    pool.scheme,
+    req.path,
+    without(headers, "sec-websocket-key"),
+    undefined,
+    "websocket",
+  );
+  let s;
+  try {
+    s = conn.open(fields, false, "CONNECT");
+  } catch (e) {
+    conn.unreserve();
+    throw new UpstreamError(`cannot open a stream to ${pool.key}: ${errText(e)}`, 502, true);
+  }
+  s.waitTimeoutMs = t.responseTimeoutMs;
+  s.arm();
+  let head;
+  try {
+    head = await s.headWait;
+  } catch (e) {
+    s.disarm();
+    if (!s.closed) conn.resetStream(s, ErrorCode.CANCEL);
+    if (e instanceof UpstreamError) throw e;
+    if (e instanceof H2StreamTimeout) {
+      throw new UpstreamError(`${pool.key} did not answer within ${t.responseTimeoutMs}ms`, 504, false);
+    }
+    throw new UpstreamError(`${pool.key}: ${errText(e)}`, 502, false);
+  }
+  if (head.status < 200 || head.status > 299) {
+    // Refused: relay the answer; our side of the stream ends now (no tunnel will use it).
+    conn.sendData(s, EMPTY, true).catch(() => {});
+    const ended = s.recvEnded && s.queued === 0;
+    return { response: { status: head.status, headers: head.headers, body: ended ? null : s }, version: "2" };
+  }
+  const tunnel = new H2TunnelStream(conn, s);
+  const out = without(downstreamResponseHeaders(head.headers, "2"), "content-length");
+  if (fromH1) {
+    out.push("connection", "upgrade", "upgrade", "websocket", "sec-websocket-accept", acceptFor(key!));
+    return { response: { status: 101, headers: out, body: null }, version: "2", tunnel };
+  }
+  return { response: { status: 200, headers: out, body: null }, version: "2", tunnel };
+}
+
+function without(headers: HeaderList, name: string): HeaderList {
+  const out: HeaderList = [];
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] !== name) out.push(headers[i], headers[i + 1]);
+  return out;
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

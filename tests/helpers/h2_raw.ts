@@ -1,0 +1,121 @@
+/**
+ * A hand-written HTTP/2 client over a raw socket, for protocol-level assertions (error codes,
+ * stream vs connection errors, the DoS catalog) that a well-behaved client library would never
+ * provoke. Shared by tests/integration/h2_conformance.test.ts and tests/attacks/h2_*.test.ts.
+ */
+
+import { type HeaderField, HpackDecoder, HpackEncoder } from "../../src/http/h2/hpack.ts";
+import {
+  CONNECTION_PREFACE,
+  encodeFrame,
+  FrameReader,
+  FrameType,
+  type RawFrame,
+} from "../../src/http/h2/frames.ts";
+
+export class RawH2 {
+  readonly reader = new FrameReader();
+  readonly encoder = new HpackEncoder({ huffman: false });
+  readonly decoder = new HpackDecoder();
+  #closed = false;
+  #buf = new Uint8Array(65536);
+  /** Fields of the last complete HEADERS block seen by waitFor(). */
+  lastHeaders: HeaderField[] = [];
+
+  private constructor(readonly conn: Deno.Conn) {}
+
+  static async connect(
+    port: number,
+    opts: { handshake?: boolean; settings?: Uint8Array } = {},
+  ): Promise<RawH2> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const c = new RawH2(conn);
+    if (opts.handshake !== false) {
+      await c.send(CONNECTION_PREFACE, opts.settings ?? encodeFrame(FrameType.SETTINGS, 0, 0));
+      // Server SETTINGS, then its ACK of ours (other frames, e.g. WINDOW_UPDATE, are skipped).
+      let settings = false;
+      let ack = false;
+      while (!(settings && ack)) {
+        const f = await c.next(5000);
+        if (!f || f === "closed") throw new Error("no SETTINGS from the server");
+        if (f.header.type !== FrameType.SETTINGS) continue;
+        if (f.header.flags & 1) ack = true;
+        else {
+          settings = true;
+          await c.send(encodeFrame(FrameType.SETTINGS, 1, 0));
+        }
+      }
+    }
+    return c;
+  }
+
+  async send(...parts: Uint8Array[]): Promise<void> {
+    for (const p of parts) {
+      let off = 0;
+      while (off < p.length) off += await this.conn.write(p.subarray(off));
+    }
+  }
+
+  /** A header block for `fields`, with the connection's encoder. */
+  block(fields: HeaderField[]): Uint8Array {
+    return this.encoder.encode(fields);
+  }
+
+  headers(streamId: number, fields: HeaderField[], flags = 0x5): Uint8Array {
+    return encodeFrame(FrameType.HEADERS, flags, streamId, this.block(fields));
+  }
+
+  /** Next frame; "closed" when the server closed; undefined on timeout. */
+  async next(timeoutMs = 3000): Promise<RawFrame | "closed" | undefined> {
+    for (;;) {
+      const f = this.reader.next();
+      if (f) return f;
+      if (this.#closed) return "closed";
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const n = await Promise.race([
+        this.conn.read(this.#buf).catch(() => null),
+        new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), timeoutMs)),
+      ]);
+      clearTimeout(timer);
+      if (n === "timeout") return undefined;
+      if (n === null) {
+        this.#closed = true;
+        continue;
+      }
+      this.reader.push(this.#buf.slice(0, n));
+    }
+  }
+
+  /**
+   * Reads until a frame of `type` (optionally on `streamId`) or the connection closes.
+   * Returns the frame, "closed", or undefined on timeout.
+   */
+  async waitFor(type: number, streamId?: number, timeoutMs = 3000): Promise<RawFrame | "closed" | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) return undefined;
+      const f = await this.next(left);
+      if (f === undefined || f === "closed") return f;
+      if (f.header.type === FrameType.HEADERS || f.header.type === FrameType.CONTINUATION) {
+        if (f.header.flags & 0x4) {
+          this.lastHeaders = this.decoder.decode(f.payload.subarray(f.header.flags & 0x20 ? 5 : 0));
+        }
+      }
+      if (f.header.type === type && (streamId === undefined || f.header.streamId === streamId)) return f;
+    }
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+/** The error code of a GOAWAY or RST_STREAM frame. */
+export function errorCodeOf(f: RawFrame): number {
+  const o = f.header.type === FrameType.GOAWAY ? 4 : 0;
+  const p = f.payload;
+  return ((p[o] << 24) | (p[o + 1] << 16) | (p[o + 2] << 8) | p[o + 3]) >>> 0;
+}
