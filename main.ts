@@ -20,6 +20,7 @@ import { formatDuration, formatSize } from "./src/config/units.ts";
 import { BindError } from "./src/net/listener.ts";
 import { flushLogs, log } from "./src/observability/log.ts";
 import { Gateway } from "./src/runtime/gateway.ts";
+import { occupyInspectorPort } from "./src/security/inspector_guard.ts";
 import { VERSION } from "./src/version.ts";
 
 const DEFAULT_CONFIG = "config/default.toml";
@@ -184,6 +185,8 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
+  // Before anything else: SIGUSR1 (certificate rotation) must never open Deno's inspector.
+  occupyInspectorPort(log);
   const gateway = new Gateway(snapshot, path, log);
   try {
     await gateway.start();

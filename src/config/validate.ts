@@ -18,7 +18,7 @@ export const SUPPORTED_LISTENER_PROTOCOLS: ReadonlySet<ListenerProtocol> = new S
   "tcp",
   "udp",
 ]);
-export const SUPPORTED_BACKEND_PROTOCOLS: ReadonlySet<BackendProtocol> = new Set(["h1", "h2", "h2c"]);
+export const SUPPORTED_BACKEND_PROTOCOLS: ReadonlySet<BackendProtocol> = new Set(["h1", "h2", "h2c", "h3"]);
 
 const HASH_ALGORITHMS: ReadonlySet<Algorithm> = new Set(["maglev", "ring_hash", "session_affinity"]);
 /** round_robin and random are the unweighted variants of weighted_round_robin and weighted_random. */
@@ -262,6 +262,20 @@ export async function validateSemantics(
       }
       if (b.protocol === "h2c" && b.tls) {
         report(`${bat}.tls`, 'h2c is cleartext; remove tls or use protocol = "h2"');
+      }
+      if (b.protocol === "h3" && b.tls?.verify === false) {
+        report(
+          `${bat}.tls.verify`,
+          "h3 backends are always verified: Deno's QUIC client has no way to skip certificate checks; " +
+            "give the backend's CA in tls.ca instead",
+        );
+      }
+      if (b.protocol === "h3" && p.health) {
+        report(
+          `${at}.health`,
+          `active health probes speak HTTP/1.1 or TCP, not QUIC, so they cannot check h3 backend ${b.address}; ` +
+            "remove the health table (passive outlier detection still applies)",
+        );
       }
       if (b.tls?.ca && !opts.skipFileChecks) await checkPemFile(b.tls.ca, `${bat}.tls.ca`, "ca", report);
     }

@@ -129,7 +129,18 @@ export class HealthManager {
       if (e.generation !== gen) {
         if (e.timer) clearTimeout(e.timer);
         this.#entries.delete(key);
-        this.metrics.backendUp.remove(e.pool, e.address);
+        // A removed backend's series go with it: label cardinality stays bounded by the config.
+        const id = { pool: e.pool, backend: e.address };
+        for (
+          const fam of [
+            this.metrics.backendUp,
+            this.metrics.transitions,
+            this.metrics.ejections,
+            this.metrics.probes,
+          ]
+        ) {
+          fam.removeMatching(id);
+        }
       }
     }
     this.#pools = pools;

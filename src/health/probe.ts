@@ -54,7 +54,9 @@ export async function runProbe(
   spec: ProbeSpec,
   timeoutMs: number,
 ): Promise<ProbeResult> {
-  if (spec.kind === "grpc" || (spec.kind === "http" && spec.h2)) return await h2Probe(target, spec, timeoutMs);
+  if (spec.kind === "grpc" || (spec.kind === "http" && spec.h2)) {
+    return await h2Probe(target, spec, timeoutMs);
+  }
   const deadline = performance.now() + timeoutMs;
   let conn: Deno.Conn;
   try {
@@ -147,7 +149,10 @@ async function h2Probe(
       acceptsTrailers: true,
       client: PROBE_CLIENT,
     };
-    const answer = await h2Forward(pool, req, headers, { responseTimeoutMs: timeoutMs, maxResponseHead: 65536 });
+    const answer = await h2Forward(pool, req, headers, {
+      responseTimeoutMs: timeoutMs,
+      maxResponseHead: 65536,
+    });
     const res = answer.response;
     let body = new Uint8Array(0);
     if (res.body) {
@@ -181,13 +186,19 @@ async function h2Probe(
     const gs = field("grpc-status");
     if (gs !== "0") {
       const msg = field("grpc-message");
-      return { ok: false, detail: `grpc-status ${gs ?? "missing"}${msg ? `: ${decodeURIComponent(msg)}` : ""}` };
+      return {
+        ok: false,
+        detail: `grpc-status ${gs ?? "missing"}${msg ? `: ${decodeURIComponent(msg)}` : ""}`,
+      };
     }
     const m = unframeMessage(body);
     const status = m && !m.compressed ? decodeHealthResponse(m.msg) : undefined;
     if (status === ServingStatus.SERVING) return { ok: true, detail: "SERVING" };
     const names = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
-    return { ok: false, detail: status === undefined ? "malformed HealthCheckResponse" : names[status] ?? `status ${status}` };
+    return {
+      ok: false,
+      detail: status === undefined ? "malformed HealthCheckResponse" : names[status] ?? `status ${status}`,
+    };
   } catch (e) {
     return {
       ok: false,

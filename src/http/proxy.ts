@@ -23,6 +23,7 @@ import {
 } from "./exchange.ts";
 import { h1Forward, UpstreamError } from "./h1/client.ts";
 import { h2Forward } from "./h2/client.ts";
+import { h3Forward } from "./h3/client.ts";
 import type { H1Handler, RequestRecord } from "./h1/server.ts";
 import {
   downstreamResponseHeaders,
@@ -244,6 +245,8 @@ export class ListenerProxy implements H1Handler {
         };
         const answer: TunnelAnswer = ws
           ? await forwardWebSocket(backend, req, ws, headers, timeouts)
+          : backend.h3
+          ? await h3Forward(backend.h3, req, headers, timeouts)
           : backend.h2
           ? await h2Forward(backend.h2, req, headers, timeouts)
           : await h1Forward(backend.h1, req, headers, timeouts);

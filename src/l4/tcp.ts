@@ -77,7 +77,10 @@ export class TcpRelay implements Deadline, ServerConnection {
         exclude,
         panicThreshold: pool.config.panic_threshold / 100,
       });
-      if (!sel) break;
+      if (!sel) {
+        if (!exclude) this.metrics.failures.with(this.cfg.name, "no_backend").inc();
+        break;
+      }
       const b = pool.backends.get(sel.endpoint.key)!;
       try {
         this.#backend = await openConnection(b.h1.target, pool.config.connect_timeout);

@@ -11,6 +11,7 @@ import { type Endpoint, type EndpointStats, newEndpointStats, type Picker } from
 import { type BackendConfig, backendKey, type ConfigSnapshot, type PoolConfig } from "../config/types.ts";
 import { H1Pool } from "../http/h1/client.ts";
 import { H2Pool } from "../http/h2/client.ts";
+import { H3Pool, type H3Target } from "../http/h3/client.ts";
 import { connectTarget } from "../net/connect.ts";
 
 export interface BackendRuntime {
@@ -21,6 +22,8 @@ export interface BackendRuntime {
   readonly h1: H1Pool;
   /** Multiplexed pool for protocol "h2" / "h2c" backends (requests go here instead of h1). */
   readonly h2?: H2Pool;
+  /** Pooled QUIC connections for protocol "h3" backends. */
+  readonly h3?: H3Pool;
 }
 
 export interface PoolRuntime {
@@ -53,6 +56,8 @@ export class BackendRegistry {
         const isH2 = b.protocol === "h2" || b.protocol === "h2c";
         const useTls = b.tls !== undefined || b.protocol === "h2";
         const target = await connectTarget(b, useTls, useTls ? [isH2 ? "h2" : "http/1.1"] : undefined);
+        const isH3 = b.protocol === "h3";
+        const h3Target: H3Target | undefined = isH3 ? await h3TargetOf(b) : undefined;
         const limits = {
           maxIdle: p.max_idle_per_backend,
           maxTotal: p.max_connections_per_backend,
@@ -68,13 +73,18 @@ export class BackendRegistry {
             rt.h2.target = target;
             rt.h2.limits = limits;
           }
+          if (rt.h3) {
+            rt.h3.target = h3Target!;
+            rt.h3.limits = limits;
+          }
         } else {
           const h1 = new H1Pool(key, target, limits);
           const h2 = isH2 ? new H2Pool(key, target, limits) : undefined;
+          const h3 = isH3 ? new H3Pool(key, h3Target!, limits) : undefined;
           const stats = newEndpointStats();
           // least_connections reads open upstream connections straight from the pool.
-          Object.defineProperty(stats, "connections", { get: () => (h2 ?? h1).open, enumerable: true });
-          rt = { key, pool: p.name, config: b, stats, h1, h2 };
+          Object.defineProperty(stats, "connections", { get: () => (h3 ?? h2 ?? h1).open, enumerable: true });
+          rt = { key, pool: p.name, config: b, stats, h1, h2, h3 };
         }
         next.set(key, rt);
         runtimes.set(key, rt);
@@ -105,6 +115,7 @@ export class BackendRegistry {
       if (!next.has(k)) {
         b.h1.close();
         b.h2?.close();
+        b.h3?.close();
         removed.push(b);
       }
     }
@@ -116,6 +127,13 @@ export class BackendRegistry {
     for (const b of this.#backends.values()) {
       b.h1.close();
       b.h2?.close();
+      b.h3?.close();
     }
   }
+}
+
+/** QUIC target of an h3 backend: SNI/verification name and extra roots from its tls table. */
+async function h3TargetOf(b: BackendConfig): Promise<H3Target> {
+  const t = await connectTarget(b, true, ["h3"]);
+  return { hostname: t.hostname, port: t.port, serverName: t.tls!.serverName, caCerts: t.tls!.caCerts };
 }

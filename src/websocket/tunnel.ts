@@ -200,8 +200,9 @@ export class Tunnel implements Upgrade, Deadline {
         d.done = true;
         await d.dst.closeWrite();
       }
-    } catch {
+    } catch (_e) {
       // A reset or failed write on either side ends both directions.
+      console.error("DBG pump failed", d.masked ? "up" : "down", _e);
       d.writing = false;
       this.#failed = true;
       this.#abortBoth();

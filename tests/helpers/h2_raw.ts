@@ -119,3 +119,67 @@ export function errorCodeOf(f: RawFrame): number {
   const p = f.payload;
   return ((p[o] << 24) | (p[o + 1] << 16) | (p[o + 2] << 8) | p[o + 3]) >>> 0;
 }
+
+/** One buffer from many frames (a flood goes out in few writes). */
+export function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** A 32-bit big-endian payload (RST_STREAM code, WINDOW_UPDATE increment). */
+export const u32 = (v: number): Uint8Array => new Uint8Array([v >>> 24, v >>> 16, v >>> 8, v]);
+
+/** What the server sent until it closed, sent GOAWAY, or `timeoutMs` passed. */
+export interface Collected {
+  /** Error code of the GOAWAY, if one came. */
+  goaway?: number;
+  /** RST_STREAM codes by stream id. */
+  resets: Map<number, number>;
+  /** :status of each stream's response HEADERS. */
+  statuses: Map<number, number>;
+  /** The server closed the connection. */
+  closed: boolean;
+  frames: number;
+}
+
+/** Reads frames until GOAWAY (or close, or timeout; `stop` may end it earlier). */
+export async function collect(
+  c: RawH2,
+  timeoutMs: number,
+  stop?: (got: Collected) => boolean,
+): Promise<Collected> {
+  const got: Collected = { resets: new Map(), statuses: new Map(), closed: false, frames: 0 };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) return got;
+    const f = await c.next(left);
+    if (f === undefined) return got;
+    if (f === "closed") {
+      got.closed = true;
+      return got;
+    }
+    got.frames++;
+    const t = f.header.type;
+    if (t === FrameType.GOAWAY) {
+      got.goaway = errorCodeOf(f);
+      return got;
+    }
+    if (t === FrameType.RST_STREAM) got.resets.set(f.header.streamId, errorCodeOf(f));
+    if (t === FrameType.HEADERS && (f.header.flags & 0x4) !== 0) {
+      try {
+        const fields = c.decoder.decode(f.payload.subarray(f.header.flags & 0x20 ? 5 : 0));
+        const st = fields.find(([n]) => n === ":status");
+        if (st && !got.statuses.has(f.header.streamId)) got.statuses.set(f.header.streamId, Number(st[1]));
+      } catch { /* a trailer block or a table we cannot follow: ignored */ }
+    }
+    if (stop?.(got)) return got;
+  }
+}

@@ -17,7 +17,13 @@
 
 import type { Body, HeaderList, ProxyRequest } from "../exchange.ts";
 import { type ForwardTimeouts, type PoolLimits, type UpstreamAnswer, UpstreamError } from "../h1/client.ts";
-import { type H2ResponseHead, parseResponseFields, parseTrailerFields, requestFields, trailerFields } from "../h2/headers.ts";
+import {
+  type H2ResponseHead,
+  parseResponseFields,
+  parseTrailerFields,
+  requestFields,
+  trailerFields,
+} from "../h2/headers.ts";
 import {
   connectQuic,
   type QuicBidiStream,
@@ -28,8 +34,8 @@ import {
 import {
   encodeFrame,
   encodeSettings,
-  FrameReader,
   frameHeader,
+  FrameReader,
   FrameType,
   H3,
   H3Error,
@@ -39,7 +45,7 @@ import {
   Setting,
   StreamType,
 } from "./frames.ts";
-import { encodeFieldSection, type HeaderField, QpackDecoder } from "./qpack.ts";
+import { DecoderStreamParser, encodeFieldSection, type HeaderField, QpackDecoder } from "./qpack.ts";
 
 export interface H3Target {
   hostname: string;
@@ -110,10 +116,14 @@ class H3ClientConn {
           return null;
         });
         if (!h) {
-          if (!this.#closed) throw new H3Error(H3.CLOSED_CRITICAL_STREAM, "backend closed its control stream");
+          if (!this.#closed) {
+            throw new H3Error(H3.CLOSED_CRITICAL_STREAM, "backend closed its control stream");
+          }
           return;
         }
-        if (first && h.type !== FrameType.SETTINGS) throw new H3Error(H3.MISSING_SETTINGS, "no SETTINGS first");
+        if (first && h.type !== FrameType.SETTINGS) {
+          throw new H3Error(H3.MISSING_SETTINGS, "no SETTINGS first");
+        }
         if (h.type === FrameType.SETTINGS) {
           if (!first) throw new H3Error(H3.FRAME_UNEXPECTED, "second SETTINGS");
           first = false;
@@ -138,9 +148,18 @@ class H3ClientConn {
       }
       return;
     }
+    if (type === StreamType.QPACK_DECODER) {
+      // Critical: never stopped (the backend would close with H3_CLOSED_CRITICAL_STREAM).
+      // We never insert, so only Stream Cancellations are valid on it.
+      const parser = new DecoderStreamParser();
+      while (await r.more().catch(() => false)) {
+        parser.feed(r.buf.subarray(r.start, r.end));
+        r.start = r.end;
+      }
+      return;
+    }
     if (type === StreamType.PUSH) throw new H3Error(H3.ID_ERROR, "push stream without MAX_PUSH_ID");
-    // QPACK decoder stream (we never insert, nothing to learn) and unknown types: not needed.
-    s.stopSending(H3.NO_ERROR);
+    s.stopSending(H3.STREAM_CREATION_ERROR); // unknown / GREASE stream types: not read
   }
 
   /** A connection error: close with its code; in-flight requests fail. */
@@ -212,7 +231,13 @@ export class H3Pool {
         timer: setTimeout(() => {
           const i = this.#waiters.indexOf(w);
           if (i >= 0) this.#waiters.splice(i, 1);
-          reject(new UpstreamError(`no HTTP/3 connection to ${this.key} within ${this.limits.connectTimeoutMs}ms`, 504, true));
+          reject(
+            new UpstreamError(
+              `no HTTP/3 connection to ${this.key} within ${this.limits.connectTimeoutMs}ms`,
+              504,
+              true,
+            ),
+          );
         }, this.limits.connectTimeoutMs),
       };
       this.#waiters.push(w);
@@ -262,13 +287,16 @@ export class H3Pool {
         connecting,
         new Promise<never>((_, rej) => {
           timer = setTimeout(
-            () => rej(new Error(`QUIC connect to ${this.key} timed out after ${this.limits.connectTimeoutMs}ms`)),
+            () =>
+              rej(new Error(`QUIC connect to ${this.key} timed out after ${this.limits.connectTimeoutMs}ms`)),
             this.limits.connectTimeoutMs,
           );
         }),
       ]).finally(() => clearTimeout(timer));
       qc = res.conn;
-      if (qc.protocol !== "h3") throw new Error(`${this.key} did not negotiate h3 (ALPN ${qc.protocol ?? "none"})`);
+      if (qc.protocol !== "h3") {
+        throw new Error(`${this.key} did not negotiate h3 (ALPN ${qc.protocol ?? "none"})`);
+      }
       const c = new H3ClientConn(this, qc);
       await c.start();
       this.#connecting--;
@@ -362,25 +390,29 @@ export async function h3Forward(
   const sending = (async () => {
     await s.send.write(encodeFrame(FrameType.HEADERS, encodeFieldSection(fields)));
     if (body) {
-      try {
-        for (;;) {
-          const chunk = await body.read();
-          if (chunk === null) break;
-          if (chunk.length === 0) continue;
-          if (chunk.length <= COALESCE_LIMIT) await s.send.write(encodeFrame(FrameType.DATA, chunk));
-          else {
-            s.send.write(frameHeader(FrameType.DATA, chunk.length)).catch(() => {});
-            await s.send.write(chunk);
-          }
+      for (;;) {
+        let chunk: Uint8Array | null;
+        try {
+          chunk = await body.read();
+        } catch (e) {
+          if (stream.done) return; // the response is complete; the rest of the body is not needed
+          requestFailure = e;
+          // The backend must not take a partial body as complete (see the module comment).
+          if (body.length === undefined) {
+            conn.fail(new H3Error(H3.REQUEST_CANCELLED, "client request body failed"));
+          } else s.send.resetStream(H3.REQUEST_CANCELLED);
+          stream.abandon(e);
+          return;
         }
-      } catch (e) {
-        if (stream.done) return; // the response is complete; the rest of the body is not needed
-        requestFailure = e;
-        // The backend must not take a partial body as complete (see the module comment).
-        if (body.length === undefined) conn.fail(new H3Error(H3.REQUEST_CANCELLED, "client request body failed"));
-        else s.send.resetStream(H3.REQUEST_CANCELLED);
-        stream.abandon(e);
-        return;
+        if (chunk === null) break;
+        if (chunk.length === 0) continue;
+        // A failed write (the backend stopped reading, or the connection died) ends the pump
+        // through the outer catch; the response read reports what happened.
+        if (chunk.length <= COALESCE_LIMIT) await s.send.write(encodeFrame(FrameType.DATA, chunk));
+        else {
+          s.send.write(frameHeader(FrameType.DATA, chunk.length)).catch(() => {});
+          await s.send.write(chunk);
+        }
       }
       const trailers = body.trailers();
       if (trailers && trailers.length > 0) {
@@ -389,10 +421,9 @@ export async function h3Forward(
     }
     await s.send.finish();
   })();
-  sending.catch((e) => {
-    // The stream died under us (backend STOP_SENDING, connection lost): the response read says why.
-    if (body && !stream.done && body.received > 0) body.cancel();
-    void e;
+  sending.catch(() => {
+    // The backend stopped reading or the stream died: stop consuming the client's body.
+    if (body && requestFailure === undefined) body.cancel();
   });
   let head: H2ResponseHead;
   try {
@@ -457,9 +488,13 @@ class UpstreamStream implements Body {
     for (;;) {
       const fields = await withTimeout(this.#nextHeaders(), timeoutMs, "response");
       const head = parseResponseFields(fields);
-      if (typeof head === "string") throw new UpstreamError(`${this.pool.key} sent a malformed response: ${head}`, 502, false);
+      if (typeof head === "string") {
+        throw new UpstreamError(`${this.pool.key} sent a malformed response: ${head}`, 502, false);
+      }
       if (head.status >= 100 && head.status < 200) {
-        if (head.status === 101) throw new UpstreamError(`${this.pool.key} answered 101 over HTTP/3`, 502, false);
+        if (head.status === 101) {
+          throw new UpstreamError(`${this.pool.key} answered 101 over HTTP/3`, 502, false);
+        }
         continue; // interim: the gateway answers Expect itself
       }
       return head;
@@ -470,16 +505,22 @@ class UpstreamStream implements Body {
     const r = this.reader;
     for (;;) {
       const h = await r.frameHeader();
-      if (h === null) throw new UpstreamError(`${this.pool.key} ended the stream before a response`, 502, false);
+      if (h === null) {
+        throw new UpstreamError(`${this.pool.key} ended the stream before a response`, 502, false);
+      }
       if (h.type === FrameType.HEADERS) {
-        if (h.length > MAX_RESPONSE_FIELDS * 4) throw new UpstreamError(`${this.pool.key}: response head too large`, 502, false);
+        if (h.length > MAX_RESPONSE_FIELDS * 4) {
+          throw new UpstreamError(`${this.pool.key}: response head too large`, 502, false);
+        }
         const d = this.conn.decoder.decode(await r.payload(h.length), Number(this.s.recv.id));
         if ("blocked" in d || d.fields === null) {
           throw new UpstreamError(`${this.pool.key}: response head too large or blocked`, 502, false);
         }
         return d.fields;
       }
-      if (h.type === FrameType.DATA) throw new UpstreamError(`${this.pool.key}: DATA before HEADERS`, 502, false);
+      if (h.type === FrameType.DATA) {
+        throw new UpstreamError(`${this.pool.key}: DATA before HEADERS`, 502, false);
+      }
       await r.skip(h.length);
     }
   }
@@ -525,7 +566,9 @@ class UpstreamStream implements Body {
       } else if (h.type === FrameType.HEADERS) {
         if (this.#trailers) throw new UpstreamError(`${this.pool.key}: second trailer section`, 502, false);
         const d = this.conn.decoder.decode(await r.payload(h.length), Number(this.s.recv.id));
-        if ("blocked" in d || d.fields === null) throw new UpstreamError(`${this.pool.key}: trailers too large`, 502, false);
+        if ("blocked" in d || d.fields === null) {
+          throw new UpstreamError(`${this.pool.key}: trailers too large`, 502, false);
+        }
         const t = parseTrailerFields(d.fields);
         if (typeof t === "string") throw new UpstreamError(`${this.pool.key}: ${t}`, 502, false);
         this.#trailers = t;

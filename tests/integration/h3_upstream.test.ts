@@ -1,0 +1,353 @@
+/**
+ * HTTP/3 backends (`protocol = "h3"` in a pool) against independent HTTP/3 servers: Debian's
+ * ngtcp2 `gtlsserver` (serves files from a directory) and Caddy (its HTTP/3 front reverse-
+ * proxying to the node origin). Gateway B has http, https and quic fronts routing by host to
+ * those h3 pools, and to gateway A's quic listener (A forwards to the node origin: H3→H3 with
+ * trailers, which neither gtlsserver nor Caddy sends over HTTP/3).
+ *
+ * Checked: 10 MB down (sha256) from gtlsserver and through Caddy, 10 MB up through Caddy,
+ * H2→H3 with curl, H3→H3 with gtlsclient, trailers H1→H3→H3→H1, certificate verification
+ * (a pool trusting another CA gets 502, nothing is relayed), an unreachable backend → 502
+ * within connect_timeout, and `tls.verify = false` refused at --check.
+ */
+
+import assert from "node:assert/strict";
+import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
+import { startOrigin } from "../helpers/origin.ts";
+import { run } from "../helpers/run.ts";
+
+async function sha256(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A port free for both TCP and UDP on 127.0.0.1 (Caddy binds both). */
+function freePort(): number {
+  for (let i = 0; i < 20; i++) {
+    const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (tcp.addr as Deno.NetAddr).port;
+    try {
+      const udp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port });
+      udp.close();
+      tcp.close();
+      return port;
+    } catch {
+      tcp.close();
+    }
+  }
+  throw new Error("no free port");
+}
+
+/** Waits until an HTTP/3 server answers on `port` (bounded). */
+async function waitH3(port: number, ca: string, path: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      const c = await H3Client.connect({ port, ca });
+      try {
+        const r = await c.request({ path, discardBody: true });
+        if (r.status > 0) return;
+      } finally {
+        c.close();
+      }
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`no HTTP/3 server on ${port}: ${e}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function stopChild(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* exited */ }
+  const t = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, 5000);
+  await child.status;
+  clearTimeout(t);
+}
+
+Deno.test("h3 backends: gtlsserver, Caddy and another gateway behind h3 pools", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "eg-h3up-" });
+  const pki = await makeTestPki(dir);
+  const otherDir = `${dir}/other`;
+  await Deno.mkdir(otherDir);
+  const other = await makeTestPki(otherDir);
+  const htdocs = `${dir}/htdocs`;
+  await Deno.mkdir(htdocs);
+  const big = crypto.getRandomValues(new Uint8Array(65536));
+  const file = new Uint8Array(10 * 1024 * 1024);
+  for (let i = 0; i < file.length; i += big.length) file.set(big, i);
+  await Deno.writeFile(`${htdocs}/ten`, file);
+  await Deno.writeTextFile(`${htdocs}/hello`, "hello from gtlsserver\n");
+
+  const origin = await startOrigin("o1");
+  const gsPort = freePort();
+  const gs = new Deno.Command("gtlsserver", {
+    args: ["-q", "-d", htdocs, "127.0.0.1", String(gsPort), pki.key, pki.cert],
+    stdout: "null",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  const caddyPort = freePort();
+  await Deno.writeTextFile(
+    `${dir}/Caddyfile`,
+    `{
+  admin off
+  auto_https off
+  servers {
+    protocols h1 h2 h3
+  }
+}
+https://localhost:${caddyPort} {
+  tls ${pki.cert} ${pki.key}
+  reverse_proxy ${origin.address}
+}
+`,
+  );
+  const caddy = new Deno.Command("caddy", {
+    args: ["run", "--config", `${dir}/Caddyfile`, "--adapter", "caddyfile"],
+    env: { XDG_DATA_HOME: `${dir}/caddy-data`, XDG_CONFIG_HOME: `${dir}/caddy-config` },
+    stdout: "null",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  let a: GatewayProcess | undefined;
+  let b: GatewayProcess | undefined;
+  try {
+    await waitH3(gsPort, pki.caPem, "/hello");
+    await waitH3(caddyPort, pki.caPem, "/bytes/1");
+    a = await startGateway(`
+[runtime]
+workers = 1
+[observability]
+admin_bind = "127.0.0.1:0"
+access_log = false
+[[listeners]]
+name = "q"
+bind = "127.0.0.1:0"
+protocol = "quic"
+tls = { cert = "${pki.cert}", key = "${pki.key}" }
+  [[listeners.routes]]
+  pool = "origin"
+[[pools]]
+name = "origin"
+  [[pools.backends]]
+  address = "${origin.address}"
+`);
+    const deadPort = freePort();
+    b = await startGateway(`
+[runtime]
+workers = 1
+[observability]
+admin_bind = "127.0.0.1:0"
+access_log = false
+${
+      ["web:http", "tls:https", "q:quic"].map((x) => {
+        const [name, proto] = x.split(":");
+        return `
+[[listeners]]
+name = "${name}"
+bind = "127.0.0.1:0"
+protocol = "${proto}"
+${proto === "http" ? "" : `tls = { cert = "${pki.cert}", key = "${pki.key}" }`}
+  [[listeners.routes]]
+  host = "gs.test"
+  pool = "gs"
+  [[listeners.routes]]
+  host = "caddy.test"
+  pool = "caddy"
+  [[listeners.routes]]
+  host = "wrongca.test"
+  pool = "wrongca"
+  [[listeners.routes]]
+  host = "dead.test"
+  pool = "dead"
+  [[listeners.routes]]
+  pool = "gwa"`;
+      }).join("\n")
+    }
+[[pools]]
+name = "gs"
+  [[pools.backends]]
+  address = "127.0.0.1:${gsPort}"
+  protocol = "h3"
+  tls = { ca = "${pki.ca}", server_name = "localhost" }
+[[pools]]
+name = "caddy"
+  [[pools.backends]]
+  address = "127.0.0.1:${caddyPort}"
+  protocol = "h3"
+  host_header = "localhost"
+  tls = { ca = "${pki.ca}", server_name = "localhost" }
+[[pools]]
+name = "gwa"
+  [[pools.backends]]
+  address = "127.0.0.1:${a.ports.q}"
+  protocol = "h3"
+  tls = { ca = "${pki.ca}", server_name = "localhost" }
+[[pools]]
+name = "wrongca"
+  [[pools.backends]]
+  address = "127.0.0.1:${gsPort}"
+  protocol = "h3"
+  tls = { ca = "${other.ca}", server_name = "localhost" }
+[[pools]]
+name = "dead"
+connect_timeout = "1s"
+  [[pools.backends]]
+  address = "127.0.0.1:${deadPort}"
+  protocol = "h3"
+  tls = { ca = "${pki.ca}", server_name = "localhost" }
+`);
+    const web = `http://127.0.0.1:${b.ports.web}`;
+
+    await t.step("H1→H3 gtlsserver: 10 MB file, sha256 equal", async () => {
+      const res = await fetch(`${web}/ten`, { headers: { host: "gs.test" } });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("content-length"), String(file.length));
+      const got = new Uint8Array(await res.arrayBuffer());
+      assert.equal(await sha256(got), await sha256(file));
+      const hello = await fetch(`${web}/hello`, { headers: { host: "gs.test" } });
+      assert.equal(await hello.text(), "hello from gtlsserver\n");
+    });
+
+    await t.step("H1→H3 Caddy→H1: 10 MB down and 10 MB up, sha256 equal", async () => {
+      const down = new Uint8Array(
+        await (await fetch(`${web}/bytes/10485760`, { headers: { host: "caddy.test" } })).arrayBuffer(),
+      );
+      const want = new Uint8Array(
+        await (await fetch(`http://${origin.address}/bytes/10485760`)).arrayBuffer(),
+      );
+      assert.equal(down.length, want.length);
+      assert.equal(await sha256(down), await sha256(want));
+      await Deno.writeFile(`${dir}/up.bin`, file);
+      const r = await run("curl", [
+        "-sS",
+        "-H",
+        "host: caddy.test",
+        "--data-binary",
+        `@${dir}/up.bin`,
+        `${web}/sha256`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const seen = JSON.parse(r.stdout);
+      assert.equal(seen.bytes, file.length);
+      assert.equal(seen.sha256, await sha256(file));
+    });
+
+    await t.step("H2→H3: curl --http2 over the https front to Caddy", async () => {
+      const r = await run("curl", [
+        "-sS",
+        "--http2",
+        "--cacert",
+        pki.ca,
+        "--resolve",
+        `caddy.test:${b!.ports.tls}:127.0.0.1`,
+        "-o",
+        `${dir}/h2.bin`,
+        "-w",
+        "%{http_version} %{http_code}",
+        `https://caddy.test:${b!.ports.tls}/bytes/1048576`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, "2 200");
+      const want = new Uint8Array(
+        await (await fetch(`http://${origin.address}/bytes/1048576`)).arrayBuffer(),
+      );
+      assert.equal(await sha256(await Deno.readFile(`${dir}/h2.bin`)), await sha256(want));
+    });
+
+    await t.step("H3→H3: gtlsclient through gateway B's quic front to gateway A", async () => {
+      await Deno.mkdir(`${dir}/dl`);
+      const r = await run("gtlsclient", [
+        "-q",
+        "--exit-on-all-streams-close",
+        "--timeout=10s",
+        "--download",
+        `${dir}/dl`,
+        "127.0.0.1",
+        String(b!.ports.q),
+        "https://localhost/bytes/2000000",
+      ], { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, r.stderr);
+      const want = new Uint8Array(
+        await (await fetch(`http://${origin.address}/bytes/2000000`)).arrayBuffer(),
+      );
+      assert.equal(await sha256(await Deno.readFile(`${dir}/dl/2000000`)), await sha256(want));
+    });
+
+    await t.step("trailers H1→H3→H3→H1 both ways", async () => {
+      const down = await run("curl", ["-sS", "--raw", "-H", "te: trailers", `${web}/trailers`]);
+      assert.equal(down.code, 0, down.stderr);
+      assert.match(down.stdout, /part one;part two/);
+      assert.match(down.stdout, /\r\nx-checksum: abc123\r\n/i);
+      const r = await run("curl", [
+        "-sS",
+        "-H",
+        "transfer-encoding: chunked",
+        "-H",
+        "te: trailers",
+        "--data-binary",
+        "hello",
+        `${web}/sha256`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).bytes, 5);
+    });
+
+    await t.step("a backend whose certificate our CA did not sign: 502, nothing relayed", async () => {
+      const res = await fetch(`${web}/hello`, { headers: { host: "wrongca.test" } });
+      assert.equal(res.status, 502);
+      assert.doesNotMatch(await res.text(), /gtlsserver/);
+    });
+
+    await t.step("an unreachable h3 backend: 502 within connect_timeout", async () => {
+      const t0 = Date.now();
+      const res = await fetch(`${web}/x`, { headers: { host: "dead.test" } });
+      await res.body?.cancel();
+      assert.ok(res.status === 502 || res.status === 504, `status ${res.status}`);
+      assert.ok(Date.now() - t0 < 8000);
+    });
+
+    await t.step("--check refuses tls.verify = false on an h3 backend", async () => {
+      const conf = `${dir}/bad.toml`;
+      await Deno.writeTextFile(
+        conf,
+        `[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+protocol = "http"
+  [[listeners.routes]]
+  pool = "p"
+[[pools]]
+name = "p"
+  [[pools.backends]]
+  address = "127.0.0.1:4433"
+  protocol = "h3"
+  tls = { verify = false }
+`,
+      );
+      const r = await run(Deno.execPath(), [
+        "run",
+        "-A",
+        new URL("../../main.ts", import.meta.url).pathname,
+        "--check",
+        conf,
+      ]);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.match(r.stdout + r.stderr, /tls\.verify: h3 backends are always verified/);
+    });
+  } finally {
+    await b?.stop();
+    await a?.stop();
+    await stopChild(gs);
+    await stopChild(caddy);
+    await origin.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
