@@ -32,6 +32,7 @@ import { QuicListener } from "../http/h3/listener.ts";
 import { H3ServerConn } from "../http/h3/server.ts";
 import type { QuicConnection } from "../quic/engine.ts";
 import { TunnelRegistry } from "../websocket/tunnel.ts";
+import { passthroughMetrics, QuicPassthrough } from "../quic/passthrough.ts";
 
 /** A quic listener (HTTP/3) in this isolate; like ListenerRuntime but over one UDP endpoint. */
 interface QuicRuntime {
@@ -58,6 +59,11 @@ export class DataPlane {
   readonly #listeners = new Map<string, ListenerRuntime>();
   readonly #udp = new Map<string, UdpProxy>();
   readonly #quic = new Map<string, QuicRuntime>();
+  /** [passthrough] (QUIC Mode A), worker 0 only like the other datagram listeners. */
+  #passthrough: QuicPassthrough | undefined;
+  /** The [passthrough] bind as configured at start (binds and the table's presence need a restart). */
+  #passthroughBind: string | undefined;
+  #hostsDatagram = false;
   /** Ports of listeners bound by another worker (quic/udp live in worker 0), for Alt-Svc. */
   #peerPorts: Record<string, number> = {};
   readonly #l4: L4Metrics;
@@ -122,6 +128,7 @@ export class DataPlane {
       ...[...this.#listeners].map(([n, l]) => [n, l.bound.port]),
       ...[...this.#udp].map(([n, u]) => [n, u.port]),
       ...[...this.#quic].map(([n, q]) => [n, q.bound.port]),
+      ...(this.#passthrough ? [["passthrough", this.#passthrough.port]] : []),
     ]);
   }
 
@@ -134,6 +141,7 @@ export class DataPlane {
     const bound: BoundListener[] = [];
     const udp: UdpProxy[] = [];
     const quic: QuicListener[] = [];
+    let passthrough: QuicPassthrough | undefined;
     try {
       for (const configured of snapshot.config.listeners) {
         const port = opts.ports?.[configured.name];
@@ -144,16 +152,33 @@ export class DataPlane {
           if (!opts.skipDatagram) quic.push(await QuicListener.bind(l));
         } else bound.push(await BoundListener.bind(l));
       }
+      const pt = snapshot.config.passthrough;
+      if (pt && !opts.skipDatagram) {
+        const port = opts.ports?.passthrough;
+        passthrough = QuicPassthrough.bind(
+          port ? { ...pt, bind: withPort(pt.bind, port) } : pt,
+          this.ctx,
+          passthroughMetrics(this.metrics.registry),
+          this.log,
+        );
+      }
     } catch (e) {
       for (const b of bound) b.close();
       for (const u of udp) u.close();
       for (const q of quic) q.close();
+      passthrough?.close();
       this.#backends.closeAll();
       throw e;
     }
     for (const u of udp) {
       this.#udp.set(u.cfg.name, u);
       u.start();
+    }
+    this.#hostsDatagram = !opts.skipDatagram;
+    this.#passthroughBind = snapshot.config.passthrough?.bind;
+    if (passthrough) {
+      this.#passthrough = passthrough;
+      passthrough.start();
     }
     const listenerIndex = (name: string) => snapshot.config.listeners.findIndex((l) => l.name === name);
     for (const q of quic) {
@@ -213,6 +238,14 @@ export class DataPlane {
       rt.guard.maxConnections = l.max_connections;
       rt.guard.maxPerIp = l.max_connections_per_ip;
       rt.proxy = new ListenerProxy(this.ctx, l, this.#altSvc(l));
+    }
+    const pt = this.#passthrough, next = snapshot.config.passthrough;
+    if (pt && next) pt.reconfigure({ ...next, bind: pt.cfg.bind });
+    if (this.#hostsDatagram && next?.bind !== this.#passthroughBind) {
+      this.log.warn("[passthrough] added, removed or rebound: takes effect at the next restart", {
+        live: this.#passthroughBind ?? null,
+        next: next?.bind ?? null,
+      });
     }
     this.#state = state;
     const removed = this.#backends.commit(pools);
@@ -306,7 +339,9 @@ export class DataPlane {
   #allowsWebSocket(listener: string): boolean {
     const cfg = this.#state.snapshot.config;
     const l = cfg.listeners.find((x) => x.name === listener);
-    return !!l?.routes.some((r) => r.pool !== undefined && cfg.pools.find((p) => p.name === r.pool)?.websocket);
+    return !!l?.routes.some((r) =>
+      r.pool !== undefined && cfg.pools.find((p) => p.name === r.pool)?.websocket
+    );
   }
 
   /** `alt-svc` value for an http/https listener that names a quic listener, else undefined. */
@@ -353,6 +388,7 @@ export class DataPlane {
   #refreshGauges(): void {
     const m = this.metrics;
     m.inFlight.set(this.ctx.inFlight);
+    this.#passthrough?.refreshGauges();
     for (const rt of this.#listeners.values()) m.connectionsActive.with(rt.cfg.name).set(rt.open);
     for (const rt of this.#quic.values()) m.connectionsActive.with(rt.cfg.name).set(rt.open);
     for (const b of this.#backends.all()) {
@@ -372,9 +408,13 @@ export class DataPlane {
     this.#draining = true;
     for (const rt of this.#listeners.values()) rt.bound.close();
     for (const q of this.#quic.values()) q.bound.stopAccepting();
+    if (this.#passthrough) this.#passthrough.draining = true;
     for (const c of this.#connections) c.drain();
     const deadline = performance.now() + timeoutMs;
-    while (this.#connections.size > 0 && performance.now() < deadline) {
+    // Passthrough flows end only by idle expiry (their QUIC close is encrypted), so they get
+    // the whole drain timeout unless they all go idle first.
+    const busy = () => this.#connections.size > 0 || (this.#passthrough?.flowCount ?? 0) > 0;
+    while (busy() && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 25));
     }
     // Tunnels had the drain timeout: WebSockets now get close 1001 on both sides (and a moment to
@@ -391,6 +431,7 @@ export class DataPlane {
     if (cut > 0) this.metrics.drainCutoff.inc(cut);
     for (const u of this.#udp.values()) u.close();
     for (const q of this.#quic.values()) q.bound.close();
+    this.#passthrough?.close();
     this.#backends.closeAll();
     return cut;
   }
@@ -401,6 +442,7 @@ export class DataPlane {
     for (const c of this.#connections) c.abort();
     for (const u of this.#udp.values()) u.close();
     for (const q of this.#quic.values()) q.bound.close();
+    this.#passthrough?.close();
     this.#backends.closeAll();
   }
 }
