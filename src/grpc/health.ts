@@ -15,8 +15,8 @@ import type { PoolRuntime } from "../runtime/backends.ts";
 import {
   decodeHealthRequest,
   encodeHealthResponse,
-  frameMessage,
   framedLength,
+  frameMessage,
   ServingStatus,
   unframeMessage,
 } from "./messages.ts";

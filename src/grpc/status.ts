@@ -40,7 +40,9 @@ export function isGrpcRequest(headers: HeaderList): boolean {
 export function encodeGrpcMessage(text: string): string {
   let out = "";
   for (const b of new TextEncoder().encode(text)) {
-    out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+    out += b >= 0x20 && b <= 0x7e && b !== 0x25
+      ? String.fromCharCode(b)
+      : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
   }
   return out;
 }

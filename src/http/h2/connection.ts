@@ -173,6 +173,13 @@ export abstract class H2Session implements StreamHost, Deadline {
   readonly #noopFrames: FloodMeter;
   /** SETTINGS we sent and the peer has not acknowledged yet (an ACK beyond these is a no-op frame). */
   #settingsUnacked = 0;
+  /**
+   * We sent HEADERS or DATA since the peer's last PING. Such a PING is not counted as a flood:
+   * gRPC clients measure bandwidth-delay with a PING per burst of DATA they receive (grpc-go's
+   * BDP estimator), so PINGs that follow our traffic are paid for by it (grpc-go's own server
+   * policy does the same).
+   */
+  #sentSincePing = false;
   /** Streams whose sender is blocked (stallSince ≥ 0). */
   readonly #stalled = new Set<H2Stream>();
   readonly #stallWatch = new StallWatch(() => this.#checkStalls());
@@ -410,7 +417,9 @@ export abstract class H2Session implements StreamHost, Deadline {
         if (s && this.isServer && !s.sendEnded) this.#flood(this.#rapidReset, "h2_rapid_reset");
         if (s) {
           s.resetCode = f.code;
-          s.fail(new H2StreamReset(f.code, true));
+          // §8.1: NO_ERROR after the peer's END_STREAM only stops our sending ("complete, stop
+          // sending"); what it sent stays readable (closeStream keeps the queue).
+          if (f.code !== ErrorCode.NO_ERROR || !s.recvEnded) s.fail(new H2StreamReset(f.code, true));
           this.closeStream(s, Closed.ResetRemote);
         }
         return;
@@ -432,7 +441,8 @@ export abstract class H2Session implements StreamHost, Deadline {
       case FrameType.PING: {
         const f = parsePing(header, payload);
         if (!f.ack) {
-          this.#flood(this.#pingFlood, "h2_ping_flood");
+          if (this.#sentSincePing) this.#sentSincePing = false;
+          else this.#flood(this.#pingFlood, "h2_ping_flood");
           this.writer.frame(FrameType.PING, Flags.ACK, 0, f.data, 0, 8);
           this.#checkOutput();
         } else this.#flood(this.#noopFrames, "h2_noop_frame_flood"); // we never send PING
@@ -703,6 +713,7 @@ export abstract class H2Session implements StreamHost, Deadline {
     }
     const block = this.encoder.encode(fields);
     this.writer.headers(s.id, block, endStream, this.peerMaxFrameSize);
+    this.#sentSincePing = true;
     s.bytesSent += block.length;
     if (endStream) {
       s.sendEnded = true;
@@ -789,6 +800,7 @@ export abstract class H2Session implements StreamHost, Deadline {
   /** A DATA frame was queued for `s`: it and the connection are moving. */
   #progress(s: H2Stream): void {
     this.#windowUpdates.credit(2);
+    this.#sentSincePing = true;
     if (this.limits.stallTimeoutMs <= 0) return;
     this.#lastProgress = performance.now();
     if (s.stallSince >= 0) {

@@ -20,14 +20,16 @@
  * it, and crossing it sends GOAWAY(ENHANCE_YOUR_CALM) and closes the connection):
  *   h2_rapid_reset         client RST_STREAMs on streams still in progress > rapidResetMax (CVE-2023-44487)
  *   h2_made_you_reset      RST_STREAMs we had to send because of the client's frames (stream errors,
- *                          refused streams, stalled streams) > madeYouResetMax (CVE-2025-8671)
- *   h2_settings_flood      SETTINGS frames (each costs us an ACK) > settingsMax
- *   h2_ping_flood          PING frames (each costs us an ACK) > pingMax
+ *                          refused streams, stalled streams) > madeYouResetMax (CVE-2025-8671,
+ *                          CVE-2019-9514)
+ *   h2_settings_flood      SETTINGS frames (each costs us an ACK) > settingsMax (CVE-2019-9515)
+ *   h2_ping_flood          PING frames (each costs us an ACK) > pingMax (CVE-2019-9512); the first
+ *                          PING after we sent HEADERS/DATA is free (BDP probes of gRPC clients)
  *   h2_empty_data_flood    DATA frames without payload or END_STREAM > emptyDataMax (CVE-2019-9518)
  *   h2_window_update_flood WINDOW_UPDATE frames beyond two per DATA frame we sent (a stream and a
  *                          connection update each) > windowUpdateMax
  *   h2_noop_frame_flood    frames that make us do nothing (PRIORITY, unknown types, unsolicited
- *                          SETTINGS/PING ACKs) > noopFrameMax (CVE-2019-9516/9513 style)
+ *                          SETTINGS/PING ACKs) > noopFrameMax (CVE-2019-9513 style)
  * Checks that need no window:
  *   h2_stream0_abuse       a stream frame on stream 0 or a connection frame on a stream: GOAWAY(PROTOCOL_ERROR)
  *   h2_continuation_flood / h2_header_block_too_large: see above (CVE-2024-27316), GOAWAY(ENHANCE_YOUR_CALM)
