@@ -200,9 +200,8 @@ export class Tunnel implements Upgrade, Deadline {
         d.done = true;
         await d.dst.closeWrite();
       }
-    } catch (_e) {
+    } catch {
       // A reset or failed write on either side ends both directions.
-      console.error("DBG pump failed", d.masked ? "up" : "down", _e);
       d.writing = false;
       this.#failed = true;
       this.#abortBoth();

@@ -8,7 +8,8 @@
  *                              101 checked (accept) → 200
  *
  * An h2/h2c backend is asked only if its SETTINGS advertised ENABLE_CONNECT_PROTOCOL; otherwise the
- * client gets 502 (a backend that speaks only HTTP/2 cannot take an HTTP/1.1 Upgrade either).
+ * client gets 502 (a backend that speaks only HTTP/2 cannot take an HTTP/1.1 Upgrade either). An h3
+ * backend gets no WebSocket at all (RFC 9220 is not implemented): 502.
  * A backend that refuses (any answer but 101 / 2xx) has its answer relayed as a normal response.
  */
 
@@ -42,12 +43,16 @@ const EMPTY = new Uint8Array(0);
  * Throws UpstreamError like the plain forwarders.
  */
 export async function forwardWebSocket(
-  backend: { h1: H1Pool; h2?: H2Pool },
+  backend: { h1: H1Pool; h2?: H2Pool; h3?: unknown },
   req: ProxyRequest,
   mode: "h1" | "connect",
   headers: HeaderList,
   t: ForwardTimeouts,
 ): Promise<TunnelAnswer> {
+  if (backend.h3) {
+    // RFC 9220 (extended CONNECT over HTTP/3) is not implemented towards backends.
+    throw new UpstreamError(`${backend.h1.key}: WebSockets to h3 backends are not supported`, 502, false);
+  }
   return backend.h2
     ? await viaH2(backend.h2, req, mode === "h1", headers, t)
     : await viaH1(backend.h1, req, mode === "h1", headers, t);
