@@ -81,6 +81,12 @@ const ROUTE: TableSpec = {
     patternHint: "must start with '/'",
   },
   pool: { type: "string", doc: "Pool that serves matching requests. Exactly one of pool / respond." },
+  early_data: {
+    type: "bool",
+    doc:
+      "true: forward requests that arrived as TLS 0-RTT early data (quic listeners) if their method is safe, " +
+      "with Early-Data: 1 (RFC 8470). Absent or false: they get 425 Too Early.",
+  },
   respond: {
     type: "table",
     optional: true,
@@ -104,7 +110,8 @@ const HTTP2: TableSpec = {
     default: 100,
     min: 1,
     max: 10000,
-    doc: "SETTINGS_MAX_CONCURRENT_STREAMS; more streams (running exchanges of reset streams included) are refused.",
+    doc:
+      "SETTINGS_MAX_CONCURRENT_STREAMS; more streams (running exchanges of reset streams included) are refused.",
   },
   initial_window_size: {
     type: "size",
@@ -143,16 +150,29 @@ const HTTP2: TableSpec = {
     type: "int",
     default: 1000,
     min: 0,
-    doc: "Client RST_STREAMs on streams still in progress per flood_window (Rapid Reset, CVE-2023-44487); 0 = off.",
+    doc:
+      "Client RST_STREAMs on streams still in progress per flood_window (Rapid Reset, CVE-2023-44487); 0 = off.",
   },
   made_you_reset_max: {
     type: "int",
     default: 200,
     min: 0,
-    doc: "RST_STREAMs the client's own frames make us send per flood_window (MadeYouReset, CVE-2025-8671); 0 = off.",
+    doc:
+      "RST_STREAMs the client's own frames make us send per flood_window (MadeYouReset, CVE-2025-8671); 0 = off.",
   },
-  settings_flood_max: { type: "int", default: 100, min: 0, doc: "SETTINGS frames per flood_window; 0 = off." },
-  ping_flood_max: { type: "int", default: 200, min: 0, doc: "PING frames per flood_window; 0 = off." },
+  settings_flood_max: {
+    type: "int",
+    default: 100,
+    min: 0,
+    doc: "SETTINGS frames per flood_window; 0 = off.",
+  },
+  ping_flood_max: {
+    type: "int",
+    default: 200,
+    min: 0,
+    doc:
+      "PING frames per flood_window, not counting one per burst of our HEADERS/DATA (BDP probes); 0 = off.",
+  },
   empty_data_max: {
     type: "int",
     default: 100,
@@ -175,7 +195,8 @@ const HTTP2: TableSpec = {
     type: "duration",
     default: "30s",
     min: 1,
-    doc: "A response stream unable to send (zero window, unread socket) this long is reset; a whole stalled connection is closed.",
+    doc:
+      "A response stream unable to send (zero window, unread socket) this long is reset; a whole stalled connection is closed.",
   },
 };
 
@@ -185,7 +206,12 @@ const CONNECT_TUNNELS: TableSpec = {
     required: true,
     doc: 'Destinations a CONNECT may reach, exactly "host:port" (no wildcards); others get 403.',
   },
-  connect_timeout: { type: "duration", default: "5s", min: 1, doc: "TCP connect timeout to the destination." },
+  connect_timeout: {
+    type: "duration",
+    default: "5s",
+    min: 1,
+    doc: "TCP connect timeout to the destination.",
+  },
   idle_timeout: {
     type: "duration",
     default: "10m",
@@ -283,12 +309,14 @@ const LISTENER: TableSpec = {
   http2: {
     type: "table",
     fields: HTTP2,
-    doc: "http / https listeners: HTTP/2 settings and DoS thresholds (each crossing is counted in protocol_events_total).",
+    doc:
+      "http / https listeners: HTTP/2 settings and DoS thresholds (each crossing is counted in protocol_events_total).",
   },
   grpc_max_timeout: {
     type: "duration",
     min: 1,
-    doc: "gRPC calls get at most this deadline: a longer or absent grpc-timeout is rewritten, and the gateway ends the call with DEADLINE_EXCEEDED.",
+    doc:
+      "gRPC calls get at most this deadline: a longer or absent grpc-timeout is rewritten, and the gateway ends the call with DEADLINE_EXCEEDED.",
   },
   grpc_health: {
     type: "bool",
@@ -619,6 +647,40 @@ const XDP: TableSpec = {
   },
 };
 
+/** Mode A QUIC passthrough (src/quic/passthrough.ts): route by Connection ID, no decryption. */
+const PASSTHROUGH: TableSpec = {
+  bind: {
+    type: "string",
+    required: true,
+    doc: 'UDP address the passthrough listens on, "host:port" or "[v6]:port" (its own socket).',
+  },
+  pool: {
+    type: "string",
+    required: true,
+    doc:
+      "Pool of QUIC servers (host:port, weights); new connections are spread by Maglev on their Destination CID.",
+  },
+  server_cid_length: {
+    type: "int",
+    default: 8,
+    min: 0,
+    max: 20,
+    doc: "Length of the connection IDs the backends choose (short headers do not carry it).",
+  },
+  idle_timeout: {
+    type: "duration",
+    default: "60s",
+    min: 1,
+    doc: "A flow with no datagram either way for this long is forgotten (its CIDs and addresses too).",
+  },
+  max_flows: {
+    type: "int",
+    default: 10000,
+    min: 1,
+    doc: "Flows (QUIC connections) tracked at once; new connections past it are dropped and counted.",
+  },
+};
+
 export const SCHEMA: TableSpec = {
   runtime: {
     type: "table",
@@ -696,6 +758,12 @@ export const SCHEMA: TableSpec = {
     optional: true,
     fields: XDP,
     doc: "The XDP/eBPF L4 fast path (used when runtime.xdp_enabled).",
+  },
+  passthrough: {
+    type: "table",
+    optional: true,
+    fields: PASSTHROUGH,
+    doc: "QUIC Mode A passthrough: relay QUIC datagrams to a pool by Connection ID, without decrypting.",
   },
   listeners: { type: "tables", required: true, fields: LISTENER, doc: "Where clients connect." },
   pools: { type: "tables", fields: POOL, doc: "Groups of backends." },

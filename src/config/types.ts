@@ -32,6 +32,8 @@ export interface RouteConfig {
   host?: string;
   path_prefix?: string;
   pool?: string;
+  /** Forward safe requests received as 0-RTT early data (RFC 8470); else (absent/false) 425. */
+  early_data?: boolean;
   respond?: RespondConfig;
 }
 
@@ -188,6 +190,15 @@ export interface XdpConfig {
   object_path?: string;
 }
 
+/** `[passthrough]`: QUIC Mode A, routed by Connection ID (src/quic/passthrough.ts). */
+export interface PassthroughConfig {
+  bind: string;
+  pool: string;
+  server_cid_length: number;
+  idle_timeout: number;
+  max_flows: number;
+}
+
 export interface GatewayConfig {
   runtime: { drain_timeout: number; xdp_enabled: boolean; max_in_flight: number; workers: "auto" | number };
   observability: {
@@ -199,6 +210,7 @@ export interface GatewayConfig {
   admin: { api_token_hash?: string };
   control: ControlConfig;
   xdp?: XdpConfig;
+  passthrough?: PassthroughConfig;
   listeners: readonly ListenerConfig[];
   pools: readonly PoolConfig[];
 }

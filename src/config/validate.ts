@@ -202,6 +202,48 @@ export async function validateSemantics(
     }
   }
 
+  // [passthrough] binds its own UDP socket: it must not overlap a udp/quic listener.
+  const pt = cfg.passthrough;
+  if (pt) {
+    const addr = parseHostPort(pt.bind);
+    if (!addr) {
+      report(
+        "passthrough.bind",
+        `invalid address '${pt.bind}'; expected "host:port", "[v6]:port" or ":port" (port 0-65535)`,
+      );
+    } else if (addr.port !== 0) {
+      const bind: Bind = { ...addr, transport: "udp", owner: "[passthrough]" };
+      const other = binds.find((b) => overlaps(b, bind));
+      if (other) {
+        report("passthrough.bind", `UDP ${pt.bind} overlaps ${other.owner} (${other.host}:${other.port})`);
+      }
+      binds.push(bind);
+    }
+    const pool = cfg.pools.find((p) => p.name === pt.pool);
+    if (!pool) {
+      report(
+        "passthrough.pool",
+        `pool '${pt.pool}' is not defined; ` +
+          (poolNames.length ? `defined pools: ${poolNames.join(", ")}` : "no pools are defined"),
+      );
+    } else {
+      usedPools.add(pt.pool);
+      if (!isPrime(pool.maglev_table_size)) {
+        report(
+          "passthrough.pool",
+          `pool '${pt.pool}' has maglev_table_size ${pool.maglev_table_size}, not prime ` +
+            "(the passthrough spreads new connections by Maglev)",
+        );
+      }
+    }
+    if (listenerByName.has("passthrough")) {
+      report(
+        "passthrough",
+        "a listener is named 'passthrough', the name the passthrough's port is reported under; rename it",
+      );
+    }
+  }
+
   for (const [i, p] of cfg.pools.entries()) {
     const at = `pools[${i}]`;
     if (!usedPools.has(p.name)) report(at, `pool '${p.name}' is not used by any route`, "warning");
@@ -270,14 +312,15 @@ export async function validateSemantics(
             "give the backend's CA in tls.ca instead",
         );
       }
-      if (b.protocol === "h3" && p.health) {
-        report(
-          `${at}.health`,
-          `active health probes speak HTTP/1.1 or TCP, not QUIC, so they cannot check h3 backend ${b.address}; ` +
-            "remove the health table (passive outlier detection still applies)",
-        );
-      }
       if (b.tls?.ca && !opts.skipFileChecks) await checkPemFile(b.tls.ca, `${bat}.tls.ca`, "ca", report);
+    }
+    const h3Backend = p.backends.find((b) => b.protocol === "h3");
+    if (h3Backend && p.health) {
+      report(
+        `${at}.health`,
+        `active health probes speak HTTP/1.1 or TCP, not QUIC, so they cannot check h3 backend ${h3Backend.address}; ` +
+          "remove the health table (passive outlier detection still applies)",
+      );
     }
     if (p.backends.length > 0 && p.backends.every((b) => b.weight === 0)) {
       report(`${at}.backends`, "every backend has weight 0: the pool can never be picked");

@@ -110,7 +110,8 @@ export class ListenerProxy implements H1Handler {
     if (req.version === "1.0" || req.version === "1.1") {
       rec.error = "grpc_over_http1";
       this.event("grpc_over_http1");
-      const why = "gRPC needs HTTP/2: use h2c prior knowledge on http listeners or ALPN h2 on https listeners";
+      const why =
+        "gRPC needs HTTP/2: use h2c prior knowledge on http listeners or ALPN h2 on https listeners";
       return gatewayResponse(505, `${why}\n`, undefined, [
         "grpc-status",
         String(GrpcStatus.UNAVAILABLE),
@@ -141,7 +142,7 @@ export class ListenerProxy implements H1Handler {
   async #handle(req: ProxyRequest, rec: RequestRecord, deadline?: number): Promise<ProxyResponse> {
     const ctx = this.ctx;
     if (req.method === "CONNECT" && req.protocol === undefined) return await this.#connect(req, rec);
-    // HTTP/3 extended CONNECT (RFC 9220) is not bridged yet: the H3 codec answers CONNECT itself.
+    // HTTP/3 extended CONNECT (RFC 9220) is not bridged yet: the H3 codec never lets one through.
     const ws = req.version === "3" ? undefined : webSocketRequest(req);
     if (req.method === "CONNECT" && ws === undefined) {
       rec.error = "unsupported_protocol";
@@ -156,6 +157,13 @@ export class ListenerProxy implements H1Handler {
     }
     rec.route = route.id;
     const rc = route.config;
+    if (getHeader(req.headers, "early-data") === "1" && !(rc.early_data && isSafeMethod(req.method))) {
+      // RFC 8470: replayable 0-RTT data (flagged by the H3 codec or an intermediary) is forwarded
+      // only where the route allows it and the method is safe; the client retries after its handshake.
+      rec.error = "too_early";
+      this.event("too_early");
+      return gatewayResponse(425, "too early: retry after the TLS handshake\n");
+    }
     if (rc.respond) {
       // A 2xx to an extended CONNECT would open a tunnel to nowhere.
       if (ws === "connect" && rc.respond.status < 300) return webSocketRefused(rec);
@@ -321,7 +329,9 @@ export class ListenerProxy implements H1Handler {
           ctx.metrics.retries.with(pool.name).inc();
           continue;
         }
-        rec.error = kind === "timeout" ? (byDeadline ? "deadline_exceeded" : "upstream_timeout") : "upstream_failed";
+        rec.error = kind === "timeout"
+          ? (byDeadline ? "deadline_exceeded" : "upstream_timeout")
+          : "upstream_failed";
         return gatewayResponse(e.status, e.status === 504 ? "upstream timed out\n" : "upstream failed\n");
       }
     }
@@ -514,4 +524,9 @@ export class RelayBody implements Body {
     this.#ended = true;
     for (const fn of this.#callbacks) fn();
   }
+}
+
+/** RFC 9110 §9.2.1 safe methods: the only ones forwarded from replayable early data. */
+function isSafeMethod(m: string): boolean {
+  return m === "GET" || m === "HEAD" || m === "OPTIONS" || m === "TRACE";
 }

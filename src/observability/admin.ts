@@ -65,7 +65,9 @@ export class AdminServer {
     const restart = /^\/workers\/(\d+)\/restart$/.exec(url.pathname);
     if (restart && req.method === "POST" && this.source.restartWorker) {
       if (!(await this.#authorized(req))) return unauthorized();
-      return this.source.restartWorker(Number(restart[1])) ? text(202, "restarting\n") : text(404, "no such worker\n");
+      return this.source.restartWorker(Number(restart[1]))
+        ? text(202, "restarting\n")
+        : text(404, "no such worker\n");
     }
     if (req.method !== "GET" && req.method !== "HEAD") {
       return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });

@@ -129,86 +129,108 @@ Deno.test("h2 DoS catalog: each abuse gets its answer and its counter, others ar
       assert.ok(n >= 1, `protocol_events_total{event="${event}"} should count the attack, got ${n}`);
     };
 
-    await t.step("Rapid Reset (CVE-2023-44487): HEADERS + RST_STREAM pairs → GOAWAY(ENHANCE_YOUR_CALM)", async () => {
-      const got = await attack(async (c) => {
-        const frames: Uint8Array[] = [];
-        for (let i = 0; i < 60; i++) {
-          const id = 1 + 2 * i;
-          frames.push(c.headers(id, GET("/o/slow?ms=300")));
-          frames.push(encodeFrame(FrameType.RST_STREAM, 0, id, u32(ErrorCode.CANCEL)));
-        }
-        await c.send(concat(frames));
-      });
-      assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
-      await expectEvent("h2_rapid_reset");
-    });
+    await t.step(
+      "Rapid Reset (CVE-2023-44487): HEADERS + RST_STREAM pairs → GOAWAY(ENHANCE_YOUR_CALM)",
+      async () => {
+        const got = await attack(async (c) => {
+          const frames: Uint8Array[] = [];
+          for (let i = 0; i < 60; i++) {
+            const id = 1 + 2 * i;
+            frames.push(c.headers(id, GET("/o/slow?ms=300")));
+            frames.push(encodeFrame(FrameType.RST_STREAM, 0, id, u32(ErrorCode.CANCEL)));
+          }
+          await c.send(concat(frames));
+        });
+        assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+        await expectEvent("h2_rapid_reset");
+      },
+    );
 
-    await t.step("MadeYouReset (CVE-2025-8671): frames that force server resets → GOAWAY(ENHANCE_YOUR_CALM)", async () => {
-      const got = await attack(async (c) => {
-        const frames: Uint8Array[] = [];
-        for (let i = 0; i < 40; i++) {
-          const id = 1 + 2 * i;
-          // DATA after END_STREAM on a stream still being answered: a stream error we must reset.
-          frames.push(c.headers(id, GET("/o/slow?ms=300")));
-          frames.push(encodeFrame(FrameType.DATA, 0, id, new Uint8Array([1])));
-        }
-        await c.send(concat(frames));
-      });
-      assert.ok(got.resets.size >= 1, "the first provoked errors are RST_STREAMs");
-      assert.equal([...got.resets.values()][0], ErrorCode.STREAM_CLOSED);
-      assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
-      await expectEvent("h2_made_you_reset");
-    });
+    await t.step(
+      "MadeYouReset (CVE-2025-8671): frames that force server resets → GOAWAY(ENHANCE_YOUR_CALM)",
+      async () => {
+        const got = await attack(async (c) => {
+          const frames: Uint8Array[] = [];
+          for (let i = 0; i < 40; i++) {
+            const id = 1 + 2 * i;
+            // DATA after END_STREAM on a stream still being answered: a stream error we must reset.
+            frames.push(c.headers(id, GET("/o/slow?ms=300")));
+            frames.push(encodeFrame(FrameType.DATA, 0, id, new Uint8Array([1])));
+          }
+          await c.send(concat(frames));
+        });
+        assert.ok(got.resets.size >= 1, "the first provoked errors are RST_STREAMs");
+        assert.equal([...got.resets.values()][0], ErrorCode.STREAM_CLOSED);
+        assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+        await expectEvent("h2_made_you_reset");
+      },
+    );
 
-    await t.step("CONTINUATION flood (CVE-2024-27316): endless CONTINUATION frames → GOAWAY(ENHANCE_YOUR_CALM)", async () => {
-      const got = await attack(async (c) => {
-        const block = c.block(GET("/"));
-        const frames = [encodeFrame(FrameType.HEADERS, 0, 1, block.subarray(0, 1))];
-        for (let i = 0; i < 200; i++) frames.push(encodeFrame(FrameType.CONTINUATION, 0, 1, new Uint8Array(0)));
-        await c.send(concat(frames));
-      });
-      assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
-      await expectEvent("h2_continuation_flood");
-    });
+    await t.step(
+      "CONTINUATION flood (CVE-2024-27316): endless CONTINUATION frames → GOAWAY(ENHANCE_YOUR_CALM)",
+      async () => {
+        const got = await attack(async (c) => {
+          const block = c.block(GET("/"));
+          const frames = [encodeFrame(FrameType.HEADERS, 0, 1, block.subarray(0, 1))];
+          for (let i = 0; i < 200; i++) {
+            frames.push(encodeFrame(FrameType.CONTINUATION, 0, 1, new Uint8Array(0)));
+          }
+          await c.send(concat(frames));
+        });
+        assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+        await expectEvent("h2_continuation_flood");
+      },
+    );
 
     await t.step("CONTINUATION with a huge field block → GOAWAY(ENHANCE_YOUR_CALM)", async () => {
       const got = await attack(async (c) => {
         const frames = [encodeFrame(FrameType.HEADERS, 0, 1, new Uint8Array(4000).fill(0x40))];
-        for (let i = 0; i < 6; i++) frames.push(encodeFrame(FrameType.CONTINUATION, 0, 1, new Uint8Array(4000)));
+        for (let i = 0; i < 6; i++) {
+          frames.push(encodeFrame(FrameType.CONTINUATION, 0, 1, new Uint8Array(4000)));
+        }
         await c.send(concat(frames));
       });
       assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
       await expectEvent("h2_header_block_too_large");
     });
 
-    await t.step("HPACK bomb: one table entry referenced thousands of times → 431, connection lives", async () => {
-      // Hand-encoded so this connection's encoder never indexes anything: GET / with static
-      // indices and :authority as a literal without indexing.
-      const authority = new TextEncoder().encode("localhost");
-      const plainGet = new Uint8Array([0x82, 0x86, 0x84, 0x01, authority.length, ...authority]);
-      const got = await attack(async (c) => {
-        // Literal with incremental indexing, new name "x-bomb", 4000-octet value (7-bit prefix
-        // 127 + varint 3873 = a1 1e); then 10000 one-octet references to it (index 62):
-        // ~14 KB on the wire, ~40 MB once decoded.
-        const name = new TextEncoder().encode("x-bomb");
-        const literal = new Uint8Array([0x40, name.length, ...name, 0x7f, 0xa1, 0x1e]);
-        const value = new Uint8Array(4000).fill(0x61);
-        const refs = new Uint8Array(10000).fill(0xbe);
-        await c.send(encodeFrame(FrameType.HEADERS, 0x5, 1, concat([plainGet, literal, value, refs])));
-        // The connection survives: a normal request after it is answered.
-        await new Promise((r) => setTimeout(r, 200));
-        await c.send(encodeFrame(FrameType.HEADERS, 0x5, 3, plainGet));
-      }, 3000, (g) => g.statuses.has(3));
-      assert.equal(got.statuses.get(1), 431);
-      assert.equal(got.statuses.get(3), 200);
-      assert.equal(got.goaway, undefined);
-      await expectEvent("h2_header_list_too_large");
-    });
+    await t.step(
+      "HPACK bomb: one table entry referenced thousands of times → 431, connection lives",
+      async () => {
+        // Hand-encoded so this connection's encoder never indexes anything: GET / with static
+        // indices and :authority as a literal without indexing.
+        const authority = new TextEncoder().encode("localhost");
+        const plainGet = new Uint8Array([0x82, 0x86, 0x84, 0x01, authority.length, ...authority]);
+        const got = await attack(
+          async (c) => {
+            // Literal with incremental indexing, new name "x-bomb", 4000-octet value (7-bit prefix
+            // 127 + varint 3873 = a1 1e); then 10000 one-octet references to it (index 62):
+            // ~14 KB on the wire, ~40 MB once decoded.
+            const name = new TextEncoder().encode("x-bomb");
+            const literal = new Uint8Array([0x40, name.length, ...name, 0x7f, 0xa1, 0x1e]);
+            const value = new Uint8Array(4000).fill(0x61);
+            const refs = new Uint8Array(10000).fill(0xbe);
+            await c.send(encodeFrame(FrameType.HEADERS, 0x5, 1, concat([plainGet, literal, value, refs])));
+            // The connection survives: a normal request after it is answered.
+            await new Promise((r) => setTimeout(r, 200));
+            await c.send(encodeFrame(FrameType.HEADERS, 0x5, 3, plainGet));
+          },
+          3000,
+          (g) => g.statuses.has(3),
+        );
+        assert.equal(got.statuses.get(1), 431);
+        assert.equal(got.statuses.get(3), 200);
+        assert.equal(got.goaway, undefined);
+        await expectEvent("h2_header_list_too_large");
+      },
+    );
 
     await t.step("SETTINGS flood → GOAWAY(ENHANCE_YOUR_CALM)", async () => {
       const got = await attack(async (c) => {
         const frames: Uint8Array[] = [];
-        for (let i = 0; i < 200; i++) frames.push(settingsFrame([[SettingsId.MAX_HEADER_LIST_SIZE, 16384 + i]]));
+        for (let i = 0; i < 200; i++) {
+          frames.push(settingsFrame([[SettingsId.MAX_HEADER_LIST_SIZE, 16384 + i]]));
+        }
         await c.send(concat(frames));
       });
       assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
@@ -218,7 +240,9 @@ Deno.test("h2 DoS catalog: each abuse gets its answer and its counter, others ar
     await t.step("PING flood → GOAWAY(ENHANCE_YOUR_CALM)", async () => {
       const got = await attack(async (c) => {
         const frames: Uint8Array[] = [];
-        for (let i = 0; i < 500; i++) frames.push(encodeFrame(FrameType.PING, 0, 0, new Uint8Array(8).fill(i & 255)));
+        for (let i = 0; i < 500; i++) {
+          frames.push(encodeFrame(FrameType.PING, 0, 0, new Uint8Array(8).fill(i & 255)));
+        }
         await c.send(concat(frames));
       });
       assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
@@ -245,19 +269,22 @@ Deno.test("h2 DoS catalog: each abuse gets its answer and its counter, others ar
       await expectEvent("h2_window_update_flood");
     });
 
-    await t.step("no-op frames (PRIORITY, unknown types, unsolicited ACKs) → GOAWAY(ENHANCE_YOUR_CALM)", async () => {
-      const got = await attack(async (c) => {
-        const frames: Uint8Array[] = [];
-        for (let i = 0; i < 100; i++) {
-          frames.push(encodeFrame(FrameType.PRIORITY, 0, 101 + 2 * i, new Uint8Array([0, 0, 0, 0, 15])));
-          frames.push(encodeFrame(0xfa, 0, 0, new Uint8Array(16)));
-          frames.push(encodeFrame(FrameType.PING, 1, 0, new Uint8Array(8)));
-        }
-        await c.send(concat(frames));
-      });
-      assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
-      await expectEvent("h2_noop_frame_flood");
-    });
+    await t.step(
+      "no-op frames (PRIORITY, unknown types, unsolicited ACKs) → GOAWAY(ENHANCE_YOUR_CALM)",
+      async () => {
+        const got = await attack(async (c) => {
+          const frames: Uint8Array[] = [];
+          for (let i = 0; i < 100; i++) {
+            frames.push(encodeFrame(FrameType.PRIORITY, 0, 101 + 2 * i, new Uint8Array([0, 0, 0, 0, 15])));
+            frames.push(encodeFrame(0xfa, 0, 0, new Uint8Array(16)));
+            frames.push(encodeFrame(FrameType.PING, 1, 0, new Uint8Array(8)));
+          }
+          await c.send(concat(frames));
+        });
+        assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+        await expectEvent("h2_noop_frame_flood");
+      },
+    );
 
     await t.step("stream-0 abuse: DATA on stream 0 / PING on a stream → GOAWAY(PROTOCOL_ERROR)", async () => {
       const a = await attack((c) => c.send(encodeFrame(FrameType.DATA, 0, 0, new Uint8Array(4))));
@@ -269,11 +296,15 @@ Deno.test("h2 DoS catalog: each abuse gets its answer and its counter, others ar
     });
 
     await t.step("max concurrent streams: streams beyond 30 are refused, the rest answered", async () => {
-      const got = await attack(async (c) => {
-        const frames: Uint8Array[] = [];
-        for (let i = 0; i < 35; i++) frames.push(c.headers(1 + 2 * i, GET("/o/slow?ms=200")));
-        await c.send(concat(frames));
-      }, 5000, (g) => g.statuses.size === 30 && g.resets.size === 5);
+      const got = await attack(
+        async (c) => {
+          const frames: Uint8Array[] = [];
+          for (let i = 0; i < 35; i++) frames.push(c.headers(1 + 2 * i, GET("/o/slow?ms=200")));
+          await c.send(concat(frames));
+        },
+        5000,
+        (g) => g.statuses.size === 30 && g.resets.size === 5,
+      );
       const refused = [...got.resets.values()].filter((code) => code === ErrorCode.REFUSED_STREAM).length;
       assert.equal(refused, 5);
       assert.equal(got.goaway, undefined);
@@ -304,14 +335,17 @@ Deno.test("h2 DoS catalog: each abuse gets its answer and its counter, others ar
       await expectEvent("h2_zero_window_stall");
     });
 
-    await t.step("a connection that never opens its window → GOAWAY(ENHANCE_YOUR_CALM) and close", async () => {
-      const got = await attack(async (c) => {
-        await c.send(settingsFrame([[SettingsId.INITIAL_WINDOW_SIZE, 0]]));
-        await c.send(c.headers(1, GET("/o/bytes/100000")));
-      }, 5000);
-      assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
-      await expectEvent("h2_connection_stall");
-    });
+    await t.step(
+      "a connection that never opens its window → GOAWAY(ENHANCE_YOUR_CALM) and close",
+      async () => {
+        const got = await attack(async (c) => {
+          await c.send(settingsFrame([[SettingsId.INITIAL_WINDOW_SIZE, 0]]));
+          await c.send(c.headers(1, GET("/o/bytes/100000")));
+        }, 5000);
+        assert.equal(got.goaway, ErrorCode.ENHANCE_YOUR_CALM);
+        await expectEvent("h2_connection_stall");
+      },
+    );
 
     await t.step("a client that stops reading a 200 MB body: cut off, memory bounded", async () => {
       const c = await RawH2.connect(port, {

@@ -6,7 +6,8 @@
  * gtlsclient cannot do (trailers, malformed frames, close codes).
  *
  * Checked: bytes intact (small, 10 MB sha256, 3 MB upload sha256), several concurrent streams on
- * one connection, trailers both ways, Alt-Svc on the https listener naming the quic port,
+ * one connection, trailers both ways, H3→H2 (node http2 h2c origin, trailers), 0-RTT per
+ * RFC 8470 (Early-Data: 1 or 425), header timeout, Alt-Svc on the https listener naming the quic port,
  * malformed input answered with the RFC 9114 connection error code while the gateway keeps
  * serving, 431 for oversized headers, upstream truncation detectable, GOAWAY drain finishing an
  * in-flight request.
@@ -16,6 +17,7 @@ import assert from "node:assert/strict";
 import { startGateway } from "../helpers/gateway.ts";
 import { H3Client, header, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
+import { startNodePeer } from "../helpers/node_peer.ts";
 import { run } from "../helpers/run.ts";
 import { QuicClientEndpoint } from "../../src/quic/engine.ts";
 import { H3 } from "../../src/http/h3/frames.ts";
@@ -52,6 +54,7 @@ Deno.test("h3 front: gtlsclient and an h3 test client through a quic listener to
   const dir = await Deno.makeTempDir({ prefix: "eg-h3-" });
   const pki = await makeTestPki(dir);
   const origin = await startOrigin("o1");
+  const h2origin = await startNodePeer("h2_origin.mjs", ["h2o", "h2c"]);
   const gw = await startGateway(`
 [runtime]
 workers = 2
@@ -66,6 +69,13 @@ protocol = "quic"
 max_header_size = "4KiB"
 header_timeout = "1s"
 tls = { cert = "${pki.cert}", key = "${pki.key}" }
+  [[listeners.routes]]
+  host = "h2.test"
+  pool = "h2app"
+  [[listeners.routes]]
+  path_prefix = "/headers"
+  early_data = true
+  pool = "app"
   [[listeners.routes]]
   pool = "app"
 
@@ -82,6 +92,12 @@ tls = { cert = "${pki.cert}", key = "${pki.key}" }
 name = "app"
   [[pools.backends]]
   address = "${origin.address}"
+
+[[pools]]
+name = "h2app"
+  [[pools.backends]]
+  address = "127.0.0.1:${h2origin.port}"
+  protocol = "h2c"
 `);
   const port = gw.ports.h3;
   const dl = `${dir}/dl`;
@@ -187,6 +203,30 @@ name = "app"
       }
     });
 
+    await t.step("H3→H2: an h2c backend (node http2), body and trailers", async () => {
+      const c = await H3Client.connect({ port, ca: pki.caPem });
+      try {
+        const r = await c.request({ authority: "h2.test", path: "/bytes/1000000?trailers=1" });
+        assert.equal(r.status, 200);
+        assert.equal(r.bodyLength, 1_000_000);
+        const sum = await sha256(r.body);
+        assert.deepEqual(r.trailers, [["x-checksum", sum]]);
+        const up = await c.request({
+          authority: "h2.test",
+          method: "POST",
+          path: "/sha256",
+          body: new Uint8Array(300_000).fill(7),
+          trailers: [["x-up", "1"]],
+        });
+        const seen = JSON.parse(new TextDecoder().decode(up.body));
+        assert.equal(seen.bytes, 300_000);
+        assert.equal(seen.sha256, await sha256(new Uint8Array(300_000).fill(7)));
+        assert.equal(seen.trailers["x-up"], "1");
+      } finally {
+        c.close();
+      }
+    });
+
     await t.step("upstream truncation stays detectable: content-length kept, fewer bytes", async () => {
       const c = await H3Client.connect({ port, ca: pki.caPem });
       try {
@@ -226,35 +266,62 @@ name = "app"
       }
     });
 
-    await t.step("0-RTT: an early request is held until the handshake completes, then served", async () => {
-      const ep = new QuicClientEndpoint("127.0.0.1");
-      try {
-        const first = await H3Client.connect({ port, ca: pki.caPem, endpoint: ep, zeroRtt: true });
-        assert.equal((await first.request({ path: "/bytes/1" })).status, 200); // session ticket now known
-        first.close();
-        const held = () =>
-          metric(gw.adminPort, /^expressgateway_protocol_events_total\{.*event="h3_early_data_held"/);
-        const before = await held();
-        const second = await H3Client.connect({
-          port,
-          ca: pki.caPem,
-          endpoint: ep,
-          zeroRtt: true,
-          noControl: true,
-        });
+    await t.step(
+      "0-RTT (RFC 8470): safe + early_data route forwarded with Early-Data: 1, else 425",
+      async () => {
+        const ep = new QuicClientEndpoint("127.0.0.1");
+        // One resumed (0-RTT) connection per request, so each request surely travels as early data.
+        // Resumption needs a session ticket from an earlier connection on this endpoint; one that
+        // closed before its tickets arrived leaves none, so a non-resumed attempt only primes the
+        // next one (bounded).
+        const early = async (init: { method?: string; path: string }) => {
+          for (let attempt = 0; attempt < 10; attempt++) {
+            const c = await H3Client.connect({
+              port,
+              ca: pki.caPem,
+              endpoint: ep,
+              zeroRtt: true,
+              noControl: true,
+            });
+            try {
+              if (!c.early) {
+                await c.request({ path: "/bytes/1" });
+                continue;
+              }
+              return await c.request(init);
+            } finally {
+              await new Promise((r) => setTimeout(r, 50)); // let this connection's tickets arrive
+              c.close();
+            }
+          }
+          throw new Error("no 0-RTT resumption in 10 attempts");
+        };
         try {
-          assert.equal(second.early, true, "resumed with 0-RTT");
-          const res = await second.request({ path: "/bytes/9" });
-          assert.equal(res.status, 200);
-          assert.equal(res.bodyLength, 9);
-          assert.equal(await held() - before, 1, "the request arrived as early data and was held");
+          const first = await H3Client.connect({ port, ca: pki.caPem, endpoint: ep, zeroRtt: true });
+          assert.equal(first.early, false);
+          const full = await first.request({ path: "/headers" }); // also: the session ticket arrives
+          assert.equal(full.status, 200);
+          assert.equal(JSON.parse(new TextDecoder().decode(full.body)).headers["early-data"], undefined);
+          first.close();
+          const events = () =>
+            metric(gw.adminPort, /^expressgateway_protocol_events_total\{.*event="h3_early_data"/);
+          const before = await events();
+
+          const ok = await early({ path: "/headers" }); // route with early_data = true, GET
+          assert.equal(ok.status, 200);
+          assert.equal(JSON.parse(new TextDecoder().decode(ok.body)).headers["early-data"], "1");
+
+          const unsafe = await early({ method: "POST", path: "/headers" }); // early_data route, POST
+          assert.equal(unsafe.status, 425);
+
+          const other = await early({ path: "/bytes/9" }); // route without early_data
+          assert.equal(other.status, 425);
+          assert.equal(await events() - before, 3, "three requests arrived as early data");
         } finally {
-          second.close();
+          ep.close();
         }
-      } finally {
-        ep.close();
-      }
-    });
+      },
+    );
 
     const malformed: Array<{ name: string; code: number; act: (c: H3Client) => Promise<void> }> = [
       {
@@ -390,6 +457,7 @@ name = "app"
   } finally {
     await gw.stop();
     await origin.stop();
+    await h2origin.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });

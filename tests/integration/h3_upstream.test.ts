@@ -58,6 +58,24 @@ async function waitH3(port: number, ca: string, path: string): Promise<void> {
   }
 }
 
+/** GET through gateway B with a Host header (fetch cannot set Host); body saved to `out`. */
+async function viaHost(url: string, host: string, out: string): Promise<{ status: number; headers: string }> {
+  const r = await run("curl", [
+    "-sS",
+    "-H",
+    `host: ${host}`,
+    "-o",
+    out,
+    "-D",
+    "-",
+    "-w",
+    "%{http_code}",
+    url,
+  ]);
+  if (r.code !== 0) throw new Error(`curl ${url}: ${r.stderr}`);
+  return { status: Number(r.stdout.slice(-3)), headers: r.stdout };
+}
+
 async function stopChild(child: Deno.ChildProcess): Promise<void> {
   try {
     child.kill("SIGTERM");
@@ -207,19 +225,20 @@ connect_timeout = "1s"
     const web = `http://127.0.0.1:${b.ports.web}`;
 
     await t.step("H1→H3 gtlsserver: 10 MB file, sha256 equal", async () => {
-      const res = await fetch(`${web}/ten`, { headers: { host: "gs.test" } });
+      const res = await viaHost(`${web}/ten`, "gs.test", `${dir}/ten.out`);
       assert.equal(res.status, 200);
-      assert.equal(res.headers.get("content-length"), String(file.length));
-      const got = new Uint8Array(await res.arrayBuffer());
-      assert.equal(await sha256(got), await sha256(file));
-      const hello = await fetch(`${web}/hello`, { headers: { host: "gs.test" } });
-      assert.equal(await hello.text(), "hello from gtlsserver\n");
+      assert.match(res.headers, /^server: nghttp3\/ngtcp2 server\r?$/mi);
+      assert.match(res.headers, new RegExp(`^content-length: ${file.length}\\r$`, "mi"));
+      assert.equal(await sha256(await Deno.readFile(`${dir}/ten.out`)), await sha256(file));
+      assert.equal((await viaHost(`${web}/hello`, "gs.test", `${dir}/hello.out`)).status, 200);
+      assert.equal(await Deno.readTextFile(`${dir}/hello.out`), "hello from gtlsserver\n");
     });
 
     await t.step("H1→H3 Caddy→H1: 10 MB down and 10 MB up, sha256 equal", async () => {
-      const down = new Uint8Array(
-        await (await fetch(`${web}/bytes/10485760`, { headers: { host: "caddy.test" } })).arrayBuffer(),
-      );
+      const viaCaddy = await viaHost(`${web}/bytes/10485760`, "caddy.test", `${dir}/down.out`);
+      assert.equal(viaCaddy.status, 200);
+      assert.match(viaCaddy.headers, /^server: Caddy\r?$/mi);
+      const down = await Deno.readFile(`${dir}/down.out`);
       const want = new Uint8Array(
         await (await fetch(`http://${origin.address}/bytes/10485760`)).arrayBuffer(),
       );
@@ -246,16 +265,23 @@ connect_timeout = "1s"
         "--http2",
         "--cacert",
         pki.ca,
-        "--resolve",
-        `caddy.test:${b!.ports.tls}:127.0.0.1`,
+        "-H",
+        "host: caddy.test",
+        "-D",
+        `${dir}/h2.headers`,
         "-o",
         `${dir}/h2.bin`,
         "-w",
         "%{http_version} %{http_code}",
-        `https://caddy.test:${b!.ports.tls}/bytes/1048576`,
+        `https://localhost:${b!.ports.tls}/bytes/1048576`,
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, "2 200");
+      assert.match(
+        await Deno.readTextFile(`${dir}/h2.headers`),
+        /^server: Caddy\r?$/mi,
+        "answered through Caddy",
+      );
       const want = new Uint8Array(
         await (await fetch(`http://${origin.address}/bytes/1048576`)).arrayBuffer(),
       );
@@ -284,32 +310,36 @@ connect_timeout = "1s"
     await t.step("trailers H1→H3→H3→H1 both ways", async () => {
       const down = await run("curl", ["-sS", "--raw", "-H", "te: trailers", `${web}/trailers`]);
       assert.equal(down.code, 0, down.stderr);
-      assert.match(down.stdout, /part one;part two/);
+      assert.match(down.stdout, /part one;\r\n8\r\npart two\r\n0\r\n/);
       assert.match(down.stdout, /\r\nx-checksum: abc123\r\n/i);
-      const r = await run("curl", [
-        "-sS",
-        "-H",
-        "transfer-encoding: chunked",
-        "-H",
-        "te: trailers",
-        "--data-binary",
-        "hello",
-        `${web}/sha256`,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(JSON.parse(r.stdout).bytes, 5);
+      // Up: the h3 test client → B's quic front → A → origin, trailers included.
+      const c = await H3Client.connect({ port: b!.ports.q, ca: pki.caPem });
+      try {
+        const up = await c.request({
+          method: "POST",
+          path: "/sha256",
+          headers: [["te", "trailers"]],
+          body: new TextEncoder().encode("hello"),
+          trailers: [["x-up", "42"]],
+        });
+        assert.equal(up.status, 200);
+        const seen = JSON.parse(new TextDecoder().decode(up.body));
+        assert.equal(seen.bytes, 5);
+        assert.deepEqual(seen.trailers, { "x-up": "42" });
+      } finally {
+        c.close();
+      }
     });
 
     await t.step("a backend whose certificate our CA did not sign: 502, nothing relayed", async () => {
-      const res = await fetch(`${web}/hello`, { headers: { host: "wrongca.test" } });
+      const res = await viaHost(`${web}/hello`, "wrongca.test", `${dir}/wrong.out`);
       assert.equal(res.status, 502);
-      assert.doesNotMatch(await res.text(), /gtlsserver/);
+      assert.doesNotMatch(await Deno.readTextFile(`${dir}/wrong.out`), /gtlsserver/);
     });
 
     await t.step("an unreachable h3 backend: 502 within connect_timeout", async () => {
       const t0 = Date.now();
-      const res = await fetch(`${web}/x`, { headers: { host: "dead.test" } });
-      await res.body?.cancel();
+      const res = await viaHost(`${web}/x`, "dead.test", `${dir}/dead.out`);
       assert.ok(res.status === 502 || res.status === 504, `status ${res.status}`);
       assert.ok(Date.now() - t0 < 8000);
     });

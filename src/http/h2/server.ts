@@ -61,7 +61,11 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     private readonly initial?: Uint8Array,
     limits: Partial<H2Limits> = {},
   ) {
-    super(conn, true, h2Limits({ maxHeaderListSize: cfg.max_header_size, ...listenerLimits(cfg), ...limits }));
+    super(
+      conn,
+      true,
+      h2Limits({ maxHeaderListSize: cfg.max_header_size, ...listenerLimits(cfg), ...limits }),
+    );
   }
 
   get active(): boolean {

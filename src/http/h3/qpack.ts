@@ -486,16 +486,28 @@ export class QpackDecoder {
 
   /**
    * Waits until the table has `ric` inserts. Counts as a blocked stream; refuses (connection
-   * error) past SETTINGS_QPACK_BLOCKED_STREAMS (RFC 9204 §2.1.2).
+   * error) past SETTINGS_QPACK_BLOCKED_STREAMS (RFC 9204 §2.1.2). `signal` gives up (a stream
+   * that timed out or was abandoned), freeing its blocked-stream slot.
    */
-  waitFor(ric: number): Promise<void> {
+  waitFor(ric: number, signal?: AbortSignal): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
     if (ric <= this.#table.insertCount) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#blocked >= this.opts.maxBlockedStreams) {
       return Promise.reject(decompressionFailed("more blocked streams than SETTINGS_QPACK_BLOCKED_STREAMS"));
     }
     this.#blocked++;
-    return new Promise((resolve, reject) => this.#waiters.push({ ric, resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const w = { ric, resolve, reject };
+      this.#waiters.push(w);
+      signal?.addEventListener("abort", () => {
+        const i = this.#waiters.indexOf(w);
+        if (i < 0) return;
+        this.#waiters.splice(i, 1);
+        this.#blocked--;
+        reject(signal.reason);
+      }, { once: true });
+    });
   }
 
   /** The connection is gone: blocked streams fail. */

@@ -14,15 +14,15 @@
  * one, so the client detects the truncation; without one, the connection is closed.
  *
  * 0-RTT: connections are accepted before their handshake completes; a request stream that
- * arrived before it did was sent as early data and is held until the handshake completes (a
- * replayed 0-RTT flight never completes one, so it is never forwarded).
+ * arrived before it did was sent as early data and gets `early-data: 1`, which the proxy turns
+ * into RFC 8470 behaviour (forward safe methods on routes with early_data = true, else 425).
  */
 
 import type { ListenerConfig } from "../../config/types.ts";
 import { type Deadline, sweeper } from "../../net/deadlines.ts";
 import type { QuicBidiStream, QuicConnection, QuicRecvStream, QuicSendStream } from "../../quic/engine.ts";
 import type { Body, ClientInfo, HeaderList, ProxyRequest, ProxyResponse } from "../exchange.ts";
-import { gatewayResponse } from "../exchange.ts";
+import { gatewayResponse, getHeader } from "../exchange.ts";
 import type { H1Handler, RequestRecord, ServerConnection } from "../h1/server.ts";
 import { reasonPhrase } from "../h1/write.ts";
 import {
@@ -411,6 +411,8 @@ class RequestStream implements Deadline {
   headerBytes = 0;
   responseStarted = false;
   body: RequestBody | null = null;
+  /** Aborted when the stream gives up waiting (timeouts): frees a QPACK blocked-stream slot. */
+  readonly abort = new AbortController();
   #timedOut: string | undefined;
 
   constructor(
@@ -444,18 +446,15 @@ class RequestStream implements Deadline {
   onExpire(reason: string): void {
     this.#timedOut = reason;
     this.conn.handler.event(`${reason}_timeout`);
-    // Unblock whatever read is pending; the answer (408) is written by run().
+    // Unblock whatever is pending (a read, or a QPACK-blocked section); run() writes the 408.
+    this.abort.abort(new Error(`${reason} timeout`));
     this.reader.stream.stopSending(H3.REQUEST_CANCELLED);
   }
 
   async run(): Promise<void> {
     sweeper.add(this);
     try {
-      if (this.early) {
-        // 0-RTT: hold until the handshake completes (a replay never completes it).
-        this.conn.handler.event("h3_early_data_held");
-        if (!(await this.conn.qc.handshake)) return;
-      }
+      if (this.early) this.conn.handler.event("h3_early_data");
       this.arm("header", this.cfg.header_timeout);
       let fields: HeaderField[] | null;
       try {
@@ -501,7 +500,7 @@ class RequestStream implements Deadline {
             this.conn.sendDecoderInstruction(this.conn.decoder.streamCancellation(this.id));
             return null;
           }
-          return await decodeSection(this.conn, await r.payload(h.length), this.id);
+          return await decodeSection(this.conn, await r.payload(h.length), this.id, this.abort.signal);
         }
         case FrameType.DATA:
           throw new H3Error(H3.FRAME_UNEXPECTED, "DATA before HEADERS");
@@ -537,6 +536,11 @@ class RequestStream implements Deadline {
         const hasBody = await this.#hasBody(head);
         const body = hasBody ? new RequestBody(this, head) : null;
         this.body = body;
+        // RFC 8470: a request that arrived as 0-RTT data is replayable; the proxy forwards it only
+        // where the route allows early data (safe methods), with Early-Data: 1, else answers 425.
+        if (this.early && getHeader(head.headers, "early-data") === undefined) {
+          head.headers.push("early-data", "1");
+        }
         const req: ProxyRequest = {
           method: head.method,
           scheme: head.scheme === "http" ? "http" : "https",
@@ -708,6 +712,7 @@ async function decodeSection(
   conn: H3ServerConn,
   payload: Uint8Array,
   id: number,
+  signal: AbortSignal,
 ): Promise<HeaderField[] | null> {
   const dec = conn.decoder;
   for (let attempt = 0;; attempt++) {
@@ -715,7 +720,7 @@ async function decodeSection(
     if ("blocked" in r) {
       if (attempt > 0) throw new H3Error(H3.QPACK_DECOMPRESSION_FAILED, "still blocked after wake-up");
       conn.handler.event("h3_qpack_blocked");
-      await dec.waitFor(r.blocked);
+      await dec.waitFor(r.blocked, signal);
       continue;
     }
     conn.sendDecoderInstruction(r.ack);
@@ -807,7 +812,12 @@ class RequestBody implements Body {
           if (h.length > this.s.cfg.max_header_size * 4 + 256) {
             throw new H3Error(H3.EXCESSIVE_LOAD, "trailer section too large");
           }
-          const fields = await decodeSection(this.s.conn, await r.payload(h.length), this.s.id);
+          const fields = await decodeSection(
+            this.s.conn,
+            await r.payload(h.length),
+            this.s.id,
+            this.s.abort.signal,
+          );
           const t = fields === null ? "trailer section too large" : parseTrailerFields(fields);
           if (typeof t === "string") throw new H3Error(H3.MESSAGE_ERROR, t);
           this.#trailers = t;

@@ -153,7 +153,7 @@ const ROWS: Row[] = [
     name: "unknown top-level key without a close match lists the valid ones",
     toml: `[upstreams]\nx = 1\n` + OK_LISTENER + OK_POOL,
     path: "upstreams",
-    message: "valid keys: runtime, observability, admin, control, xdp, listeners, pools",
+    message: "valid keys: runtime, observability, admin, control, xdp, passthrough, listeners, pools",
   },
   {
     name: "unknown key in [runtime]",

@@ -132,6 +132,13 @@ Deno.test("qpack: a section that needs future inserts blocks, bounded by SETTING
   await waiting;
   assert.equal(d.blockedStreams, 0);
   assert.deepEqual(decoded(d.decode(section, 0)).fields, [[":authority", "www.example.com"]]);
+  // A stream that gives up (timeout) frees its blocked-stream slot.
+  const ac = new AbortController();
+  const abandoned = d.waitFor(9, ac.signal);
+  assert.equal(d.blockedStreams, 1);
+  ac.abort(new Error("header timeout"));
+  await assert.rejects(abandoned, /header timeout/);
+  assert.equal(d.blockedStreams, 0);
   // A dead connection fails whoever is still blocked.
   const w2 = d.waitFor(5);
   d.fail(new Error("gone"));
