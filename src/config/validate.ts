@@ -244,6 +244,9 @@ export async function validateSemantics(
     }
   }
 
+  // The XDP fast path fills its Maglev table from its pool: that pool is in use too.
+  if (cfg.runtime.xdp_enabled && cfg.xdp?.pool) usedPools.add(cfg.xdp.pool);
+
   for (const [i, p] of cfg.pools.entries()) {
     const at = `pools[${i}]`;
     if (!usedPools.has(p.name)) report(at, `pool '${p.name}' is not used by any route`, "warning");
