@@ -232,7 +232,9 @@ export class Gateway {
     if (this.#startup) await this.#startup.catch(() => {});
     this.#phase = "draining";
     const timeout = this.#snapshot.config.runtime.drain_timeout;
-    this.log.info("draining", { timeout_ms: timeout, connections: this.dataPlane.connectionCount });
+    // Worker isolates do not report a live count (-1): then the line says nothing rather than -1.
+    const open = this.dataPlane.connectionCount;
+    this.log.info("draining", { timeout_ms: timeout, ...(open >= 0 ? { connections: open } : {}) });
     let cut = 0;
     try {
       this.health.stop();
