@@ -69,7 +69,9 @@ export function summary(s: ConfigSnapshot): string {
     lines.push(
       `  ${l.name}: ${l.protocol} on ${l.bind}` +
         (l.tls ? ` (tls ${l.tls.cert}, ${1 + l.tls.certificates.length} cert(s))` : "") +
-        `, max_body ${formatSize(l.max_body_size)}, header_timeout ${formatDuration(l.header_timeout)}`,
+        (l.raw_proxy
+          ? `, raw_proxy → ${l.raw_proxy.backend} (alpn ${l.raw_proxy.alpn.join(",")})`
+          : `, max_body ${formatSize(l.max_body_size)}, header_timeout ${formatDuration(l.header_timeout)}`),
     );
     for (const r of routes) lines.push(`    ${r}`);
   }

@@ -1,10 +1,10 @@
 /**
  * What a reload can change live and what needs a restart. Live: pools, backends, routes,
- * timeouts, limits, logging. Restart-required: the listener set, binds, protocols, TLS on/off
- * and the admin bind. Certificate *contents* are reloaded by SIGUSR1, not by a diff.
+ * timeouts, limits, logging. Restart-required: the listener set, binds, protocols, TLS on/off,
+ * a quic listener's raw_proxy presence, alpn and idle_timeout, and the admin bind. Certificate *contents* are reloaded by SIGUSR1, not by a diff.
  */
 
-import type { GatewayConfig } from "./types.ts";
+import type { GatewayConfig, ListenerConfig } from "./types.ts";
 import { parseHostPort } from "./units.ts";
 import { isLoopback } from "./validate.ts";
 
@@ -16,6 +16,11 @@ function keepsLiveAdminToken(live: GatewayConfig, next: GatewayConfig): boolean 
   const bind = parseHostPort(live.observability.admin_bind);
   return !next.admin.api_token_hash && live.admin.api_token_hash !== undefined &&
     (bind === undefined || !isLoopback(bind.host));
+}
+
+/** The part of a listener's raw_proxy that its bound QUIC endpoint holds (null: none). */
+function boundRawProxy(l: ListenerConfig): unknown {
+  return l.raw_proxy ? { alpn: l.raw_proxy.alpn, idle_timeout: l.raw_proxy.idle_timeout } : null;
 }
 
 export function restartRequiredChanges(live: GatewayConfig, next: GatewayConfig): string[] {
@@ -31,6 +36,9 @@ export function restartRequiredChanges(live: GatewayConfig, next: GatewayConfig)
     if (l.protocol !== n.protocol) out.push(`listener '${name}' protocol ${l.protocol} → ${n.protocol}`);
     if (JSON.stringify(l.tls ?? null) !== JSON.stringify(n.tls ?? null)) {
       out.push(`listener '${name}' tls settings`);
+    }
+    if (JSON.stringify(boundRawProxy(l)) !== JSON.stringify(boundRawProxy(n))) {
+      out.push(`listener '${name}' raw_proxy added, removed, or its alpn / idle_timeout changed`);
     }
   }
   if (live.observability.admin_bind !== next.observability.admin_bind) {
@@ -54,7 +62,12 @@ export function liveApplicable(live: GatewayConfig, next: GatewayConfig): Gatewa
   const listeners = live.listeners.map((l) => {
     const n = next.listeners.find((x) => x.name === l.name);
     if (!n) return l;
-    return { ...n, bind: l.bind, protocol: l.protocol, tls: l.tls };
+    // raw_proxy's alpn and idle_timeout are bound into the QUIC endpoint; the rest (backend,
+    // server_name, ca, connect_timeout, stream_reset) applies to new connections.
+    const raw_proxy = l.raw_proxy && n.raw_proxy
+      ? { ...n.raw_proxy, alpn: l.raw_proxy.alpn, idle_timeout: l.raw_proxy.idle_timeout }
+      : l.raw_proxy;
+    return { ...n, bind: l.bind, protocol: l.protocol, tls: l.tls, raw_proxy };
   });
   return {
     ...next,

@@ -224,6 +224,53 @@ const CONNECT_TUNNELS: TableSpec = {
   },
 };
 
+/**
+ * QUIC Mode B on a quic listener (src/quic/raw_proxy.ts): each client connection is terminated
+ * here and relayed, stream by stream and datagram by datagram, to a fresh QUIC connection to
+ * one backend. No HTTP/3 is spoken by the gateway, so routes play no part.
+ */
+const RAW_PROXY: TableSpec = {
+  backend: {
+    type: "string",
+    required: true,
+    doc: 'QUIC server every connection is relayed to, "host:port" or "[v6]:port".',
+  },
+  alpn: {
+    type: "string_list",
+    default: ["h3"],
+    doc: "ALPN protocols the listener offers; the backend is offered the one the client chose.",
+  },
+  server_name: {
+    type: "string",
+    doc: "SNI and certificate name checked towards the backend (default: the host of backend).",
+  },
+  ca: {
+    type: "string",
+    doc:
+      "PEM file of extra trusted roots for the backend's certificate (always verified; system roots otherwise).",
+  },
+  connect_timeout: {
+    type: "duration",
+    default: "5s",
+    min: 1,
+    doc: "Longest wait for the backend's QUIC handshake; then the client connection is closed (0x102).",
+  },
+  idle_timeout: {
+    type: "duration",
+    default: "60s",
+    min: 1,
+    doc:
+      "QUIC idle timeout of the client leg; the backend leg is kept alive with PINGs while the client leg lives.",
+  },
+  stream_reset: {
+    type: "enum",
+    values: ["close", "fin"],
+    default: "close",
+    doc:
+      "A RESET_STREAM from one leg cannot be relayed (Deno sends none): close both connections (close), or end the stream with FIN (fin).",
+  },
+};
+
 const LISTENER: TableSpec = {
   name: {
     type: "string",
@@ -237,7 +284,7 @@ const LISTENER: TableSpec = {
     type: "enum",
     required: true,
     values: LISTENER_PROTOCOLS,
-    doc: "http (HTTP/1.1), https (TLS + ALPN), quic (HTTP/3), tcp, udp.",
+    doc: "http (HTTP/1.1), https (TLS + ALPN), quic (HTTP/3, or a QUIC relay with raw_proxy), tcp, udp.",
   },
   tls: { type: "table", optional: true, fields: TLS_SERVER, doc: "Server TLS; required for https." },
   max_connections: {
@@ -328,6 +375,13 @@ const LISTENER: TableSpec = {
     optional: true,
     fields: CONNECT_TUNNELS,
     doc: "http/https listeners: allow `CONNECT host:port` tunnels to the destinations listed (absent: 405).",
+  },
+  raw_proxy: {
+    type: "table",
+    optional: true,
+    fields: RAW_PROXY,
+    doc:
+      "quic listeners: relay every QUIC connection to one backend (Mode B) instead of serving HTTP/3; no routes.",
   },
   routes: {
     type: "tables",

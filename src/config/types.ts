@@ -66,6 +66,22 @@ export interface ConnectTunnelsConfig {
   max_lifetime: number;
 }
 
+/** `[listeners.raw_proxy]`: QUIC Mode B, terminate and re-originate (src/quic/raw_proxy.ts). */
+export interface RawProxyConfig {
+  /** "host:port" of the QUIC server every connection is relayed to. */
+  backend: string;
+  /** ALPN protocols the listener offers. */
+  alpn: readonly string[];
+  /** SNI / verification name towards the backend (absent: the host of `backend`). */
+  server_name?: string;
+  /** PEM file of extra trusted roots for the backend. */
+  ca?: string;
+  connect_timeout: number;
+  idle_timeout: number;
+  /** What a RESET_STREAM received on one leg becomes on the other (Deno cannot send one). */
+  stream_reset: "close" | "fin";
+}
+
 export interface ListenerConfig {
   name: string;
   bind: string;
@@ -94,6 +110,8 @@ export interface ListenerConfig {
   grpc_health: boolean;
   /** http/https listeners: generic CONNECT tunnels (absent: 405). */
   connect_tunnels?: ConnectTunnelsConfig;
+  /** quic listeners: relay connections to one QUIC backend (Mode B); routes are then unused. */
+  raw_proxy?: RawProxyConfig;
   routes: readonly RouteConfig[];
 }
 

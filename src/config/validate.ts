@@ -6,7 +6,14 @@
 
 import { type ConfigProblem, describeFsError } from "./errors.ts";
 import type { LoadOptions, Report } from "./load.ts";
-import type { Algorithm, BackendProtocol, GatewayConfig, ListenerProtocol, RouteConfig } from "./types.ts";
+import type {
+  Algorithm,
+  BackendProtocol,
+  GatewayConfig,
+  ListenerConfig,
+  ListenerProtocol,
+  RouteConfig,
+} from "./types.ts";
 import { isLoopbackHost, isWildcardHost, parseHostPort } from "./units.ts";
 import { isPrime } from "../balancer/maglev.ts";
 
@@ -152,9 +159,19 @@ export async function validateSemantics(
           `${at}.alt_svc_h3`,
           `listener '${l.alt_svc_h3}' has protocol '${target.protocol}'; Alt-Svc h3 must name a quic listener`,
         );
+      } else if (target.raw_proxy && !target.raw_proxy.alpn.includes("h3")) {
+        report(
+          `${at}.alt_svc_h3`,
+          `listener '${l.alt_svc_h3}' relays QUIC with raw_proxy.alpn = ${
+            JSON.stringify(target.raw_proxy.alpn)
+          }, which does not offer h3`,
+        );
       }
     }
-    if ((l.protocol === "http" || l.protocol === "https" || l.protocol === "quic") && l.routes.length === 0) {
+    if (l.raw_proxy) await validateRawProxy(l, at, report, opts);
+    const servesHttp = l.protocol === "http" || l.protocol === "https" ||
+      (l.protocol === "quic" && !l.raw_proxy);
+    if (servesHttp && l.routes.length === 0) {
       report(`${at}.routes`, "no routes: every request will get 404", "warning");
     }
     if (l.protocol === "tcp" || l.protocol === "udp") {
@@ -328,6 +345,53 @@ export async function validateSemantics(
     if (p.backends.length > 0 && p.backends.every((b) => b.weight === 0)) {
       report(`${at}.backends`, "every backend has weight 0: the pool can never be picked");
     }
+  }
+}
+
+/** ALPN protocol ids are 1-255 bytes (RFC 7301 §3.1). */
+const MAX_ALPN_BYTES = 255;
+
+/**
+ * `[listeners.raw_proxy]` (QUIC Mode B): only on quic listeners, a real backend address, a usable
+ * ALPN list, and no routes — the relay never looks at requests, so a route would be a promise
+ * the gateway does not keep.
+ */
+async function validateRawProxy(l: ListenerConfig, at: string, report: Report, opts: LoadOptions) {
+  const rp = l.raw_proxy!;
+  const rat = `${at}.raw_proxy`;
+  if (l.protocol !== "quic") {
+    report(rat, `raw_proxy relays QUIC connections; it needs protocol = "quic", not '${l.protocol}'`);
+  }
+  const addr = parseHostPort(rp.backend);
+  if (!addr || rp.backend.startsWith(":") || addr.port === 0 || isWildcardHost(addr.host)) {
+    report(`${rat}.backend`, `invalid address '${rp.backend}'; expected "host:port" with a port 1-65535`);
+  }
+  if (rp.alpn.length === 0) {
+    report(`${rat}.alpn`, 'must offer at least one ALPN protocol (QUIC requires ALPN), e.g. ["h3"]');
+  }
+  const encoder = new TextEncoder();
+  for (const [j, p] of rp.alpn.entries()) {
+    const n = encoder.encode(p).length;
+    if (n === 0 || n > MAX_ALPN_BYTES) {
+      report(`${rat}.alpn`, `ALPN protocol ${JSON.stringify(p)} must be 1-${MAX_ALPN_BYTES} bytes`);
+    } else if (rp.alpn.indexOf(p) !== j) {
+      report(`${rat}.alpn`, `ALPN protocol ${JSON.stringify(p)} is listed twice`);
+    }
+  }
+  if (rp.server_name !== undefined) {
+    const name = rp.server_name;
+    const literal = parseHostPort(`${name.includes(":") ? `[${name}]` : name}:1`);
+    if (name.startsWith("*.") || !(HOST_PATTERN.test(name) || (literal && !isWildcardHost(literal.host)))) {
+      report(`${rat}.server_name`, `invalid server name '${name}'; use a DNS name or an IP address`);
+    }
+  }
+  if (rp.ca && !opts.skipFileChecks) await checkPemFile(rp.ca, `${rat}.ca`, "ca", report);
+  if (l.routes.length > 0) {
+    report(
+      `${at}.routes`,
+      `a raw_proxy listener relays every connection to raw_proxy.backend (${rp.backend}) and never reads ` +
+        "requests, so routes are not used; remove them",
+    );
   }
 }
 

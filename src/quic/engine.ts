@@ -150,8 +150,11 @@ export class QuicConnection {
   #handshakeDone = false;
   #closed = false;
   #closeInfo: QuicCloseInfo | undefined;
-  /** Resolves once, whoever closed it; `local` when we did. */
-  readonly closed: Promise<QuicCloseInfo & { local: boolean }>;
+  /**
+   * Resolves once, whoever closed it; `local` when we did. `transport` when no application
+   * CONNECTION_CLOSE ended it (idle timeout, transport error, lost path): `reason` then says why.
+   */
+  readonly closed: Promise<QuicCloseInfo & { local: boolean; transport: boolean }>;
   #bidi: ReadableStreamDefaultReader<Deno.QuicBidirectionalStream> | undefined;
   #uni: ReadableStreamDefaultReader<Deno.QuicReceiveStream> | undefined;
 
@@ -163,15 +166,15 @@ export class QuicConnection {
       () => false,
     );
     this.closed = conn.closed.then(
-      (i) => this.#onClosed({ code: i.closeCode, reason: i.reason }),
-      (e) => this.#onClosed({ code: 0, reason: e instanceof Error ? e.message : String(e) }),
+      (i) => this.#onClosed({ code: i.closeCode, reason: i.reason }, false),
+      (e) => this.#onClosed({ code: 0, reason: e instanceof Error ? e.message : String(e) }, true),
     );
   }
 
-  #onClosed(info: QuicCloseInfo): QuicCloseInfo & { local: boolean } {
+  #onClosed(info: QuicCloseInfo, transport: boolean): QuicCloseInfo & { local: boolean; transport: boolean } {
     const local = this.#closeInfo !== undefined;
     this.#closed = true;
-    return local ? { ...this.#closeInfo!, local } : { ...info, local };
+    return local ? { ...this.#closeInfo!, local, transport: false } : { ...info, local, transport };
   }
 
   /** True once the handshake completed; a stream that arrived before this was 0-RTT data. */

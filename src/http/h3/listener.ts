@@ -1,6 +1,8 @@
 /**
  * A `protocol = "quic"` listener: one QUIC endpoint (one UDP socket, src/quic/engine.ts)
- * offering ALPN "h3", whose connections the data plane hands to H3ServerConn. Binding is
+ * offering ALPN "h3", whose connections the data plane hands to H3ServerConn — or, with
+ * `raw_proxy` (QUIC Mode B), offering `raw_proxy.alpn` and handing them to the relay
+ * (src/quic/raw_proxy.ts) with the transport settings that suit a relay. Binding is
  * separate from serving so the data plane can bind every listener first and start none if
  * one fails (never half-up).
  *
@@ -32,18 +34,31 @@ export class QuicListener {
       const certs = new CertificateStore(cfg.tls!);
       await certs.load();
       const pair = certs.defaultPair;
+      const raw = cfg.raw_proxy;
       const server = QuicServer.bind({
         hostname: addr.host,
         port: addr.port,
         cert: pair.cert,
         key: pair.key,
-        alpn: H3_ALPN,
-        // The transport idle timeout is the backstop; the H3 layer closes idle connections
-        // itself (GOAWAY) after idle_timeout without requests, and PINGs keep busy ones up.
-        maxIdleTimeoutMs: cfg.idle_timeout + MAX_KEEPALIVE_MS,
-        keepAliveMs: Math.min(MAX_KEEPALIVE_MS, Math.max(1000, Math.floor(cfg.idle_timeout / 2))),
-        maxBidiStreams: cfg.quic_max_streams,
-        maxUniStreams: MAX_UNI_STREAMS,
+        ...(raw
+          ? {
+            // Mode B: the client's own idle timeout and PINGs govern (the relay pings only the
+            // backend leg), and the application protocol is unknown, so both stream kinds get
+            // the same limit.
+            alpn: [...raw.alpn],
+            maxIdleTimeoutMs: raw.idle_timeout,
+            maxBidiStreams: cfg.quic_max_streams,
+            maxUniStreams: cfg.quic_max_streams,
+          }
+          : {
+            alpn: H3_ALPN,
+            // The transport idle timeout is the backstop; the H3 layer closes idle connections
+            // itself (GOAWAY) after idle_timeout without requests, and PINGs keep busy ones up.
+            maxIdleTimeoutMs: cfg.idle_timeout + MAX_KEEPALIVE_MS,
+            keepAliveMs: Math.min(MAX_KEEPALIVE_MS, Math.max(1000, Math.floor(cfg.idle_timeout / 2))),
+            maxBidiStreams: cfg.quic_max_streams,
+            maxUniStreams: MAX_UNI_STREAMS,
+          }),
       });
       return new QuicListener(cfg, server);
     } catch (e) {

@@ -26,6 +26,11 @@ const OK_LISTENER = listener();
 const OK_POOL = pool();
 const tlsListener = (tls: string, protocol = "https") =>
   listener(`tls = ${tls}`).replace('protocol = "http"', `protocol = "${protocol}"`);
+/** A quic listener with `raw_proxy = { <raw> }` and no routes unless given (QUIC Mode B). */
+const rawListener = (c: CertDir, raw: string, routes = "", protocol = "quic") =>
+  `[[listeners]]\nname = "q"\nbind = "127.0.0.1:0"\nprotocol = "${protocol}"\n` +
+  (protocol === "http" ? "" : `tls = { cert = "${c.cert}", key = "${c.key}" }\n`) +
+  `raw_proxy = { ${raw} }\n${routes}\n`;
 
 const ROWS: Row[] = [
   // ── wrong types ──
@@ -394,6 +399,68 @@ const ROWS: Row[] = [
     toml: (c) => OK_LISTENER + pool("api", "", [`address = "127.0.0.1:9"\ntls = { ca = "${c.missing}" }`]),
     path: "pools[0].backends[0].tls.ca",
     message: "no such file",
+  },
+  // ── QUIC Mode B (listeners.raw_proxy) ──
+  {
+    name: "raw_proxy on a listener that is not quic",
+    toml: (c) => rawListener(c, 'backend = "127.0.0.1:4434"', "", "http"),
+    path: "listeners[0].raw_proxy",
+    message: "raw_proxy relays QUIC connections; it needs protocol = \"quic\", not 'http'",
+  },
+  {
+    name: "raw_proxy without a backend",
+    toml: (c) => rawListener(c, 'alpn = ["h3"]'),
+    path: "listeners[0].raw_proxy.backend",
+    message: "required key is missing",
+  },
+  {
+    name: "raw_proxy backend on port 0",
+    toml: (c) => rawListener(c, 'backend = "127.0.0.1:0"'),
+    path: "listeners[0].raw_proxy.backend",
+    message: "invalid address '127.0.0.1:0'; expected \"host:port\" with a port 1-65535",
+  },
+  {
+    name: "raw_proxy with an empty ALPN list",
+    toml: (c) => rawListener(c, 'backend = "127.0.0.1:4434", alpn = []'),
+    path: "listeners[0].raw_proxy.alpn",
+    message: "must offer at least one ALPN protocol",
+  },
+  {
+    name: "raw_proxy with an ALPN protocol listed twice",
+    toml: (c) => rawListener(c, 'backend = "127.0.0.1:4434", alpn = ["h3", "h3"]'),
+    path: "listeners[0].raw_proxy.alpn",
+    message: 'ALPN protocol "h3" is listed twice',
+  },
+  {
+    name: "raw_proxy with a wildcard server_name",
+    toml: (c) => rawListener(c, 'backend = "127.0.0.1:4434", server_name = "*.example.com"'),
+    path: "listeners[0].raw_proxy.server_name",
+    message: "invalid server name '*.example.com'",
+  },
+  {
+    name: "raw_proxy CA file missing",
+    toml: (c) => rawListener(c, `backend = "127.0.0.1:4434", ca = "${c.missing}"`),
+    path: "listeners[0].raw_proxy.ca",
+    message: "no such file",
+  },
+  {
+    name: "raw_proxy with routes (they would never be used)",
+    toml: (c) => rawListener(c, 'backend = "127.0.0.1:4434"', '[[listeners.routes]]\npool = "api"') + OK_POOL,
+    path: "listeners[0].routes",
+    message: "routes are not used; remove them",
+  },
+  {
+    name: "raw_proxy stream_reset with an unknown value",
+    toml: (c) => rawListener(c, 'backend = "127.0.0.1:4434", stream_reset = "ignore"'),
+    path: "listeners[0].raw_proxy.stream_reset",
+    message: "invalid value 'ignore'; one of: close, fin",
+  },
+  {
+    name: "alt_svc_h3 naming a raw_proxy listener that does not offer h3",
+    toml: (c) =>
+      listener('alt_svc_h3 = "q"') + rawListener(c, 'backend = "127.0.0.1:4434", alpn = ["doq"]') + OK_POOL,
+    path: "listeners[0].alt_svc_h3",
+    message: "listener 'q' relays QUIC with raw_proxy.alpn = [\"doq\"], which does not offer h3",
   },
   // ── binds and the admin listener ──
   {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { loadConfigText } from "../../../src/config/load.ts";
 import { type FieldSpec, SCHEMA, schemaKeyPaths, type TableSpec } from "../../../src/config/schema.ts";
 import { parseDuration, parseSize } from "../../../src/config/units.ts";
-import { listener, loadToml, pool } from "./helpers.ts";
+import { listener, loadToml, makeCerts, pool } from "./helpers.ts";
 
 Deno.test("a minimal config gets every default, in milliseconds and bytes", async () => {
   const r = await loadToml(listener() + pool());
@@ -27,6 +27,38 @@ Deno.test("a minimal config gets every default, in milliseconds and bytes", asyn
   assert.equal(p.connect_timeout, 5000);
   assert.equal(p.health, undefined);
   assert.deepEqual(p.backends, [{ address: "127.0.0.1:9", protocol: "h1", weight: 1 }]);
+});
+
+Deno.test("a raw_proxy quic listener (QUIC Mode B) gets its defaults and needs no routes", async () => {
+  const certs = await makeCerts();
+  try {
+    const r = await loadToml(
+      `[[listeners]]\nname = "q"\nbind = "127.0.0.1:0"\nprotocol = "quic"\n` +
+        `tls = { cert = "${certs.cert}", key = "${certs.key}" }\n` +
+        `[listeners.raw_proxy]\nbackend = "[::1]:4434"\nca = "${certs.cert}"\n`,
+    );
+    assert.deepEqual(r.errors, []);
+    assert.deepEqual(r.warnings, [], "no 'no routes' warning for a relay");
+    const l = r.snapshot!.config.listeners[0];
+    assert.deepEqual(l.raw_proxy, {
+      backend: "[::1]:4434",
+      alpn: ["h3"],
+      ca: certs.cert,
+      connect_timeout: 5000,
+      idle_timeout: 60_000,
+      stream_reset: "close",
+    });
+    assert.deepEqual(l.routes, []);
+    // Without raw_proxy the same quic listener serves HTTP/3, and no routes is worth a warning.
+    const h3 = await loadToml(
+      `[[listeners]]\nname = "q"\nbind = "127.0.0.1:0"\nprotocol = "quic"\n` +
+        `tls = { cert = "${certs.cert}", key = "${certs.key}" }\n`,
+    );
+    assert.equal(h3.snapshot!.config.listeners[0].raw_proxy, undefined);
+    assert.match(h3.warnings.map((w) => w.message).join("\n"), /no routes/);
+  } finally {
+    await Deno.remove(certs.dir, { recursive: true });
+  }
 });
 
 Deno.test("the snapshot is frozen, hashed and numbered", async () => {
