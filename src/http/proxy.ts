@@ -142,8 +142,8 @@ export class ListenerProxy implements H1Handler {
   async #handle(req: ProxyRequest, rec: RequestRecord, deadline?: number): Promise<ProxyResponse> {
     const ctx = this.ctx;
     if (req.method === "CONNECT" && req.protocol === undefined) return await this.#connect(req, rec);
-    // HTTP/3 extended CONNECT (RFC 9220) is not bridged yet: the H3 codec never lets one through.
-    const ws = req.version === "3" ? undefined : webSocketRequest(req);
+    // An extended CONNECT (RFC 8441 over HTTP/2, RFC 9220 over HTTP/3) or an HTTP/1.1 Upgrade.
+    const ws = webSocketRequest(req);
     if (req.method === "CONNECT" && ws === undefined) {
       rec.error = "unsupported_protocol";
       this.event("unsupported_protocol");
@@ -344,6 +344,12 @@ export class ListenerProxy implements H1Handler {
       rec.error = "connect_not_enabled";
       this.event("connect_not_enabled");
       return gatewayResponse(405, "CONNECT is not enabled on this listener\n");
+    }
+    if (getHeader(req.headers, "early-data") === "1") {
+      // RFC 8470: a CONNECT in replayable 0-RTT data (HTTP/3) is never safe to act on.
+      rec.error = "too_early";
+      this.event("too_early");
+      return gatewayResponse(425, "too early: retry after the TLS handshake\n");
     }
     const opened = await openConnectTunnel(req.authority, cfg);
     if (typeof opened === "string") {

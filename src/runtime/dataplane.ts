@@ -33,6 +33,7 @@ import { H3ServerConn } from "../http/h3/server.ts";
 import type { QuicConnection } from "../quic/engine.ts";
 import { TunnelRegistry } from "../websocket/tunnel.ts";
 import { passthroughMetrics, QuicPassthrough } from "../quic/passthrough.ts";
+import { RawQuicProxy } from "../quic/raw_proxy.ts";
 
 /** A quic listener (HTTP/3) in this isolate; like ListenerRuntime but over one UDP endpoint. */
 interface QuicRuntime {
@@ -41,6 +42,8 @@ interface QuicRuntime {
   bound: QuicListener;
   guard: ConnectionGuard;
   proxy: ListenerProxy;
+  /** Set when the listener has raw_proxy (QUIC Mode B): its connections are relayed, not served. */
+  raw?: RawQuicProxy;
 }
 
 interface ListenerRuntime {
@@ -193,6 +196,7 @@ export class DataPlane {
           q.cfg.max_connections_per_ip,
         ),
         proxy: new ListenerProxy(this.ctx, q.cfg),
+        raw: q.cfg.raw_proxy ? new RawQuicProxy(q.cfg.name, this.metrics.registry, this.log) : undefined,
       };
       this.#quic.set(q.cfg.name, rt);
       q.serve(
@@ -231,6 +235,7 @@ export class DataPlane {
         q.guard.maxConnections = l.max_connections;
         q.guard.maxPerIp = l.max_connections_per_ip;
         q.proxy = new ListenerProxy(this.ctx, l);
+        q.raw?.reload();
       }
       const rt = this.#listeners.get(l.name);
       if (!rt) continue;
@@ -333,8 +338,9 @@ export class DataPlane {
   }
 
   /**
-   * RFC 8441 is advertised (SETTINGS_ENABLE_CONNECT_PROTOCOL) on a listener when one of its routes
-   * leads to a pool that allows WebSockets (`websocket`, default true), per the current snapshot.
+   * RFC 8441 (HTTP/2) and RFC 9220 (HTTP/3) are advertised (SETTINGS_ENABLE_CONNECT_PROTOCOL) on a
+   * listener when one of its routes leads to a pool that allows WebSockets (`websocket`, default true),
+   * per the current snapshot.
    */
   #allowsWebSocket(listener: string): boolean {
     const cfg = this.#state.snapshot.config;
@@ -371,11 +377,24 @@ export class DataPlane {
     this.metrics.connectionsTotal.with(name).inc();
     this.#workerConnections?.inc();
     rt.open++;
+    if (rt.raw && rt.cfg.raw_proxy) {
+      // QUIC Mode B: relayed to a fresh backend connection; bounded by the guard above, like any.
+      const relay = rt.raw.relay(qc, rt.cfg);
+      this.#connections.add(relay);
+      relay.run().finally(() => {
+        this.#connections.delete(relay);
+        rt.open--;
+        rt.guard.release(ip);
+      });
+      return;
+    }
     const cfg = rt.cfg;
     const client: ClientInfo = { ip, port: qc.remote.port, listener: name, tls: true };
     const server = new H3ServerConn(qc, cfg, client, rt.proxy, {
       qpackMaxTableCapacity: cfg.qpack_max_table_capacity,
       qpackBlockedStreams: cfg.qpack_blocked_streams,
+      // RFC 9220, on the same rule as RFC 8441 over HTTP/2.
+      enableConnectProtocol: this.#allowsWebSocket(name),
     });
     this.#connections.add(server);
     server.run().catch(() => {}).finally(() => {

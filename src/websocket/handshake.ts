@@ -1,7 +1,7 @@
 /**
  * The WebSocket opening handshake as the gateway sees it: recognizing an upgrade request on
- * either front (RFC 6455 §4.1 over HTTP/1.1, RFC 8441 extended CONNECT over HTTP/2), and the
- * key/accept pair it needs when it bridges the two (an HTTP/2 client has no Sec-WebSocket-Key,
+ * every front (RFC 6455 §4.1 over HTTP/1.1, extended CONNECT: RFC 8441 over HTTP/2, RFC 9220 over
+ * HTTP/3), and the key/accept pair it needs when it bridges them (an HTTP/2 or HTTP/3 client has no Sec-WebSocket-Key,
  * an HTTP/1.1 client expects a Sec-WebSocket-Accept from an HTTP/2 backend that sends none).
  * Everything else — Sec-WebSocket-Protocol, -Extensions, -Version, Origin — passes through
  * untouched, so subprotocols and extensions are negotiated end to end.
@@ -39,7 +39,7 @@ export function hasToken(headers: HeaderList, name: string, token: string): bool
 
 /**
  * How a request asks for a WebSocket: "h1" (GET + Connection: upgrade + Upgrade: websocket on an
- * HTTP/1.1 front), "connect" (extended CONNECT with :protocol = websocket on HTTP/2), else
+ * HTTP/1.1 front), "connect" (extended CONNECT with :protocol = websocket on HTTP/2 or HTTP/3), else
  * undefined. An Upgrade on anything but an HTTP/1.1 GET is not a WebSocket handshake (§4.1) and
  * is dropped as a hop-by-hop field, as before.
  */

@@ -4,12 +4,12 @@
  *   client (front)             backend h1 (Upgrade)                backend h2/h2c (RFC 8441)
  *   HTTP/1.1 GET + Upgrade     101 passed through as is            extended CONNECT; 200 → 101 with
  *                                                                  Sec-WebSocket-Accept from the client's key
- *   HTTP/2 extended CONNECT    GET + Upgrade with a key we make;   extended CONNECT; 200 passed through
- *                              101 checked (accept) → 200
+ *   HTTP/2 or HTTP/3           GET + Upgrade with a key we make;   extended CONNECT; 200 passed through
+ *   extended CONNECT           101 checked (accept) → 200
  *
  * An h2/h2c backend is asked only if its SETTINGS advertised ENABLE_CONNECT_PROTOCOL; otherwise the
  * client gets 502 (a backend that speaks only HTTP/2 cannot take an HTTP/1.1 Upgrade either). An h3
- * backend gets no WebSocket at all (RFC 9220 is not implemented): 502.
+ * backend gets no WebSocket at all (RFC 9220 is implemented on the client side only): 502.
  * A backend that refuses (any answer but 101 / 2xx) has its answer relayed as a normal response.
  */
 
@@ -50,7 +50,7 @@ export async function forwardWebSocket(
   t: ForwardTimeouts,
 ): Promise<TunnelAnswer> {
   if (backend.h3) {
-    // RFC 9220 (extended CONNECT over HTTP/3) is not implemented towards backends.
+    // RFC 9220 (extended CONNECT over HTTP/3) is served to clients, not spoken to backends.
     throw new UpstreamError(`${backend.h1.key}: WebSockets to h3 backends are not supported`, 502, false);
   }
   return backend.h2
@@ -74,7 +74,19 @@ async function viaH1(
   hs.push("connection", "upgrade", "upgrade", "websocket");
   const answer = await h1Forward(pool, { ...req, method: "GET", body: null }, hs, t, true);
   const up = answer.upgraded;
-  if (!up) return answer; // refused: a normal response
+  if (!up) {
+    if (!fromH1 && answer.response.status >= 200 && answer.response.status < 300) {
+      // A 2xx to an extended CONNECT means "tunnel open": a backend that answered the Upgrade with
+      // a plain 2xx must not make the client believe it has a WebSocket.
+      answer.response.body?.cancel();
+      throw new UpstreamError(
+        `${pool.key} answered the WebSocket handshake without switching protocols`,
+        502,
+        false,
+      );
+    }
+    return answer; // refused: a normal response
+  }
   const res = answer.response;
   if (!hasToken(res.headers, "upgrade", "websocket")) {
     up.close();

@@ -3,7 +3,8 @@
  * (src/quic/engine.ts → Deno.connectQuic) and its HTTP/3 framing and QPACK modules. It
  * advertises a QPACK table capacity of 0, so servers answer with static references and
  * literals only. Besides whole requests it exposes raw streams, so tests can send malformed
- * frames and observe the connection close code the server answers with.
+ * frames and observe the connection close code the server answers with, and CONNECT streams
+ * (RFC 9220 extended CONNECT, plain CONNECT) as an H3Tunnel of DATA payloads both ways.
  */
 
 import {
@@ -48,6 +49,63 @@ export interface H3RequestInit {
   trailers?: Array<[string, string]>;
   /** Count the response body without keeping it (big downloads, benchmarks). */
   discardBody?: boolean;
+}
+
+export interface H3ConnectInit {
+  /** `:protocol` of an extended CONNECT (RFC 9220), e.g. "websocket"; absent: a plain CONNECT. */
+  protocol?: string;
+  /** `:path` (extended CONNECT only). */
+  path?: string;
+  authority?: string;
+  scheme?: string;
+  headers?: Array<[string, string]>;
+  /** Send exactly these fields instead (malformed-request tests). */
+  fields?: HeaderField[];
+}
+
+/**
+ * A CONNECT stream after its response HEADERS: read() yields DATA payload pieces (a view valid until
+ * the next read, null at FIN), write() sends one DATA frame, finish() sends FIN. Nothing is read
+ * from QUIC unless read() is called, so a test can stall the server with flow control.
+ */
+export class H3Tunnel {
+  #remaining = 0;
+  constructor(
+    readonly stream: QuicBidiStream,
+    readonly reader: FrameReader,
+    readonly status: number,
+    readonly headers: Array<[string, string]>,
+  ) {}
+
+  async read(): Promise<Uint8Array | null> {
+    const r = this.reader;
+    for (;;) {
+      if (this.#remaining > 0) {
+        const part = await r.some(this.#remaining);
+        this.#remaining -= part.length;
+        return part;
+      }
+      const h = await r.frameHeader();
+      if (h === null) return null;
+      if (h.type === FrameType.DATA) this.#remaining = h.length;
+      else if (h.type === FrameType.HEADERS) {
+        throw new Error("HEADERS on a CONNECT stream after its response");
+      } else await r.skip(h.length);
+    }
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    return this.stream.send.write(H3Client.dataFrame(bytes));
+  }
+
+  /** Raw bytes on the stream (frames of the test's own making). */
+  writeRaw(bytes: Uint8Array): Promise<void> {
+    return this.stream.send.write(bytes);
+  }
+
+  closeWrite(): Promise<void> {
+    return this.stream.send.finish();
+  }
 }
 
 export class H3Client {
@@ -174,6 +232,42 @@ export class H3Client {
     const response = this.readResponse(s, init.discardBody);
     await sending;
     return await response;
+  }
+
+  /**
+   * Opens a CONNECT stream (no FIN) and waits for its final response HEADERS. The tunnel is
+   * returned whatever the status; for a refusal its read() yields the response body.
+   */
+  async connect(init: H3ConnectInit): Promise<H3Tunnel> {
+    const s = await this.conn.openBidi();
+    const fields: HeaderField[] = init.fields ?? [
+      [":method", "CONNECT"],
+      ...(init.protocol === undefined ? [] : [
+        [":protocol", init.protocol] as HeaderField,
+        [":scheme", init.scheme ?? "https"] as HeaderField,
+        [":path", init.path ?? "/"] as HeaderField,
+      ]),
+      [":authority", init.authority ?? this.authority],
+      ...(init.headers ?? []),
+    ];
+    await s.send.write(H3Client.headersFrame(fields));
+    const r = new FrameReader(s.recv);
+    for (;;) {
+      const h = await r.frameHeader();
+      if (h === null) throw new Error("CONNECT stream ended before its response");
+      if (h.type !== FrameType.HEADERS) {
+        await r.skip(h.length);
+        continue;
+      }
+      const d = this.#decoder.decode(await r.payload(h.length), Number(s.recv.id));
+      if (!("fields" in d) || !d.fields) throw new Error("response field section could not be decoded");
+      const status = Number(d.fields.find((f) => f[0] === ":status")?.[1] ?? "0");
+      if (status < 200) continue;
+      const headers = d.fields.filter((f) => !f[0].startsWith(":")).map((f) =>
+        [f[0], f[1]] as [string, string]
+      );
+      return new H3Tunnel(s, r, status, headers);
+    }
   }
 
   /** Reads HEADERS (after any 1xx), DATA and trailers until FIN. */

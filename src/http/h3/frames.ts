@@ -62,6 +62,22 @@ export function isReservedH2FrameType(t: number): boolean {
   return t === 0x02 || t === 0x06 || t === 0x08 || t === 0x09;
 }
 
+/** Frame types that may never appear on a request stream (§7.2): each is H3_FRAME_UNEXPECTED. */
+export function checkRequestStreamFrame(type: number): void {
+  switch (type) {
+    case FrameType.SETTINGS:
+    case FrameType.GOAWAY:
+    case FrameType.MAX_PUSH_ID:
+    case FrameType.CANCEL_PUSH:
+      throw new H3Error(H3.FRAME_UNEXPECTED, `control frame 0x${type.toString(16)} on a request stream`);
+    case FrameType.PUSH_PROMISE:
+      throw new H3Error(H3.FRAME_UNEXPECTED, "PUSH_PROMISE from a client");
+  }
+  if (isReservedH2FrameType(type)) {
+    throw new H3Error(H3.FRAME_UNEXPECTED, `HTTP/2 frame type 0x${type.toString(16)}`);
+  }
+}
+
 /** Unidirectional stream types (§6.2, RFC 9204 §4.2). */
 export const StreamType = { CONTROL: 0x00, PUSH: 0x01, QPACK_ENCODER: 0x02, QPACK_DECODER: 0x03 } as const;
 

@@ -16,6 +16,11 @@
  * 0-RTT: connections are accepted before their handshake completes; a request stream that
  * arrived before it did was sent as early data and gets `early-data: 1`, which the proxy turns
  * into RFC 8470 behaviour (forward safe methods on routes with early_data = true, else 425).
+ *
+ * Tunnels: with `enableConnectProtocol` we advertise SETTINGS_ENABLE_CONNECT_PROTOCOL and accept
+ * RFC 9220 extended CONNECT (`:protocol`, e.g. a WebSocket); a plain CONNECT goes to the proxy only
+ * when the listener has connect_tunnels (else 405), as over HTTP/2. A 2xx with `res.upgrade` turns
+ * the stream into a byte relay (./tunnel.ts).
  */
 
 import type { ListenerConfig } from "../../config/types.ts";
@@ -33,6 +38,7 @@ import {
   trailerFields,
 } from "../h2/headers.ts";
 import {
+  checkRequestStreamFrame,
   encodeFrame,
   encodeGoaway,
   encodeSettings,
@@ -49,12 +55,18 @@ import {
   StreamType,
 } from "./frames.ts";
 import { DecoderStreamParser, encodeFieldSection, type HeaderField, QpackDecoder } from "./qpack.ts";
+import { H3TunnelStream } from "./tunnel.ts";
 
 export interface H3Options {
   /** SETTINGS_QPACK_MAX_TABLE_CAPACITY we advertise (0: the peer may use static + literals only). */
   qpackMaxTableCapacity: number;
   /** SETTINGS_QPACK_BLOCKED_STREAMS we advertise. */
   qpackBlockedStreams: number;
+  /**
+   * Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 9220) and accept extended CONNECT (`:protocol`).
+   * The data plane sets it when one of the listener's routes leads to a pool allowing WebSockets.
+   */
+  enableConnectProtocol?: boolean;
 }
 
 export const DEFAULT_H3_OPTIONS: H3Options = { qpackMaxTableCapacity: 4096, qpackBlockedStreams: 16 };
@@ -203,6 +215,7 @@ export class H3ServerConn implements ServerConnection, Deadline {
     const settings: Array<[number, number]> = [
       [Setting.MAX_FIELD_SECTION_SIZE, this.cfg.max_header_size],
     ];
+    if (this.opts.enableConnectProtocol) settings.push([Setting.ENABLE_CONNECT_PROTOCOL, 1]);
     if (this.opts.qpackMaxTableCapacity > 0) {
       settings.push(
         [Setting.QPACK_MAX_TABLE_CAPACITY, this.opts.qpackMaxTableCapacity],
@@ -473,7 +486,9 @@ class RequestStream implements Deadline {
         await this.#serveLocal(431, "request header fields too large");
         return;
       }
-      const head = parseRequestFields(fields, false);
+      // RFC 9220 §3 / RFC 8441 §4: `:protocol` only if we advertised it, only on CONNECT, and then
+      // with :scheme, :path and :authority; anything else is malformed (RFC 9114 §4.1.2).
+      const head = parseRequestFields(fields, this.conn.opts.enableConnectProtocol === true);
       if (typeof head === "string") throw new H3Error(H3.MESSAGE_ERROR, head);
       await this.#serve(head);
     } catch (e) {
@@ -529,11 +544,12 @@ class RequestStream implements Deadline {
         rec.error = "body_too_large";
         conn.handler.event("body_too_large");
         res = gatewayError(413, "body_too_large");
-      } else if (head.method === "CONNECT") {
+      } else if (head.method === "CONNECT" && head.protocol === undefined && !this.cfg.connect_tunnels) {
         rec.error = "connect_not_enabled";
         res = gatewayError(405, "connect_not_enabled");
       } else {
-        const hasBody = await this.#hasBody(head);
+        // A CONNECT's DATA is tunnel bytes once it is answered 2xx, never a request body.
+        const hasBody = head.method !== "CONNECT" && await this.#hasBody(head);
         const body = hasBody ? new RequestBody(this, head) : null;
         this.body = body;
         // RFC 8470: a request that arrived as 0-RTT data is replayable; the proxy forwards it only
@@ -548,6 +564,7 @@ class RequestStream implements Deadline {
           path: head.path,
           headers: head.headers,
           body,
+          protocol: head.protocol,
           version: "3",
           acceptsTrailers: true,
           client: conn.client,
@@ -561,6 +578,7 @@ class RequestStream implements Deadline {
         const failure = body?.failure;
         if (failure) {
           res.body?.cancel();
+          res.upgrade?.cancel();
           rec.error = failure.reason;
           res = gatewayError(failure.status, failure.reason);
         }
@@ -621,6 +639,7 @@ class RequestStream implements Deadline {
   }
 
   async #respond(res: ProxyResponse, rec: RequestRecord, isHead: boolean): Promise<void> {
+    if (res.upgrade) return await this.#tunnel(res, rec);
     const status = res.status;
     const body = res.body;
     const noBody = isHead || status === 204 || status === 304 || status < 200;
@@ -681,6 +700,35 @@ class RequestStream implements Deadline {
     await this.#finish();
   }
 
+  /**
+   * A CONNECT answered 2xx with a tunnel (RFC 9220 WebSocket, or a plain CONNECT): HEADERS without
+   * FIN, then the stream's DATA both ways is the tunnel, relayed until both sides ended. Its own idle
+   * timeout and lifetime govern (src/websocket/tunnel.ts); header/body timeouts no longer apply.
+   */
+  async #tunnel(res: ProxyResponse, rec: RequestRecord): Promise<void> {
+    const upgrade = res.upgrade!;
+    rec.status = res.status;
+    this.responseStarted = true;
+    this.disarm();
+    try {
+      await this.writeHeaders(responseFields(res.status, res.headers, undefined, false));
+    } catch {
+      upgrade.cancel();
+      rec.error ??= "client_reset";
+      return;
+    }
+    const tunnel = new H3TunnelStream(this);
+    try {
+      await upgrade.run(tunnel);
+    } finally {
+      rec.bytesIn += tunnel.received;
+    }
+  }
+
+  fail(e: unknown): void {
+    this.conn.fail(e);
+  }
+
   async #finish(): Promise<void> {
     await this.send.finish();
     // §4.1.1: the response is complete; the rest of the request body is not needed.
@@ -688,22 +736,6 @@ class RequestStream implements Deadline {
     if (!this.reader.eof && (!b || !b.done)) {
       this.reader.stream.stopSending(H3.NO_ERROR);
     }
-  }
-}
-
-/** Frame types that may never appear on a request stream (§7.2). */
-function checkRequestStreamFrame(type: number): void {
-  switch (type) {
-    case FrameType.SETTINGS:
-    case FrameType.GOAWAY:
-    case FrameType.MAX_PUSH_ID:
-    case FrameType.CANCEL_PUSH:
-      throw new H3Error(H3.FRAME_UNEXPECTED, `control frame 0x${type.toString(16)} on a request stream`);
-    case FrameType.PUSH_PROMISE:
-      throw new H3Error(H3.FRAME_UNEXPECTED, "PUSH_PROMISE from a client");
-  }
-  if (isReservedH2FrameType(type)) {
-    throw new H3Error(H3.FRAME_UNEXPECTED, `HTTP/2 frame type 0x${type.toString(16)}`);
   }
 }
 
