@@ -94,6 +94,43 @@ function registeredInSource(name: string, files: Array<{ path: string; text: str
   return false;
 }
 
+/**
+ * Every family name a source file registers: the first argument of `.counter(` / `.gauge(` /
+ * `.histogram(`, a literal or `${P}suffix` with the file's own `const P = "expressgateway_…"`.
+ * A name built any other way is reported, so this list cannot silently miss one.
+ */
+function namesRegisteredInSource(files: Array<{ path: string; text: string }>): {
+  names: Map<string, string>;
+  unresolved: string[];
+} {
+  const names = new Map<string, string>();
+  const unresolved: string[] = [];
+  for (const f of files) {
+    const prefixes = new Map(
+      [...f.text.matchAll(/const (\w+) = "(expressgateway_[a-z0-9_]*)";/g)].map((m) => [m[1], m[2]]),
+    );
+    for (const m of f.text.matchAll(/\.(?:counter|gauge|histogram)\(\s*([`"])([^`"]*)\1/g)) {
+      let name = m[2];
+      const t = /^\$\{(\w+)\}([a-z0-9_]+)$/.exec(name);
+      if (t && prefixes.has(t[1])) name = prefixes.get(t[1])! + t[2];
+      if (/^expressgateway_[a-z0-9_]+$/.test(name)) names.set(name, f.path);
+      else unresolved.push(`${f.path}: ${m[0]}`);
+    }
+  }
+  return { names, unresolved };
+}
+
+Deno.test("every family registered under src/ is documented in docs/METRICS.md", async () => {
+  const files = (await sourceFiles()).filter((f) => !f.path.endsWith("/observability/metrics.ts"));
+  const { names, unresolved } = namesRegisteredInSource(files);
+  assert.deepEqual(unresolved, [], "registrations whose name this test cannot read");
+  assert.ok(names.size >= 50, `only ${names.size} registrations found`);
+  const doc = parseMetricsDoc(await Deno.readTextFile(`${ROOT}docs/METRICS.md`));
+  const documented = new Set([...doc.core, ...doc.feature].map((f) => f.name));
+  const missing = [...names].filter(([n]) => !documented.has(n)).map(([n, p]) => `${n} (${p})`);
+  assert.deepEqual(missing, [], `registered but not documented:\n${missing.join("\n")}`);
+});
+
 Deno.test("parseMetricsDoc splits the sections and reads the label column", () => {
   const doc = [
     "## Core families",
