@@ -46,6 +46,14 @@ max_connections_per_ip = 3
   [[listeners.routes]]
   pool = "app"
 
+[[listeners]]
+name = "full"
+bind = "127.0.0.1:0"
+protocol = "http"
+max_connections = 2
+  [[listeners.routes]]
+  pool = "app"
+
 [[pools]]
 name = "app"
   [[pools.backends]]
@@ -66,7 +74,7 @@ async function steadyClient(port: number, stop: { done: boolean }): Promise<stri
   return seen;
 }
 
-Deno.test("slow clients and guards: slowloris, slow POST, idle, per-IP cap, in-flight cap", async (t) => {
+Deno.test("slow clients and guards: slowloris, slow POST, idle, per-IP cap, listener cap", async (t) => {
   const origin = await startOrigin("slow-origin");
   let gw: GatewayProcess | undefined;
   try {
@@ -235,6 +243,44 @@ Deno.test("slow clients and guards: slowloris, slow POST, idle, per-IP cap, in-f
       let admitted = false;
       for (let i = 0; i < 20 && !admitted; i++) {
         const r = await rawOnce(cport, "GET /later HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        admitted = r.text.startsWith("HTTP/1.1 200");
+        if (!admitted) await sleep(100);
+      }
+      assert.ok(admitted);
+    });
+
+    await t.step("listener cap: with max_connections = 2 the 3rd connection is closed at once", async () => {
+      const fport = g.ports.full;
+      const before = await metric(g, /^expressgateway_guard_rejections_total\{.*reason="listener_cap"/);
+      const held: RawClient[] = [];
+      try {
+        for (let i = 0; i < 2; i++) {
+          const c = await RawClient.connect(fport);
+          held.push(c);
+          await c.write("GET /held HTTP/1.1\r\nHost: h\r\n\r\n");
+          assert.equal((await c.readResponse()).status, 200);
+        }
+        const third = await RawClient.connect(fport);
+        try {
+          await third.write("GET /third HTTP/1.1\r\nHost: h\r\n\r\n").catch(() => {});
+          const res = await third.readToEnd(3000);
+          assert.ok(res.closed, "3rd connection not closed");
+          assert.equal(res.text, "", "3rd connection was answered");
+        } finally {
+          third.close();
+        }
+        // The cap is per listener: another listener is unaffected meanwhile.
+        const other = await rawOnce(port, "GET /other HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        assert.match(other.text, /^HTTP\/1\.1 200 /);
+      } finally {
+        for (const c of held) c.close();
+      }
+      const after = await metric(g, /^expressgateway_guard_rejections_total\{.*reason="listener_cap"/);
+      assert.equal(after - before, 1);
+      // Closing one frees its slot (bounded wait: the close is seen asynchronously).
+      let admitted = false;
+      for (let i = 0; i < 20 && !admitted; i++) {
+        const r = await rawOnce(fport, "GET /later HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
         admitted = r.text.startsWith("HTTP/1.1 200");
         if (!admitted) await sleep(100);
       }

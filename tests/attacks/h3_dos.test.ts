@@ -1,0 +1,281 @@
+/**
+ * The HTTP/3 + QPACK part of the DoS catalog, against a real quic listener, with hand-made QPACK
+ * encoder-stream instructions and field sections sent by the test's HTTP/3 client
+ * (tests/helpers/h3_client.ts on Deno's QUIC):
+ *
+ *   - QPACK bomb: one large dynamic-table entry referenced a thousand times, so a 1 KB field section
+ *     would decode to megabytes → 431 on that request (the decoded size is what is limited), the
+ *     connection keeps serving;
+ *   - blocked-stream flood: field sections waiting for inserts that never come, more than
+ *     SETTINGS_QPACK_BLOCKED_STREAMS → QPACK_DECOMPRESSION_FAILED connection close;
+ *   - table abuse: a capacity above the one we offered, or an insert that cannot fit →
+ *     QPACK_ENCODER_STREAM_ERROR connection close;
+ *   - a request stream that sends nothing (slowloris over HTTP/3) → 408 at header_timeout.
+ * Every step checks that another client is served meanwhile, and the whole run that the gateway's
+ * RSS stays bounded.
+ */
+
+import assert from "node:assert/strict";
+import { startGateway } from "../helpers/gateway.ts";
+import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
+import { startOrigin } from "../helpers/origin.ts";
+import { H3, StreamType } from "../../src/http/h3/frames.ts";
+import { encodeFieldSection, type HeaderField } from "../../src/http/h3/qpack.ts";
+
+const CAPACITY = 4096;
+const BLOCKED = 2;
+
+/** QPACK prefixed integer (RFC 9204 §4.1.1) with `prefix` bits, first byte OR-ed with `flags`. */
+function qint(flags: number, prefix: number, n: number): number[] {
+  const max = (1 << prefix) - 1;
+  if (n < max) return [flags | n];
+  const out = [flags | max];
+  n -= max;
+  while (n >= 128) {
+    out.push((n & 127) | 128);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+/** Encoder instruction: Set Dynamic Table Capacity (001xxxxx). */
+function setCapacity(n: number): Uint8Array {
+  return Uint8Array.from(qint(0x20, 5, n));
+}
+
+/** Encoder instruction: Insert With Literal Name (01 H=0 NNNNN), no Huffman. */
+function insertLiteral(name: string, value: string): Uint8Array {
+  const enc = new TextEncoder();
+  const n = enc.encode(name), v = enc.encode(value);
+  return Uint8Array.from([...qint(0x40, 5, n.length), ...n, ...qint(0, 7, v.length), ...v]);
+}
+
+/**
+ * A field section with Required Insert Count `ric` (encoded for our table capacity), Base = ric,
+ * the request's own fields as static/literal lines, then `refs` indexed lines to the newest entry.
+ */
+function sectionWithRefs(fields: HeaderField[], ric: number, refs: number): Uint8Array {
+  const plain = encodeFieldSection(fields); // starts with a 2-byte zero prefix
+  const maxEntries = Math.floor(CAPACITY / 32);
+  const encodedRic = (ric % (2 * maxEntries)) + 1;
+  const prefix = [...qint(0, 8, encodedRic), 0x00]; // sign 0, delta base 0 → Base = RIC
+  const out = new Uint8Array(prefix.length + plain.length - 2 + refs);
+  out.set(prefix);
+  out.set(plain.subarray(2), prefix.length);
+  out.fill(0x80, prefix.length + plain.length - 2); // 1 T=0 relative index 0: the newest entry
+  return out;
+}
+
+/** QUIC variable-length integer (RFC 9000 §16), as HTTP/3 frame headers use. */
+function varint(n: number): number[] {
+  if (n < 64) return [n];
+  if (n < 16384) return [0x40 | (n >> 8), n & 255];
+  return [0x80 | (n >>> 24), (n >> 16) & 255, (n >> 8) & 255, n & 255];
+}
+
+/** HEADERS frame around a ready-made field section. */
+function headersFrame(section: Uint8Array): Uint8Array {
+  return Uint8Array.from([0x01, ...varint(section.length), ...section]);
+}
+
+const GET: HeaderField[] = [
+  [":method", "GET"],
+  [":scheme", "https"],
+  [":authority", "localhost"],
+  [":path", "/bytes/5"],
+];
+
+async function rssKiB(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+}
+
+async function metric(adminPort: number, re: RegExp): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (re.test(line)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
+
+Deno.test("h3 DoS catalog: QPACK bombs, blocked-stream floods, table abuse and slow headers get their answers", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "eg-h3dos-" });
+  const pki = await makeTestPki(dir);
+  const origin = await startOrigin("o1");
+  const gw = await startGateway(`
+[runtime]
+workers = 1
+[observability]
+admin_bind = "127.0.0.1:0"
+access_log = false
+[[listeners]]
+name = "q"
+bind = "127.0.0.1:0"
+protocol = "quic"
+max_header_size = "16KiB"
+header_timeout = "1s"
+qpack_max_table_capacity = ${CAPACITY}
+qpack_blocked_streams = ${BLOCKED}
+tls = { cert = "${pki.cert}", key = "${pki.key}" }
+  [[listeners.routes]]
+  pool = "app"
+[[pools]]
+name = "app"
+  [[pools.backends]]
+  address = "${origin.address}"
+`);
+  const port = gw.ports.q;
+  const pid = gw.child.pid; // main.ts runs in this process; data-plane workers are its threads
+  const rssBefore = await rssKiB(pid);
+  /** Another client on its own connection is served while (and after) an attack runs. */
+  const bystander = async () => {
+    const c = await H3Client.connect({ port, ca: pki.caPem });
+    try {
+      const r = await c.request({ path: "/bytes/3" });
+      assert.equal(r.status, 200);
+      assert.equal(r.bodyLength, 3);
+    } finally {
+      c.close();
+    }
+  };
+  /** Waits (bounded) for the server to close `c`; returns the code. */
+  const closedWith = async (c: H3Client) => {
+    const closed = await Promise.race([
+      c.closed(),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error("no connection close")), 10_000)),
+    ]);
+    assert.equal(closed.local, false, "the server closed it");
+    return closed.code;
+  };
+  /** Opens our QPACK encoder stream on `c` and writes `bytes` to it. */
+  const encoderStream = async (c: H3Client, ...bytes: Uint8Array[]) => {
+    const s = await c.conn.openUni();
+    await s.write(Uint8Array.of(StreamType.QPACK_ENCODER));
+    for (const b of bytes) await s.write(b);
+    return s;
+  };
+  try {
+    await t.step(
+      "QPACK bomb: a 4000-byte entry referenced 1000 times → 431, the connection lives",
+      async () => {
+        const c = await H3Client.connect({ port, ca: pki.caPem });
+        try {
+          await encoderStream(c, setCapacity(CAPACITY), insertLiteral("x-bomb", "v".repeat(4000)));
+          const s = await c.openStream();
+          // 1 KB on the wire, 4 MB decoded: far above max_header_size (16 KiB).
+          await s.send.write(headersFrame(sectionWithRefs(GET, 1, 1000)));
+          await s.send.finish();
+          const res = await c.readResponse(s);
+          assert.equal(res.status, 431);
+          // The same connection still serves (the entry is in the table; a normal request works).
+          const ok = await c.request({ path: "/bytes/5" });
+          assert.equal(ok.status, 200);
+          assert.equal(ok.bodyLength, 5);
+          // A reference that stays within the limit is decoded and forwarded.
+          const s2 = await c.openStream();
+          await s2.send.write(headersFrame(sectionWithRefs(GET, 1, 2)));
+          await s2.send.finish();
+          const small = await c.readResponse(s2);
+          assert.equal(small.status, 200, "two references (8 KB decoded) are within max_header_size");
+        } finally {
+          c.close();
+        }
+        await bystander();
+      },
+    );
+
+    await t.step(
+      `blocked streams beyond SETTINGS_QPACK_BLOCKED_STREAMS (${BLOCKED}) → QPACK_DECOMPRESSION_FAILED`,
+      async () => {
+        const c = await H3Client.connect({ port, ca: pki.caPem });
+        try {
+          await encoderStream(c, setCapacity(CAPACITY)); // no inserts ever come
+          for (let i = 0; i <= BLOCKED; i++) {
+            const s = await c.openStream();
+            await s.send.write(headersFrame(sectionWithRefs(GET, 5, 1))); // needs 5 inserts
+          }
+          assert.equal(await closedWith(c), H3.QPACK_DECOMPRESSION_FAILED);
+        } finally {
+          c.close();
+        }
+        await bystander();
+      },
+    );
+
+    await t.step("a blocked stream that never unblocks is answered 408 at header_timeout", async () => {
+      const c = await H3Client.connect({ port, ca: pki.caPem });
+      try {
+        await encoderStream(c, setCapacity(CAPACITY));
+        const s = await c.openStream();
+        await s.send.write(headersFrame(sectionWithRefs(GET, 3, 1)));
+        const res = await c.readResponse(s);
+        assert.equal(res.status, 408);
+      } finally {
+        c.close();
+      }
+    });
+
+    await t.step("a table capacity above the one offered → QPACK_ENCODER_STREAM_ERROR", async () => {
+      const c = await H3Client.connect({ port, ca: pki.caPem });
+      try {
+        await encoderStream(c, setCapacity(CAPACITY + 1));
+        assert.equal(await closedWith(c), H3.QPACK_ENCODER_STREAM_ERROR);
+      } finally {
+        c.close();
+      }
+      await bystander();
+    });
+
+    await t.step("an insert larger than the table → QPACK_ENCODER_STREAM_ERROR", async () => {
+      const c = await H3Client.connect({ port, ca: pki.caPem });
+      try {
+        await encoderStream(c, setCapacity(CAPACITY), insertLiteral("x-big", "v".repeat(CAPACITY)));
+        assert.equal(await closedWith(c), H3.QPACK_ENCODER_STREAM_ERROR);
+      } finally {
+        c.close();
+      }
+      await bystander();
+    });
+
+    await t.step(
+      "slowloris over HTTP/3: 20 streams that never send HEADERS → 408 each at header_timeout",
+      async () => {
+        const c = await H3Client.connect({ port, ca: pki.caPem });
+        try {
+          const streams = await Promise.all(Array.from({ length: 20 }, () => c.openStream()));
+          // Opening a stream sends nothing until a byte is written: one byte of a frame type each.
+          for (const s of streams) await s.send.write(Uint8Array.of(0x01));
+          await bystander(); // others are served while they dangle
+          const answers = await Promise.all(streams.map((s) => c.readResponse(s)));
+          assert.deepEqual(answers.map((r) => r.status), new Array(20).fill(408));
+        } finally {
+          c.close();
+        }
+      },
+    );
+
+    await t.step("each abuse is counted", async () => {
+      const events = await metric(
+        gw.adminPort,
+        /^expressgateway_protocol_events_total\{listener="q",event="h3_qpack/,
+      );
+      assert.ok(events >= 3, `qpack events counted: ${events}`);
+      const timeouts = await metric(
+        gw.adminPort,
+        /^expressgateway_protocol_events_total\{listener="q",event="header_timeout"/,
+      );
+      assert.ok(timeouts >= 21, `header timeouts counted: ${timeouts}`);
+    });
+
+    await t.step("the gateway's memory stayed bounded through the catalog", async () => {
+      const grown = (await rssKiB(pid)) - rssBefore;
+      assert.ok(grown < 64 * 1024, `RSS grew ${grown} KiB`);
+    });
+  } finally {
+    await gw.stop();
+    await origin.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
