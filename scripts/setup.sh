@@ -7,7 +7,7 @@ set -euo pipefail
 export DENO_NO_PACKAGE_JSON=1
 cd "$(dirname "$0")/.."
 
-PACKAGES=(curl openssl procps iproute2 nginx haproxy caddy ngtcp2-client ngtcp2-server nghttp2-client wrk
+PACKAGES=(curl openssl procps iproute2 nginx libnginx-mod-stream haproxy caddy ngtcp2-client ngtcp2-server nghttp2-client nghttp2-proxy wrk
   etcd-server prometheus clang llvm libbpf-dev bpftool ethtool)
 
 missing=()
@@ -22,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts some of these as system services on install; tests start their own
   # instances. Stop only those system services (by their pid files), never anything by name.
-  for svc in nginx haproxy caddy etcd; do
+  for svc in nginx haproxy caddy nghttpx etcd; do
     if [ -s "/run/$svc.pid" ]; then kill "$(cat "/run/$svc.pid")" 2>/dev/null || true; fi
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
       systemctl stop "$svc" >/dev/null 2>&1 || true

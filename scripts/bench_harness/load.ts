@@ -1,6 +1,7 @@
 /**
- * Load generators: wrk (HTTP/1.1, summary from its Lua done() hook as JSON) and h2load
- * (HTTP/2, latency percentiles from its per-request log file), each pinned to the load core.
+ * Load generators: wrk (HTTP/1.1, summary from its Lua done() hook as JSON), h2load (HTTP/2,
+ * latency percentiles from its per-request log file) and h3load (HTTP/3, this project's own,
+ * scripts/bench_harness/h3load.ts, JSON summary), each pinned to the load core.
  * Results are plain numbers; an unusable run comes back as `{ error }`, never a throw.
  */
 
@@ -14,6 +15,10 @@ export interface LoadResult {
   p99Ms: number;
   /** Non-2xx/3xx answers plus socket errors and timeouts. */
   errors: number;
+  /** CPU seconds the load generator itself used (h3load reports it), to spot a client-bound cell. */
+  clientCpuSeconds?: number;
+  /** Response body bytes (h3load). */
+  bytes?: number;
 }
 
 export type LoadOutcome = LoadResult | { error: string };
@@ -63,6 +68,10 @@ export interface H2loadOptions {
   seconds: number;
   cpus?: string;
   logFile: string;
+  /** -d: request body file (POST), sent with every request. */
+  dataFile?: string;
+  /** -H: extra request header fields ("name: value"). */
+  headers?: string[];
 }
 
 /** Percentile (0..100) of a sorted array, nearest rank. */
@@ -78,6 +87,8 @@ export async function runH2load(o: H2loadOptions): Promise<LoadOutcome> {
     `-c${o.clients}`,
     `-m${o.streams}`,
     ...(o.windowBits ? [`-w${o.windowBits}`, `-W${o.windowBits}`] : []),
+    ...(o.dataFile ? ["-d", o.dataFile] : []),
+    ...(o.headers ?? []).flatMap((h) => ["-H", h]),
     "-D",
     String(o.seconds),
     `--log-file=${o.logFile}`,
@@ -123,6 +134,135 @@ export async function runH2load(o: H2loadOptions): Promise<LoadOutcome> {
     p50Ms: percentile(lat, 50) / 1000,
     p99Ms: percentile(lat, 99) / 1000,
     errors: failed,
+  };
+}
+
+export interface H3loadOptions {
+  port: number;
+  ca: string;
+  path: string;
+  connections: number;
+  streams: number;
+  /** -D (duration) or -n (request count). */
+  seconds?: number;
+  requests?: number;
+  /** Count a response whose body has another length as an error. */
+  expectBytes?: number;
+  cpus?: string;
+  /** Bound on the whole run (ms). */
+  timeoutMs?: number;
+}
+
+const H3LOAD = new URL("./h3load.ts", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+/** Runs h3load (a Deno program, pinned like wrk); parses its H3LOAD_JSON line. */
+export async function runH3load(o: H3loadOptions): Promise<LoadOutcome> {
+  const args = [
+    "run",
+    "--no-prompt",
+    "--unstable-net",
+    "--allow-net=127.0.0.1",
+    `--allow-read=${o.ca}`,
+    H3LOAD,
+    "--port",
+    String(o.port),
+    "--ca",
+    o.ca,
+    "--path",
+    o.path,
+    "-c",
+    String(o.connections),
+    "-m",
+    String(o.streams),
+    ...(o.seconds ? ["-D", String(o.seconds)] : ["-n", String(o.requests ?? 1)]),
+    ...(o.expectBytes !== undefined ? ["--expect-bytes", String(o.expectBytes)] : []),
+  ];
+  const r = await runCmd(Deno.execPath(), args, {
+    cpus: o.cpus,
+    cwd: ROOT,
+    timeoutMs: o.timeoutMs ?? ((o.seconds ?? 60) + 30) * 1000,
+  });
+  const line = r.stdout.split("\n").find((l) => l.startsWith("H3LOAD_JSON "));
+  if (!line) {
+    return {
+      error: `h3load exited ${r.code}: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`,
+    };
+  }
+  const j = JSON.parse(line.slice("H3LOAD_JSON ".length));
+  if (j.requests === 0) {
+    return {
+      error: `h3load: no request completed in time (${j.errors} errors, ${j.late} late${
+        j.first_error ? `: ${j.first_error}` : ""
+      })`,
+    };
+  }
+  return {
+    requests: j.requests,
+    seconds: j.seconds,
+    rps: j.rps,
+    p50Ms: j.p50_us / 1000,
+    p99Ms: j.p99_us / 1000,
+    errors: j.errors,
+    clientCpuSeconds: j.cpu_seconds,
+    bytes: j.bytes,
+  };
+}
+
+export interface WsloadOptions {
+  port: number;
+  path: string;
+  connections: number;
+  size: number;
+  seconds: number;
+  cpus?: string;
+}
+
+const WSLOAD = new URL("./wsload.ts", import.meta.url).pathname;
+
+/** Runs wsload (a Deno program, pinned like wrk); parses its WSLOAD_JSON line. Requests = echoed messages. */
+export async function runWsload(o: WsloadOptions): Promise<LoadOutcome> {
+  const args = [
+    "run",
+    "--no-prompt",
+    "--allow-net=127.0.0.1",
+    WSLOAD,
+    "--port",
+    String(o.port),
+    "--path",
+    o.path,
+    "-c",
+    String(o.connections),
+    "-s",
+    String(o.size),
+    "-D",
+    String(o.seconds),
+  ];
+  const r = await runCmd(Deno.execPath(), args, {
+    cpus: o.cpus,
+    cwd: ROOT,
+    timeoutMs: (o.seconds + 30) * 1000,
+  });
+  const line = r.stdout.split("\n").find((l) => l.startsWith("WSLOAD_JSON "));
+  if (!line) {
+    return {
+      error: `wsload exited ${r.code}: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`,
+    };
+  }
+  const j = JSON.parse(line.slice("WSLOAD_JSON ".length));
+  if (j.messages === 0) {
+    return {
+      error: `wsload: no message echoed (${j.errors} errors${j.first_error ? `: ${j.first_error}` : ""})`,
+    };
+  }
+  return {
+    requests: j.messages,
+    seconds: j.seconds,
+    rps: j.rps,
+    p50Ms: j.p50_us / 1000,
+    p99Ms: j.p99_us / 1000,
+    errors: j.errors,
+    clientCpuSeconds: j.cpu_seconds,
   };
 }
 

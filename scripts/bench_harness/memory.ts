@@ -6,7 +6,7 @@
 import { download } from "./load.ts";
 import { checkOrigin, type Ctx, exitedReason, type Proxy, url } from "./proxies.ts";
 import { cpuSeconds, log, rssBytes, rssSampler, sleep, spawn, stop } from "./procs.ts";
-import { fmt, type MemoryRow, PROXIES } from "./report.ts";
+import { CORE_PROXIES, fmt, type MemoryRow, PROXIES } from "./report.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const MIB = 1024 * 1024;
@@ -20,7 +20,9 @@ export function emptyRow(label: string, decimals: number, missing = "not started
 }
 
 /** Opens ctx.opts.idleConns idle keep-alive connections to each proxy in turn. */
-export async function idleConnectionRows(ctx: Ctx, proxies: Proxy[]): Promise<MemoryRow[]> {
+export async function idleConnectionRows(ctx: Ctx, all: Proxy[]): Promise<MemoryRow[]> {
+  // nginx, HAProxy and Caddy are the memory references; nghttpx is only the HTTP/2 peer.
+  const proxies = all.filter((p) => CORE_PROXIES.includes(p.name));
   const n = ctx.opts.idleConns;
   const before = emptyRow(`RSS before opening ${fmt(n)} connections (MiB)`, 1);
   const withConns = emptyRow(`RSS with ${fmt(n)} idle keep-alive connections (MiB)`, 1);
@@ -82,7 +84,8 @@ export async function idleConnectionRows(ctx: Ctx, proxies: Proxy[]): Promise<Me
 }
 
 /** Streams ctx.opts.streamBytes through each proxy with curl; RSS growth, throughput, CPU. */
-export async function streamRows(ctx: Ctx, proxies: Proxy[]): Promise<MemoryRow[]> {
+export async function streamRows(ctx: Ctx, all: Proxy[]): Promise<MemoryRow[]> {
+  const proxies = all.filter((p) => CORE_PROXIES.includes(p.name));
   const size = ctx.opts.streamBytes >= 1024 * MIB
     ? `${ctx.opts.streamBytes / 1024 / MIB} GiB`
     : `${ctx.opts.streamBytes / MIB} MiB`;

@@ -3,7 +3,8 @@
  * and full sets, with which load generator settings, and how each is described in the report.
  */
 
-import { SMALL_BODY } from "./configs.ts";
+import { GRPC_REQUEST, SMALL_BODY } from "./configs.ts";
+import type { ProxyName } from "./report.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const MIB = 1024 * 1024;
@@ -21,10 +22,13 @@ export interface Options {
   workers: number;
   idleConns: number;
   streamBytes: number;
+  /** Size of the HTTP/3 download (100 MiB; smaller in the smoke run). */
+  h3DownloadBytes: number;
   balancer: boolean;
 }
 
 export const USAGE = `scripts/bench: side-by-side benchmark of the gateway, nginx, HAProxy and Caddy
+(and nghttpx in the HTTP/2 rows)
 
   scripts/bench                 quick set (3 rounds × 5 s), writes docs/benchmarks.md
   scripts/bench --full          every scenario, 5 rounds × 15 s
@@ -33,7 +37,9 @@ Options:
   --out FILE         where to write the markdown (default docs/benchmarks.md; only the
                      generated section between the bench markers is replaced)
   --rounds N         rounds per scenario          --seconds S   seconds per cell
-  --only IDS         comma-separated scenario ids (and/or "memory")
+  --only IDS         comma-separated scenario ids (and/or "memory"): h1-small, h1-1m,
+                     h1-post-1m, h2-small, h3-small, h3-download, workers, h1-small-c500,
+                     h1-small-close, h1-tls-small, h2-tls-small, h2-1m, grpc-unary, ws-echo
   --load-cpus L      CPUs for wrk/h2load/curl     (default: 0)
   --proxy-cpus P     CPUs for the proxy under test (default: 1)
   --origin-cpus O    CPUs for the origin           (default: 2 if present, else the proxy's)
@@ -105,6 +111,11 @@ export function parseOptions(args: string[]): Options | string {
         throw new Error(`unknown option '${a}'`);
     }
   }
+  if (o.only) {
+    const known = new Set(["memory", ...SCENARIOS.map((s) => s.id)]);
+    const unknown = [...o.only].filter((id) => !known.has(id));
+    if (unknown.length) throw new Error(`--only: unknown scenario id(s) ${unknown.join(", ")}`);
+  }
   const pin = !o.noPin && ncpu >= 2;
   return {
     mode,
@@ -119,18 +130,34 @@ export function parseOptions(args: string[]): Options | string {
     workers: o.workers ?? 1,
     idleConns: mode === "smoke" ? 200 : 10_000,
     streamBytes: mode === "smoke" ? 64 * MIB : 1024 * MIB,
+    h3DownloadBytes: mode === "smoke" ? 16 * MIB : 100 * MIB,
     balancer: o.balancer ?? false,
   };
 }
 
-export type Front = "h1" | "h2c" | "tls";
+/** Client-side fronts: HTTP/1.1 (+h2c where shared), h2c prior knowledge, TLS, QUIC, the gRPC port. */
+export type Front = "h1" | "h2c" | "tls" | "h3" | "grpc" | "ws";
 
 export interface Scenario {
   id: string;
   title: string;
+  /** Only in --full (and when named by --only). */
   fullOnly?: boolean;
-  tool: "wrk" | "h2load";
+  /** A full-set scenario the smoke run includes anyway, so every kind of cell is exercised. */
+  smoke?: boolean;
+  /**
+   * wrk / h2load / h3load: req/s cells. h3download: one big GET per proxy per round (MiB/s).
+   * workers: the wrk load against 1-worker and 2-worker instances (scripts/bench_harness/workers.ts).
+   * wsload: WebSocket echo round trips (scripts/bench_harness/wsload.ts); `size` bytes per message.
+   */
+  tool: "wrk" | "h2load" | "h3load" | "h3download" | "workers" | "wsload";
   front: Front;
+  /** Rows of the table, the gateway first (default: the four core proxies; + nghttpx for h2load). */
+  proxies?: ProxyName[];
+  /** h2load -d: a gRPC unary request body with content-type application/grpc and te: trailers. */
+  grpc?: boolean;
+  /** wsload: message size in bytes. */
+  size?: number;
   path: string;
   connections: number;
   streams?: number;
@@ -217,9 +244,86 @@ export const SCENARIOS: Scenario[] = [
     streams: 4,
     windowBits: 24,
   },
+  {
+    id: "h3-small",
+    title: "HTTP/3 small response (H3→H1)",
+    tool: "h3load",
+    front: "h3",
+    path: "/small",
+    connections: 4,
+    streams: 25,
+    proxies: ["gateway", "nginx", "haproxy", "caddy"],
+  },
+  {
+    id: "h3-download",
+    title: "HTTP/3 download (H3→H1)",
+    tool: "h3download",
+    front: "h3",
+    path: "/big",
+    connections: 1,
+    streams: 1,
+    proxies: ["gateway", "nginx", "haproxy", "caddy"],
+  },
+  {
+    id: "workers",
+    title: "Workers: HTTP/1.1 small response with 1 and 2 workers",
+    tool: "workers",
+    front: "h1",
+    path: "/small",
+    connections: 50,
+    proxies: ["gateway", "nginx", "haproxy"],
+  },
+  {
+    id: "grpc-unary",
+    title: "gRPC unary call (h2c → h2c gRPC origin)",
+    fullOnly: true,
+    smoke: true,
+    tool: "h2load",
+    front: "grpc",
+    path: "/eg.bench.Echo/Unary",
+    connections: 10,
+    streams: 10,
+    grpc: true,
+  },
+  {
+    id: "ws-echo",
+    title: "WebSocket echo, 64-byte messages (HTTP/1.1 Upgrade)",
+    fullOnly: true,
+    smoke: true,
+    tool: "wsload",
+    front: "ws",
+    path: "/ws",
+    connections: 50,
+    size: 64,
+  },
 ];
 
+/** The rows a scenario's table has. */
+export function scenarioProxies(s: Scenario): ProxyName[] {
+  if (s.proxies) return s.proxies;
+  const core: ProxyName[] = ["gateway", "nginx", "haproxy", "caddy"];
+  return s.tool === "h2load" ? [...core, "nghttpx"] : core;
+}
+
+/** Which scenarios a run executes: --only names them (full-set ones too), else the mode's set. */
+export function selectScenarios(opts: Options): Scenario[] {
+  return SCENARIOS.filter((s) =>
+    opts.only
+      ? opts.only.has(s.id)
+      : opts.mode === "full" || !s.fullOnly || (opts.mode === "smoke" && s.smoke === true)
+  );
+}
+
 export function loadDescription(s: Scenario): string {
+  if (s.tool === "h3load") {
+    return `\`h3load -c${s.connections} -m${s.streams}\` (scripts/bench_harness/h3load.ts: ${s.connections} QUIC connections, ${s.streams} request streams in flight on each), GET ${s.path} over HTTP/3, ${SMALL_BODY.length}-byte body`;
+  }
+  if (s.tool === "wsload") {
+    return `\`wsload -c${s.connections} -s${s.size}\` (scripts/bench_harness/wsload.ts: ${s.connections} WebSockets opened with an HTTP/1.1 Upgrade, each sending one ${s.size}-byte masked text message and waiting for its echo before the next) to a WebSocket echo origin (npm ws under node)`;
+  }
+  if (s.grpc) {
+    return `\`h2load -t1 -c${s.connections} -m${s.streams}\` with \`-d\` (a ${GRPC_REQUEST.length}-byte length-prefixed protobuf) and \`content-type: application/grpc\`, \`te: trailers\`: POST ${s.path} over h2c prior knowledge to a real gRPC server (@grpc/grpc-js under node); answer: one message + \`grpc-status: 0\` trailer`;
+  }
   const scheme = s.front === "tls" ? "https" : "http";
   const what = s.post ? `POST ${s.path} (1 MiB body)` : `GET ${s.path}`;
   const resp = s.path === "/small"
@@ -227,7 +331,7 @@ export function loadDescription(s: Scenario): string {
     : s.path === "/1m"
     ? "1 MiB body"
     : "origin reads the whole body, answers 3 bytes";
-  if (s.tool === "wrk") {
+  if (s.tool === "wrk" || s.tool === "workers") {
     return `\`wrk -t1 -c${s.connections}\`${
       s.close ? " with `Connection: close`" : ""
     }, ${what} over ${scheme}, ${resp}`;

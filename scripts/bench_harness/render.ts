@@ -31,6 +31,8 @@ async function machine(): Promise<string[]> {
     firstLine("wrk", ["-v"]),
     firstLine("h2load", ["--version"]),
     firstLine("curl", ["--version"]),
+    firstLine("nghttpx", ["--version"]),
+    firstLine("node", ["--version"]),
   ]);
   return [
     `${navigator.hardwareConcurrency} × ${model}, ${
@@ -40,7 +42,9 @@ async function machine(): Promise<string[]> {
       versions[1].replace(/ - https.*$/, "")
     }; Caddy ${versions[2].split(" ")[0]}; ${
       versions[3].replace(/ Copyright.*$/, "").replace(/ \[.*\]/, "")
-    }; ${versions[4]}; ${versions[5].split(" ").slice(0, 2).join(" ")}`,
+    }; ${versions[4]}; ${versions[5].split(" ").slice(0, 2).join(" ")}; ${versions[6]}; node ${
+      versions[7]
+    } (gRPC origin)`,
   ];
 }
 
@@ -65,7 +69,7 @@ export async function render(r: RenderInput): Promise<string> {
   const o = r.opts;
   const [hw, sw] = await machine();
   const pin = o.loadCpus
-    ? `load generator (wrk, h2load, curl, the idle-connection client, this harness) on CPU ${o.loadCpus}; ` +
+    ? `load generator (wrk, h2load, h3load, curl, the idle-connection client, this harness) on CPU ${o.loadCpus}; ` +
       `proxy under test on CPU ${o.proxyCpus}; origin on CPU ${o.originCpus}` +
       (o.originCpus === o.proxyCpus
         ? " (shared with the proxy: the origin's cost is part of every cell)"
@@ -83,7 +87,7 @@ export async function render(r: RenderInput): Promise<string> {
     `- Pinning (taskset): ${pin}`,
     `- Each proxy: ${o.workers} worker${
       o.workers > 1 ? "s" : ""
-    }, keep-alive to the origin (64 idle), no access log`,
+    }, keep-alive to the origin (64 idle), no access log (the workers section starts its own 1- and 2-worker instances)`,
     `- Rounds: ${o.rounds} × ${o.seconds} s per proxy per scenario, in the order ${
       r.proxies.map((p) => p.name).join(", ")
     }, repeated${o.warmup ? `; ${o.warmup} s warm-up per proxy per scenario, not recorded` : "; no warm-up"}`,

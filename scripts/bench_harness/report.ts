@@ -5,9 +5,11 @@
  * its same-run peers; nothing here measures anything.
  */
 
-export const PROXIES = ["gateway", "nginx", "haproxy", "caddy"] as const;
+export const PROXIES = ["gateway", "nginx", "haproxy", "caddy", "nghttpx"] as const;
 export type ProxyName = typeof PROXIES[number];
-export const PEERS = PROXIES.filter((p) => p !== "gateway");
+/** The proxies every HTTP/1.1 scenario and the memory rows compare; nghttpx joins the HTTP/2 ones. */
+export const CORE_PROXIES: readonly ProxyName[] = ["gateway", "nginx", "haproxy", "caddy"];
+export const PEERS = CORE_PROXIES.filter((p) => p !== "gateway");
 
 export interface Round {
   rps: number;
@@ -17,6 +19,8 @@ export interface Round {
   peakRssMiB: number;
   errors: number;
   requests: number;
+  /** The load client's own CPU ÷ the run's duration (h3load reports it). */
+  clientCpu?: number;
 }
 
 export interface Cell {
@@ -30,6 +34,12 @@ export interface ScenarioResult {
   title: string;
   load: string;
   cells: Record<ProxyName, Cell>;
+  /** The table's rows, in order (the gateway first). */
+  rows: readonly ProxyName[];
+  /** A line printed under the load description (how the cells were made comparable). */
+  note?: string;
+  /** Markdown that replaces the standard table (scenarios with their own layout). */
+  markdown?: string;
 }
 
 export interface MemoryRow {
@@ -69,18 +79,30 @@ function dec(x: number): number {
 }
 
 export function scenarioTable(s: ScenarioResult): string {
-  const lines = [
+  if (s.markdown !== undefined) return s.markdown;
+  return [
     `#### ${s.title}`,
     "",
     `Load: ${s.load}`,
     "",
+    ...(s.note ? [s.note, ""] : []),
+    proxyTable(s),
+    "",
+    ratioTable(s),
+  ]
+    .join("\n");
+}
+
+/** One row per proxy in s.rows: median (min–max) over the rounds, or n/a with the reason. */
+export function proxyTable(s: ScenarioResult, label: (p: ProxyName) => string = (p) => p): string {
+  const lines = [
     "| proxy | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
-  for (const p of PROXIES) {
+  for (const p of s.rows) {
     const c = s.cells[p];
     if (c.na || c.rounds.length === 0) {
-      lines.push(`| ${p} | n/a: ${c.na ?? "no data"} | | | | | |`);
+      lines.push(`| ${label(p)} | n/a: ${c.na ?? "no data"} | | | | | |`);
       continue;
     }
     const r = c.rounds;
@@ -93,14 +115,13 @@ export function scenarioTable(s: ScenarioResult): string {
       ? "0"
       : `${fmt(errors)} (${((100 * errors) / Math.max(1, total)).toFixed(2)}%)`;
     lines.push(
-      `| ${p} | ${spread(r.map((x) => x.rps))} | ${spread(p50, dec(median(p50)))} | ${
+      `| ${label(p)} | ${spread(r.map((x) => x.rps))} | ${spread(p50, dec(median(p50)))} | ${
         spread(p99, dec(median(p99)))
       } | ${spread(cpu, dec(median(cpu)))} | ${
         fmt(Math.max(...r.map((x) => x.peakRssMiB)), 1)
       } | ${errText} |`,
     );
   }
-  lines.push("", ratioTable(s));
   return lines.join("\n");
 }
 
@@ -113,7 +134,7 @@ export function ratioTable(s: ScenarioResult): string {
     "| ratio | req/s | p99 | CPU/req |",
     "| --- | ---: | ---: | ---: |",
   ];
-  for (const peer of PEERS) {
+  for (const peer of s.rows.filter((p) => p !== "gateway")) {
     const c = s.cells[peer];
     if (g.na || c.na || g.rounds.length === 0 || c.rounds.length === 0) {
       lines.push(`| gateway/${peer} | n/a | n/a | n/a |`);
@@ -131,10 +152,12 @@ export function ratioTable(s: ScenarioResult): string {
   return lines.join("\n");
 }
 
-export function memoryTable(rows: MemoryRow[]): string {
+/** Rows of values per proxy (columns: `names`, the gateway first) with gateway/peer ratios. */
+export function memoryTable(rows: MemoryRow[], names: readonly ProxyName[] = CORE_PROXIES): string {
+  const peers = names.filter((p) => p !== "gateway");
   const lines = [
-    `| row | ${PROXIES.join(" | ")} | ${PEERS.map((p) => `gateway/${p}`).join(" | ")} |`,
-    `| --- | ${PROXIES.map(() => "---:").join(" | ")} | ${PEERS.map(() => "---:").join(" | ")} |`,
+    `| row | ${names.join(" | ")} | ${peers.map((p) => `gateway/${p}`).join(" | ")} |`,
+    `| --- | ${names.map(() => "---:").join(" | ")} | ${peers.map(() => "---:").join(" | ")} |`,
   ];
   for (const r of rows) {
     const cell = (v: number | string) => typeof v === "number" ? fmt(v, r.decimals) : `n/a: ${v}`;
@@ -145,9 +168,7 @@ export function memoryTable(rows: MemoryRow[]): string {
       return typeof g === "number" && typeof v === "number" && v > 0 ? (g / v).toFixed(2) : "n/a";
     };
     lines.push(
-      `| ${r.label} | ${PROXIES.map((p) => cell(r.values[p])).join(" | ")} | ${
-        PEERS.map(ratio).join(" | ")
-      } |`,
+      `| ${r.label} | ${names.map((p) => cell(r.values[p])).join(" | ")} | ${peers.map(ratio).join(" | ")} |`,
     );
   }
   return lines.join("\n");

@@ -1,17 +1,23 @@
 /**
  * The benchmark harness cannot rot: `scripts/bench --smoke` (one 1 s round per cell, small
- * memory rows) runs the real gateway, nginx, HAProxy and Caddy in front of the nginx origin and
- * writes its tables to a temp file. Checks the tables have a numeric req/s row for every proxy
- * with same-run ratios, that docs/benchmarks.md was not touched, and that every process the
- * harness started is gone afterwards (by pid and start time, from the pid file it keeps), with
- * nothing left for the wrapper's safety net to kill. No timing is asserted.
+ * memory rows) runs the real gateway, nginx, HAProxy, Caddy and nghttpx in front of the nginx
+ * origin (and the node gRPC and WebSocket origins) and writes its tables to a temp file. Checks
+ * the tables have a numeric req/s row for every proxy with same-run ratios; the HTTP/2 tables
+ * have nghttpx; the HTTP/3 tables (h3load, the HTTP/3 download) have gateway and Caddy numbers
+ * and an explicit n/a for nginx and HAProxy; the workers section has 1- and 2-worker numbers
+ * and a scaling ratio per proxy; gRPC and WebSocket rows exist; docs/benchmarks.md was not
+ * touched; and every process the harness started is gone afterwards (by pid and start time,
+ * from the pid file it keeps), with nothing left for the wrapper's safety net to kill. No
+ * timing is asserted.
  */
 
 import assert from "node:assert/strict";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const PROXIES = ["gateway", "nginx", "haproxy", "caddy"];
-const LIMIT_MS = 85_000;
+const H2_PROXIES = [...PROXIES, "nghttpx"];
+// About 50 s on an idle 2-core machine; the margin is for a busy one.
+const LIMIT_MS = 115_000;
 
 function startTime(pid: number): string | undefined {
   try {
@@ -23,13 +29,18 @@ function startTime(pid: number): string | undefined {
   }
 }
 
-/** Rows of the markdown table that follows `#### title`, as cells (header and rule skipped). */
-function tableAfter(md: string, title: string): string[][] {
-  const start = md.indexOf(`#### ${title}\n`);
+/**
+ * Rows of the first markdown table after `#### title` whose header starts with `header` (and,
+ * when given, that follows a line equal to `after`), as cells (header and rule skipped).
+ */
+function tableAfter(md: string, title: string, header = "| proxy |", after?: string): string[][] {
+  const start = md.indexOf(`#### ${title}`);
   assert.ok(start >= 0, `no section "${title}" in:\n${md}`);
   const lines = md.slice(start).split("\n");
-  const first = lines.findIndex((l) => l.startsWith("| proxy |"));
-  assert.ok(first > 0, `no proxy table under "${title}"`);
+  const from = after === undefined ? 0 : lines.indexOf(after);
+  assert.ok(from >= 0, `no line "${after}" under "${title}"`);
+  const first = lines.findIndex((l, i) => i > from && l.startsWith(header));
+  assert.ok(first > 0, `no table "${header}" under "${title}"`);
   const rows: string[][] = [];
   for (const l of lines.slice(first + 2)) {
     if (!l.startsWith("|")) break;
@@ -83,18 +94,52 @@ Deno.test("scripts/bench --smoke writes same-run tables and leaves nothing runni
       assert.ok(num(r[3]) > 0, `${r[0]}: p99 '${r[3]}' is not a positive number`);
       assert.ok(num(r[4]) > 0, `${r[0]}: CPU µs/req '${r[4]}' is not a positive number`);
     }
-    // The other quick scenarios have a row per proxy: numbers, or an explicit n/a with a reason.
+    // The other scenarios have a row per proxy: numbers, or an explicit n/a with a reason.
+    const numOrNa = (title: string, r: string[]) =>
+      assert.ok(num(r[1]) > 0 || /^n\/a: \S/.test(r[1]), `${title}: ${r.join(" | ")}`);
     for (
-      const title of [
-        "HTTP/1.1 1 MiB response",
-        "HTTP/1.1 POST 1 MiB",
-        "HTTP/2 (h2c, prior knowledge) small response",
-      ]
+      const [title, rows] of [
+        ["HTTP/1.1 1 MiB response", PROXIES],
+        ["HTTP/1.1 POST 1 MiB", PROXIES],
+        ["HTTP/2 (h2c, prior knowledge) small response", H2_PROXIES],
+        ["gRPC unary call", H2_PROXIES],
+        ["WebSocket echo", PROXIES],
+      ] as const
     ) {
       const t = tableAfter(md, title);
-      assert.deepEqual(t.map((r) => r[0]), PROXIES, title);
-      for (const r of t) assert.ok(num(r[1]) > 0 || /^n\/a: \S/.test(r[1]), `${title}: ${r.join(" | ")}`);
+      assert.deepEqual(t.map((r) => r[0]), rows, title);
+      for (const r of t) numOrNa(title, r);
     }
+    // nghttpx is a real HTTP/2 peer, not a placeholder row.
+    const nghttpx = tableAfter(md, "HTTP/2 (h2c, prior knowledge) small response").find((r) =>
+      r[0] === "nghttpx"
+    )!;
+    assert.ok(num(nghttpx[1]) > 0, `nghttpx h2c: ${nghttpx.join(" | ")}`);
+
+    // HTTP/3 through h3load: gateway and Caddy measured (both have a QUIC front), nginx and
+    // HAProxy present with the reason they cannot be, and a same-run gateway/caddy ratio.
+    for (const title of ["HTTP/3 small response", "HTTP/3 download"]) {
+      const t = tableAfter(md, title);
+      assert.deepEqual(t.map((r) => r[0]), PROXIES, title);
+      for (const r of t) {
+        if (r[0] === "gateway" || r[0] === "caddy") assert.ok(num(r[1]) > 0, `${title}: ${r.join(" | ")}`);
+        else assert.match(r[1], /^n\/a: no HTTP\/3 front/, `${title}: ${r.join(" | ")}`);
+      }
+      const ratio = tableAfter(md, title, "| ratio |").find((r) => r[0] === "gateway/caddy");
+      assert.ok(ratio && num(ratio[1]) > 0, `${title}: no numeric gateway/caddy ratio`);
+    }
+
+    // Workers: 1- and 2-worker cells for gateway, nginx and HAProxy, and a scaling ratio each.
+    const workersTitle = "Workers: HTTP/1.1 small response with 1 and 2 workers";
+    for (const n of [1, 2]) {
+      const t = tableAfter(md, workersTitle, "| proxy |", `${n} worker${n > 1 ? "s" : ""}:`);
+      assert.deepEqual(t.map((r) => r[0]), ["gateway", "nginx", "haproxy"].map((p) => `${p}×${n}`));
+      for (const r of t) assert.ok(num(r[1]) > 0, `${workersTitle}: ${r.join(" | ")}`);
+    }
+    const scaling = tableAfter(md, workersTitle, "| proxy | 1 worker req/s |");
+    assert.deepEqual(scaling.map((r) => r[0]), ["gateway", "nginx", "haproxy"]);
+    for (const r of scaling) assert.ok(num(r[3]) > 0, `scaling: ${r.join(" | ")}`);
+    assert.match(md, /Pinning: load generator on CPU \S+; 1 worker: proxy on .+; 2 workers: proxy on /);
     // Ratios against each peer from the same run.
     for (const peer of ["nginx", "haproxy", "caddy"]) {
       const m = md.match(new RegExp(`\\| gateway/${peer} \\| ([0-9.]+) \\|`));
@@ -109,7 +154,19 @@ Deno.test("scripts/bench --smoke writes same-run tables and leaves nothing runni
     // Nothing the harness started is still running.
     const lines = (await Deno.readTextFile(pidfile)).trim().split("\n").filter(Boolean);
     const names = new Set(lines.map((l) => l.split(" ")[2]));
-    for (const n of ["origin", "gateway", "nginx", "haproxy", "caddy", "wrk"]) {
+    for (
+      const n of [
+        "origin",
+        "gateway",
+        "nginx",
+        "haproxy",
+        "caddy",
+        "nghttpx",
+        "wrk",
+        "grpc-origin",
+        "ws-origin",
+      ]
+    ) {
       assert.ok(names.has(n), `pid file lists no ${n}: ${[...names].join(", ")}`);
     }
     for (const l of lines) {
