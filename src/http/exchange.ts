@@ -18,6 +18,12 @@ export type HeaderList = string[];
 export interface Body {
   /** Next chunk, or null at the end. Rejects if the producer failed (truncated body). */
   read(): Promise<Uint8Array | null>;
+  /**
+   * Optional synchronous read(): the next chunk (or null at the end) when the producer has it
+   * without waiting, undefined when only read() can tell. Same chunk validity as read(); throws
+   * where read() would reject. Lets a writer coalesce buffered pieces without a promise each.
+   */
+  tryRead?(): Uint8Array | null | undefined;
   /** Trailer fields once read() has returned null; undefined when there were none. */
   trailers(): HeaderList | undefined;
   /** Total length when known in advance (Content-Length), else undefined. */
@@ -110,16 +116,18 @@ export function hasHeader(headers: HeaderList, name: string): boolean {
 /** A body with all bytes in hand (gateway-generated answers). */
 export function bytesBody(bytes: Uint8Array): Body {
   let done = false;
+  const next = (): Uint8Array | null => {
+    if (done || bytes.length === 0) return null;
+    done = true;
+    return bytes;
+  };
   return {
     length: bytes.length,
     get received() {
       return done ? bytes.length : 0;
     },
-    read() {
-      if (done || bytes.length === 0) return Promise.resolve(null);
-      done = true;
-      return Promise.resolve(bytes);
-    },
+    tryRead: next,
+    read: () => Promise.resolve(next()),
     trailers: () => undefined,
     cancel() {
       done = true;

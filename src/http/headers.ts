@@ -21,6 +21,18 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 
 export const VIA_TOKEN = "expressgateway";
 
+/** `<version> expressgateway` for the versions we speak, built once rather than per message. */
+const VIA_FOR: Record<string, string> = {
+  "1.0": `1.0 ${VIA_TOKEN}`,
+  "1.1": `1.1 ${VIA_TOKEN}`,
+  "2": `2 ${VIA_TOKEN}`,
+  "3": `3 ${VIA_TOKEN}`,
+};
+
+function viaEntry(version: string): string {
+  return VIA_FOR[version] ?? `${version} ${VIA_TOKEN}`;
+}
+
 const NONE: readonly string[] = Object.freeze([]);
 
 /**
@@ -31,7 +43,14 @@ export function connectionTokens(headers: HeaderList): readonly string[] {
   let out: string[] | undefined;
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i] !== "connection") continue;
-    for (const t of headers[i + 1].split(",")) {
+    const v = headers[i + 1];
+    if (v.indexOf(",") < 0) {
+      // One token (the usual "keep-alive" or "close"): no split array.
+      const tok = v.trim().toLowerCase();
+      if (tok) (out ??= []).push(tok);
+      continue;
+    }
+    for (const t of v.split(",")) {
       const tok = t.trim().toLowerCase();
       if (tok) (out ??= []).push(tok);
     }
@@ -82,7 +101,7 @@ export function upstreamRequestHeaders(req: ProxyRequest, opts: ForwardOptions):
     "x-forwarded-host",
     req.authority,
     "via",
-    via === undefined ? `${req.version} ${VIA_TOKEN}` : `${via}, ${req.version} ${VIA_TOKEN}`,
+    via === undefined ? viaEntry(req.version) : `${via}, ${viaEntry(req.version)}`,
   );
   if (opts.trailers) out.push("te", "trailers");
   return out;
@@ -104,7 +123,7 @@ export function downstreamResponseHeaders(headers: HeaderList, upstreamVersion: 
   }
   out.push(
     "via",
-    via === undefined ? `${upstreamVersion} ${VIA_TOKEN}` : `${via}, ${upstreamVersion} ${VIA_TOKEN}`,
+    via === undefined ? viaEntry(upstreamVersion) : `${via}, ${viaEntry(upstreamVersion)}`,
   );
   return out;
 }

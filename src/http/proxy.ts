@@ -85,6 +85,11 @@ const MAX_ATTEMPTS = 2;
 
 export class ListenerProxy implements H1Handler {
   readonly #requestsByKey = new Map<string, { inc(n?: number): void }>();
+  #lastRequests: { route: string; pool: string; status: string; counter?: { inc(n?: number): void } } = {
+    route: "",
+    pool: "",
+    status: "",
+  };
   readonly #events = new Map<string, { inc(n?: number): void }>();
 
   constructor(
@@ -94,10 +99,14 @@ export class ListenerProxy implements H1Handler {
     private readonly altSvc?: string,
   ) {}
 
-  async handle(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse> {
-    const res = isGrpcRequest(req.headers) ? await this.#handleGrpc(req, rec) : await this.#handle(req, rec);
-    if (this.altSvc !== undefined && !res.upgrade) res.headers.push("alt-svc", this.altSvc);
-    return res;
+  handle(req: ProxyRequest, rec: RequestRecord): Promise<ProxyResponse> {
+    const res = isGrpcRequest(req.headers) ? this.#handleGrpc(req, rec) : this.#handle(req, rec);
+    // Without alt-svc the answer passes through as is: no extra promise per request.
+    if (this.altSvc === undefined) return res;
+    return res.then((r) => {
+      if (!r.upgrade) r.headers.push("alt-svc", this.altSvc!);
+      return r;
+    });
   }
 
   /**
@@ -260,7 +269,7 @@ export class ListenerProxy implements H1Handler {
           : await h1Forward(backend.h1, req, headers, timeouts);
         const ms = performance.now() - t0;
         rec.upstreamMs = ms;
-        observeLatency(stats, ms, performance.now(), pool.config.ewma_decay);
+        observeLatency(stats, ms, t0 + ms, pool.config.ewma_decay);
         ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address).observe(ms / 1000);
         const res = answer.response;
         ctx.health.observe(backend.key, res.status);
@@ -372,17 +381,23 @@ export class ListenerProxy implements H1Handler {
   complete(rec: RequestRecord): void {
     const ctx = this.ctx;
     const listener = this.listener.name;
-    const status = rec.status === 0 ? "none" : `${Math.floor(rec.status / 100)}xx`;
+    const status = STATUS_CLASS[Math.floor(rec.status / 100)] ?? "none";
     const route = rec.route ?? "none";
     const pool = rec.pool ?? "none";
-    const key = `${route}\u0000${pool}\u0000${status}`;
-    let c = this.#requestsByKey.get(key);
+    // The same series as last time (the common case) without building the key.
+    const last = this.#lastRequests;
+    let c = last.route === route && last.pool === pool && last.status === status ? last.counter : undefined;
     if (!c) {
-      c = ctx.metrics.requests.with(listener, route, pool, status);
-      this.#requestsByKey.set(key, c);
+      const key = `${route}\u0000${pool}\u0000${status}`;
+      c = this.#requestsByKey.get(key);
+      if (!c) {
+        c = ctx.metrics.requests.with(listener, route, pool, status);
+        this.#requestsByKey.set(key, c);
+      }
+      this.#lastRequests = { route, pool, status, counter: c };
     }
     c.inc();
-    const totalMs = performance.now() - rec.start;
+    const totalMs = (rec.end ?? performance.now()) - rec.start;
     ctx.metrics.requestSeconds.with(listener).observe(totalMs / 1000);
     ctx.metrics.bytesReceived.with(listener).inc(rec.bytesIn);
     ctx.metrics.bytesSent.with(listener).inc(rec.bytesOut);
@@ -420,6 +435,9 @@ function webSocketRefused(rec: RequestRecord): ProxyResponse {
   rec.error = "websocket_disabled";
   return gatewayResponse(403, "WebSockets are not enabled for this route\n");
 }
+
+/** The status label by status / 100 (0: no status), built once rather than per request. */
+const STATUS_CLASS = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /** What the gateway's own gRPC errors say (grpc-message), by RequestRecord.error. */
 const GRPC_REASONS: Record<string, string> = {
@@ -508,6 +526,18 @@ export class RelayBody implements Body {
   async read(): Promise<Uint8Array | null> {
     try {
       const chunk = await this.inner.read();
+      if (chunk === null) this.#end();
+      return chunk;
+    } catch (e) {
+      this.#end();
+      throw e;
+    }
+  }
+
+  tryRead(): Uint8Array | null | undefined {
+    if (this.inner.tryRead === undefined) return undefined;
+    try {
+      const chunk = this.inner.tryRead();
       if (chunk === null) this.#end();
       return chunk;
     } catch (e) {

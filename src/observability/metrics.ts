@@ -100,8 +100,34 @@ abstract class Family<C extends Child> {
 
   protected abstract make(labels: Labels): C;
 
+  /**
+   * The last lookup, checked first: a data plane usually asks for the same series request
+   * after request (one listener, one backend), and comparing the label strings (usually the
+   * very same string objects) is cheaper than building the key and hashing it.
+   */
+  #lastValues: readonly string[] | undefined;
+  #lastChild: C | undefined;
+
   /** The child for these label values (in labelNames order). Cache the result on hot paths. */
   with(...values: string[]): C {
+    const last = this.#lastValues;
+    if (last !== undefined && last.length === values.length) {
+      let same = true;
+      for (let i = 0; i < values.length; i++) {
+        if (last[i] !== values[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return this.#lastChild!;
+    }
+    const child = this.#lookup(values);
+    this.#lastValues = values;
+    this.#lastChild = child;
+    return child;
+  }
+
+  #lookup(values: string[]): C {
     if (values.length !== this.labelNames.length) {
       throw new Error(
         `metric ${this.name}: expected ${this.labelNames.length} label values, got ${values.length}`,
@@ -121,11 +147,13 @@ abstract class Family<C extends Child> {
   /** Drop a series (a backend removed by reload), so label cardinality stays bounded. */
   remove(...values: string[]): void {
     this.#children.delete(seriesKey(values));
+    this.#lastValues = this.#lastChild = undefined; // it may be the one just dropped
   }
 
   /** Drops every series whose labels include all of `match` (e.g. {pool, backend}). */
   removeMatching(match: Record<string, string>): void {
     const entries = Object.entries(match);
+    this.#lastValues = this.#lastChild = undefined;
     for (const [key, child] of this.#children) {
       if (entries.every(([k, v]) => child.labels[k] === v)) this.#children.delete(key);
     }

@@ -3,13 +3,18 @@
  * read-until-close. Each implements the exchange's Body: pull-based, zero-copy (a chunk is a
  * view into the connection buffer, valid until the next read()).
  *
+ * Decoding is a synchronous step over the buffered bytes (`step()`); only when it needs more
+ * does read() wait for the socket. tryRead() exposes the synchronous step, so a writer can
+ * coalesce what is already buffered (a small response's head and body, chunk framing) into
+ * one write without a promise per piece.
+ *
  * `onEnd(clean)` tells the connection owner whether the framing ended exactly where it should,
  * i.e. whether the connection may carry another message.
  */
 
 import type { Body, HeaderList } from "../exchange.ts";
 import { H1ParseError, parseFields } from "./parse.ts";
-import { BODY_BUFFER, type ConnReader } from "./reader.ts";
+import type { ConnReader } from "./reader.ts";
 
 /** The body ended before its framing said it would (peer closed or reset). */
 export class TruncatedBodyError extends Error {
@@ -30,6 +35,8 @@ export class BodyTooLargeError extends Error {
 const CR = 0x0d;
 const LF = 0x0a;
 const MAX_CHUNK_LINE = 4096;
+/** step(): the buffered bytes are not enough; read more. */
+const NEED = undefined;
 
 abstract class DecodedBody implements Body {
   protected finished = false;
@@ -44,20 +51,45 @@ abstract class DecodedBody implements Body {
   ) {}
 
   abstract readonly length: number | undefined;
-  protected abstract next(): Promise<Uint8Array | null>;
+  /** Decodes from the buffered bytes: a chunk, null at the end, NEED for more bytes. Throws on bad framing. */
+  protected abstract step(): Uint8Array | null | undefined;
+  /** The socket reached EOF with nothing left to decode: the end (close-delimited) or truncation. */
+  protected onEof(): null {
+    throw new TruncatedBodyError();
+  }
 
-  async read(): Promise<Uint8Array | null> {
+  /** The next chunk if it needs no socket read (null at the end), else undefined. */
+  tryRead(): Uint8Array | null | undefined {
     if (this.finished) return null;
     if (this.failed) throw new TruncatedBodyError("body already failed");
-    let chunk: Uint8Array | null;
+    let chunk: Uint8Array | null | undefined;
     try {
-      chunk = await this.next();
+      chunk = this.step();
     } catch (e) {
       this.fail();
-      throw e instanceof H1ParseError || e instanceof BodyTooLargeError
+      throw e;
+    }
+    return chunk === NEED ? NEED : this.#deliver(chunk);
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    const ready = this.tryRead();
+    if (ready !== NEED) return ready;
+    let chunk: Uint8Array | null | undefined;
+    try {
+      do {
+        chunk = (await this.reader.fillBody()) ? this.step() : this.onEof();
+      } while (chunk === NEED);
+    } catch (e) {
+      this.fail();
+      throw e instanceof H1ParseError || e instanceof BodyTooLargeError || e instanceof TruncatedBodyError
         ? e
         : new TruncatedBodyError(describe(e));
     }
+    return this.#deliver(chunk);
+  }
+
+  #deliver(chunk: Uint8Array | null): Uint8Array | null {
     if (chunk === null) {
       this.finished = true;
       this.onEnd(true);
@@ -88,11 +120,6 @@ abstract class DecodedBody implements Body {
     this.failed = true;
     this.onEnd(false);
   }
-
-  /** Reads more from the socket with a bulk-sized buffer; throws on EOF. */
-  protected async more(): Promise<void> {
-    if (!(await this.reader.fill(BODY_BUFFER))) throw new TruncatedBodyError();
-  }
 }
 
 function describe(e: unknown): string {
@@ -116,9 +143,9 @@ export class LengthBody extends DecodedBody {
     return this.#remaining;
   }
 
-  protected async next(): Promise<Uint8Array | null> {
+  protected step(): Uint8Array | null | undefined {
     if (this.#remaining === 0) return null;
-    if (this.reader.available === 0) await this.more();
+    if (this.reader.available === 0) return NEED;
     const chunk = this.reader.take(this.#remaining);
     this.#remaining -= chunk.length;
     return chunk;
@@ -128,9 +155,12 @@ export class LengthBody extends DecodedBody {
 /** Reads until the peer closes (responses without framing; never requests). */
 export class CloseBody extends DecodedBody {
   readonly length = undefined;
-  protected async next(): Promise<Uint8Array | null> {
-    if (this.reader.available === 0 && !(await this.reader.fill(BODY_BUFFER))) return null;
-    return this.reader.take(this.reader.available);
+  protected step(): Uint8Array | null | undefined {
+    if (this.reader.available > 0) return this.reader.take(this.reader.available);
+    return this.reader.eof ? null : NEED;
+  }
+  protected override onEof(): null {
+    return null;
   }
 }
 
@@ -152,6 +182,10 @@ export class ChunkedBody extends DecodedBody {
   #state = ChunkState.Size;
   #remaining = 0;
   #trailers: HeaderList | undefined;
+  /** Bytes past reader.start already scanned for the current line (each byte examined once). */
+  #scanned = 0;
+  /** The trailer section has fields: waiting for the blank line that ends it. */
+  #inTrailerFields = false;
 
   constructor(
     reader: ConnReader,
@@ -167,26 +201,27 @@ export class ChunkedBody extends DecodedBody {
     return this.#trailers;
   }
 
-  protected async next(): Promise<Uint8Array | null> {
+  protected step(): Uint8Array | null | undefined {
     const r = this.reader;
     for (;;) {
       switch (this.#state) {
         case ChunkState.Size: {
-          const lineEnd = await this.#line(MAX_CHUNK_LINE);
+          const lineEnd = this.#line(MAX_CHUNK_LINE);
+          if (lineEnd < 0) return NEED;
           this.#remaining = this.#parseSizeLine(r.buf, r.start, lineEnd);
           r.start = lineEnd + 2;
           this.#state = this.#remaining === 0 ? ChunkState.Trailers : ChunkState.Data;
           break;
         }
         case ChunkState.Data: {
-          if (r.available === 0) await this.more();
+          if (r.available === 0) return NEED;
           const chunk = r.take(this.#remaining);
           this.#remaining -= chunk.length;
           if (this.#remaining === 0) this.#state = ChunkState.DataEnd;
           return chunk;
         }
         case ChunkState.DataEnd: {
-          while (r.available < 2) await this.more();
+          if (r.available < 2) return NEED;
           if (r.buf[r.start] !== CR || r.buf[r.start + 1] !== LF) {
             this.#error("missing CRLF after chunk data");
           }
@@ -195,14 +230,20 @@ export class ChunkedBody extends DecodedBody {
           break;
         }
         case ChunkState.Trailers: {
-          const lineEnd = await this.#line(this.maxTrailer);
-          if (lineEnd === r.start) {
-            r.start += 2;
-            this.#state = ChunkState.Done;
-            return null;
+          // Either the blank line at once (no trailers) or a trailer section: find the blank
+          // line ending it, then parse all fields at once.
+          if (!this.#inTrailerFields) {
+            const lineEnd = this.#line(this.maxTrailer);
+            if (lineEnd < 0) return NEED;
+            if (lineEnd === r.start) {
+              r.start += 2;
+              this.#state = ChunkState.Done;
+              return null;
+            }
+            this.#inTrailerFields = true;
           }
-          // A trailer section: find the blank line, then parse all fields at once.
-          const end = await this.#blankLine();
+          const end = this.#blankLine();
+          if (end < 0) return NEED;
           this.#trailers = parseFields(r.buf, r.start, end, this.errorStatus);
           r.start = end;
           this.#state = ChunkState.Done;
@@ -214,39 +255,37 @@ export class ChunkedBody extends DecodedBody {
     }
   }
 
-  /** Waits until a CRLF-terminated line is buffered; returns the offset of its CR. */
-  async #line(max: number): Promise<number> {
+  /** The offset of the CR ending the buffered line at reader.start, or -1 if incomplete. */
+  #line(max: number): number {
     const r = this.reader;
-    let from = r.start;
-    for (;;) {
-      for (let i = from; i < r.end; i++) {
-        const b = r.buf[i];
-        if (b === LF) this.#error("bare LF in chunked framing");
-        if (b === CR) {
-          if (i + 1 >= r.end) break;
-          if (r.buf[i + 1] !== LF) this.#error("bare CR in chunked framing");
-          return i;
-        }
+    const buf = r.buf;
+    for (let i = r.start + this.#scanned; i < r.end; i++) {
+      const b = buf[i];
+      if (b === LF) this.#error("bare LF in chunked framing");
+      if (b === CR) {
+        if (i + 1 >= r.end) break;
+        if (buf[i + 1] !== LF) this.#error("bare CR in chunked framing");
+        this.#scanned = 0;
+        return i;
       }
-      if (r.end - r.start > max) this.#error("chunk line too long");
-      const scanned = r.end - r.start;
-      await this.more();
-      from = r.start + Math.max(0, scanned - 1);
     }
+    if (r.end - r.start > max) this.#error("chunk line too long");
+    // Rescan a trailing CR with its successor next time.
+    this.#scanned = Math.max(0, r.end - r.start - 1);
+    return -1;
   }
 
-  /** Waits for the CRLF CRLF ending a trailer section; returns the offset just past it. */
-  async #blankLine(): Promise<number> {
+  /** The offset just past the CRLF CRLF ending a trailer section, or -1 if incomplete. */
+  #blankLine(): number {
     const r = this.reader;
-    for (;;) {
-      for (let i = r.start + 3; i < r.end; i++) {
-        if (r.buf[i] === LF && r.buf[i - 1] === CR && r.buf[i - 2] === LF && r.buf[i - 3] === CR) {
-          return i + 1;
-        }
+    const buf = r.buf;
+    for (let i = r.start + 3; i < r.end; i++) {
+      if (buf[i] === LF && buf[i - 1] === CR && buf[i - 2] === LF && buf[i - 3] === CR) {
+        return i + 1;
       }
-      if (r.end - r.start > this.maxTrailer) this.#error("trailer section too large");
-      await this.more();
     }
+    if (r.end - r.start > this.maxTrailer) this.#error("trailer section too large");
+    return -1;
   }
 
   #parseSizeLine(buf: Uint8Array, s: number, e: number): number {

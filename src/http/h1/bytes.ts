@@ -35,6 +35,36 @@ export function latin1(bytes: Uint8Array, start: number, end: number): string {
   return s;
 }
 
+/**
+ * latin1() through a small direct-mapped cache of recent short strings. Header values repeat
+ * from message to message (Host, Server, Content-Type, Content-Length, Connection, the
+ * method…); hashing and comparing a few bytes costs a third of making a new string, and the
+ * garbage collector sees none. Bounded: INTERN_SLOTS entries of at most INTERN_MAX bytes, a
+ * colliding value simply replaces the entry (a flood of distinct values only misses).
+ */
+const INTERN_SLOTS = 1024;
+const INTERN_MAX = 64;
+const internBytes: (Uint8Array | undefined)[] = new Array(INTERN_SLOTS);
+const internStrings: string[] = new Array(INTERN_SLOTS);
+
+export function latin1Cached(bytes: Uint8Array, start: number, end: number): string {
+  const n = end - start;
+  if (n > INTERN_MAX || n <= 0) return latin1(bytes, start, end);
+  let h = n;
+  for (let i = start; i < end; i++) h = (Math.imul(h, 31) + bytes[i]) | 0;
+  const slot = (h ^ (h >>> 10)) & (INTERN_SLOTS - 1);
+  const k = internBytes[slot];
+  if (k !== undefined && k.length === n) {
+    let i = 0;
+    while (i < n && k[i] === bytes[start + i]) i++;
+    if (i === n) return internStrings[slot];
+  }
+  const s = latin1(bytes, start, end);
+  internBytes[slot] = bytes.slice(start, end);
+  internStrings[slot] = s;
+  return s;
+}
+
 /** Writes a latin1 string into `out` at `off`; returns the new offset. `out` must have room. */
 export function writeLatin1(s: string, out: Uint8Array, off: number): number {
   // Heads are almost always ASCII, where the native encoder beats a char loop by far. A

@@ -10,7 +10,14 @@ import { type ConnectTarget, openConnection } from "../../net/connect.ts";
 import type { Body, HeaderList, ProxyRequest, ProxyResponse } from "../exchange.ts";
 import { connectionTokens } from "../headers.ts";
 import { ChunkedBody, CloseBody, LengthBody } from "./body.ts";
-import { findHeadEnd, H1ParseError, newScanState, parseResponseHead, responseFraming } from "./parse.ts";
+import {
+  findHeadEnd,
+  H1ParseError,
+  newScanState,
+  parseResponseHead,
+  resetScanState,
+  responseFraming,
+} from "./parse.ts";
 import { ConnReader } from "./reader.ts";
 import { ConnWriter, writeBody } from "./write.ts";
 
@@ -43,6 +50,8 @@ export class UpstreamError extends Error {
 export class H1Upstream implements Deadline {
   readonly reader: ConnReader;
   readonly writer: ConnWriter;
+  /** The response-head search state, reused for every response. */
+  readonly scan = newScanState();
   reused = false;
   closed = false;
   /** Still counted in its pool's open total (cleared exactly once). */
@@ -55,9 +64,11 @@ export class H1Upstream implements Deadline {
   /** The current request's response_timeout, armed around each response read. */
   responseTimeoutMs = 0;
   // Read hooks, made once per connection rather than per request.
+  /** When the last response read began (the pool derives the idle deadline from it). */
+  lastRead = performance.now();
   readonly armResponse = () => {
     this.reason = "response";
-    this.deadline = performance.now() + this.responseTimeoutMs;
+    this.deadline = (this.lastRead = performance.now()) + this.responseTimeoutMs;
   };
   readonly disarm = () => {
     this.deadline = Infinity;
@@ -66,6 +77,9 @@ export class H1Upstream implements Deadline {
   constructor(readonly conn: Deno.Conn, readonly pool: H1Pool) {
     this.reader = new ConnReader(conn);
     this.writer = new ConnWriter(conn);
+    // Registered for its whole life (close() and detach() take it off), with `deadline` set to
+    // Infinity whenever nothing is armed: no Set insert and delete per request.
+    sweeper.add(this);
   }
 
   onExpire(reason: string): void {
@@ -122,17 +136,25 @@ export class H1Pool {
     return this.#idle.length;
   }
 
-  async acquire(): Promise<H1Upstream> {
+  /** An idle connection if there is one, without a promise (the common case under load). */
+  tryAcquire(): H1Upstream | undefined {
     while (this.#idle.length > 0) {
       const u = this.#idle.pop()!;
       u.idle = false;
-      sweeper.delete(u);
+      u.deadline = Infinity; // no idle timeout while in use
       if (!u.closed && !u.reader.eof) {
         u.reused = true;
         return u;
       }
+      u.close();
       this.#forget(u);
     }
+    return undefined;
+  }
+
+  async acquire(): Promise<H1Upstream> {
+    const idle = this.tryAcquire();
+    if (idle) return idle;
     if (this.#open < this.limits.maxTotal) return await this.#connect();
     return await new Promise<H1Upstream>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject };
@@ -196,8 +218,9 @@ export class H1Pool {
     }
     u.reader.shrink();
     u.reason = "idle";
-    u.deadline = performance.now() + this.limits.idleTimeoutMs;
-    sweeper.add(u);
+    // From the last response read rather than a fresh clock reading (an op call per request):
+    // early by at most that read's wait, which only makes a pooled connection retire sooner.
+    u.deadline = u.lastRead + this.limits.idleTimeoutMs;
     u.idle = true;
     this.#idle.push(u);
     u.watchWhileIdle();
@@ -285,7 +308,7 @@ export async function h1Forward(
   /** The request asks to switch protocols (a WebSocket handshake): a 101 hands the connection over. */
   upgrade = false,
 ): Promise<UpstreamAnswer> {
-  const up = await pool.acquire();
+  const up = pool.tryAcquire() ?? await pool.acquire();
   const { reader, writer } = up;
   const body = req.body;
   let head = `${req.method} ${req.path} HTTP/1.1\r\n`;
@@ -312,7 +335,6 @@ export async function h1Forward(
   up.responseTimeoutMs = t.responseTimeoutMs;
   reader.beforeRead = up.armResponse;
   reader.afterRead = up.disarm;
-  sweeper.add(up);
 
   let requestSent = !body;
   let requestFailed: unknown;
@@ -343,15 +365,13 @@ export async function h1Forward(
 
   let headEnd: number;
   let parsed;
+  const limits = { maxLine: 8192, maxHead: t.maxResponseHead };
   try {
     for (;;) {
-      const st = newScanState();
+      const st = resetScanState(up.scan);
       let len: number;
       for (;;) {
-        len = findHeadEnd(reader.buf, reader.start, reader.end, st, {
-          maxLine: 8192,
-          maxHead: t.maxResponseHead,
-        }, false);
+        len = findHeadEnd(reader.buf, reader.start, reader.end, st, limits, false);
         if (len >= 0) break;
         if (!(await reader.fill())) {
           if (requestFailed) throw requestFailed;
@@ -429,7 +449,7 @@ export async function h1Forward(
   const finish = (clean: boolean) => {
     if (released) return;
     released = true;
-    sweeper.delete(up);
+    up.deadline = Infinity;
     const reuse = clean && keepAlive && requestSent && !requestFailed;
     // An early response (e.g. 413 while the body was still streaming) ends the request
     // body too, and the connection cannot be reused.

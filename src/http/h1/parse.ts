@@ -8,7 +8,7 @@
  * Anything ambiguous is an error: the proxy never forwards a request it had to guess about.
  */
 
-import { latin1 } from "./bytes.ts";
+import { latin1, latin1Cached } from "./bytes.ts";
 
 export class H1ParseError extends Error {
   constructor(readonly status: 400 | 414 | 431 | 501 | 505 | 502, message: string) {
@@ -58,6 +58,13 @@ export interface ScanState {
 
 export function newScanState(): ScanState {
   return { skip: 0, scanned: 0, firstLineEnd: -1 };
+}
+
+/** Starts a new search with `st` (a connection keeps one instead of allocating per message). */
+export function resetScanState(st: ScanState): ScanState {
+  st.skip = st.scanned = 0;
+  st.firstLineEnd = -1;
+  return st;
 }
 
 export function findHeadEnd(
@@ -145,7 +152,7 @@ export function parseRequestHead(
   const mStart = i;
   while (CLASS[bytes[i]] & TCHAR) i++;
   if (i === mStart || bytes[i] !== SP) throw new H1ParseError(400, "invalid method");
-  const method = latin1(bytes, mStart, i);
+  const method = latin1Cached(bytes, mStart, i);
   i++;
   const tStart = i;
   while (CLASS[bytes[i]] & TARGET) i++;
@@ -178,7 +185,7 @@ export function parseResponseHead(bytes: Uint8Array, start: number, end: number)
     i++;
     const rStart = i;
     while (bytes[i] !== CR && ((CLASS[bytes[i]] & FIELD_VCHAR) || bytes[i] === SP || bytes[i] === HTAB)) i++;
-    reason = latin1(bytes, rStart, i);
+    reason = latin1Cached(bytes, rStart, i);
   }
   if (bytes[i] !== CR || bytes[i + 1] !== LF) throw new H1ParseError(502, "invalid status line");
   i += 2;
@@ -232,7 +239,7 @@ export function parseFields(bytes: Uint8Array, i: number, end: number, errorStat
     if (bytes[i] !== CR || bytes[i + 1] !== LF) {
       throw new H1ParseError(errorStatus, "invalid character in header field value");
     }
-    headers.push(name, latin1(bytes, vStart, vEnd));
+    headers.push(name, latin1Cached(bytes, vStart, vEnd));
     i += 2;
   }
   return headers;
@@ -272,15 +279,12 @@ const COMMON = [
   "location",
   "vary",
 ];
-const internByLength = new Map<number, string[]>();
-for (const n of COMMON) {
-  const list = internByLength.get(n.length) ?? [];
-  list.push(n);
-  internByLength.set(n.length, list);
-}
+/** By length: an array index, not a Map lookup, on every header name. */
+const internByLength: (string[] | undefined)[] = [];
+for (const n of COMMON) (internByLength[n.length] ??= []).push(n);
 
 function lowerName(bytes: Uint8Array, s: number, e: number): string {
-  const candidates = internByLength.get(e - s);
+  const candidates = e - s < internByLength.length ? internByLength[e - s] : undefined;
   if (candidates) {
     outer: for (const c of candidates) {
       for (let k = 0; k < c.length; k++) {

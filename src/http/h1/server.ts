@@ -19,14 +19,17 @@ import {
   requestFraming,
   type RequestHead,
   requestTarget,
+  resetScanState,
 } from "./parse.ts";
 import { ConnReader } from "./reader.ts";
-import { ConnWriter, reasonPhrase, writeBody } from "./write.ts";
+import { ConnWriter, reasonPhrase, statusLine, writeBody } from "./write.ts";
 import { ConnStream } from "../../websocket/streams.ts";
 
 /** Per-request record the proxy fills in and the codec completes, for logs and metrics. */
 export interface RequestRecord {
   start: number;
+  /** When the response was written (or failed); the consumer's clock reading if unset. */
+  end?: number;
   method: string;
   authority: string;
   path: string;
@@ -134,10 +137,19 @@ export class H1ServerConn implements Deadline, ServerConnection {
     this.abort();
   }
 
-  #arm(reason: string, ms: number): void {
+  /**
+   * Clock readings are shared where two happen at the same point (an exchange's end arms the
+   * idle timeout; a head's first bytes start the request and arm the header timeout): each
+   * performance.now() is an op call, and a request used to make ten.
+   */
+  #arm(reason: string, ms: number, now = performance.now()): void {
     this.reason = reason;
-    this.deadline = performance.now() + ms;
+    this.deadline = now + ms;
   }
+  /** When the current head's first bytes arrived after an idle wait (else -1). */
+  #headAt = -1;
+  /** When the last exchange ended. */
+  #lastEnd = 0;
 
   async run(): Promise<void> {
     sweeper.add(this);
@@ -145,11 +157,12 @@ export class H1ServerConn implements Deadline, ServerConnection {
     try {
       while (!this.#closed) {
         this.#responseStarted = false; // the previous response is complete: a 408 may be sent again
-        this.#arm(first ? "header" : "idle", first ? this.cfg.header_timeout : this.cfg.idle_timeout);
+        if (first) this.#arm("header", this.cfg.header_timeout);
+        else this.#arm("idle", this.cfg.idle_timeout, this.#lastEnd);
         first = false;
         const head = await this.#readHead();
         if (!head) break;
-        const keepGoing = await this.#exchange(head.head, head.bytes);
+        const keepGoing = await this.#exchange(head, this.#headBytes);
         if (!keepGoing || this.#draining) break;
         this.#reader.shrink();
       }
@@ -179,17 +192,22 @@ export class H1ServerConn implements Deadline, ServerConnection {
     } catch { /* reset by the client, or closed by the linger deadline */ }
   }
 
+  /** The size of the head #readHead() returned last (kept here: no result object per request). */
+  #headBytes = 0;
+  readonly #scan = newScanState();
+
   /** Reads one request head; null on a clean EOF between requests. */
-  async #readHead(): Promise<{ head: RequestHead; bytes: number } | null> {
+  async #readHead(): Promise<RequestHead | null> {
     const r = this.#reader;
-    const st = newScanState();
+    const st = resetScanState(this.#scan);
     const limits = this.#limits;
     for (;;) {
       const len = findHeadEnd(r.buf, r.start, r.end, st, limits, true);
       if (len >= 0) {
         const head = parseRequestHead(r.buf, r.start + st.skip, r.start + len, this.cfg.max_request_line);
         r.start += len;
-        return { head, bytes: len - st.skip };
+        this.#headBytes = len - st.skip;
+        return head;
       }
       const pending = r.end - r.start - st.skip;
       if (this.reason === "idle" && pending > 0) this.#arm("header", this.cfg.header_timeout);
@@ -200,7 +218,10 @@ export class H1ServerConn implements Deadline, ServerConnection {
         }
         return null;
       }
-      if (this.reason === "idle") this.#arm("header", this.cfg.header_timeout);
+      if (this.reason === "idle") {
+        this.#headAt = performance.now();
+        this.#arm("header", this.cfg.header_timeout, this.#headAt);
+      }
     }
   }
 
@@ -209,8 +230,10 @@ export class H1ServerConn implements Deadline, ServerConnection {
     this.#inRequest = true;
     this.#responseStarted = false;
     this.deadline = Infinity;
+    const start = this.#headAt >= 0 ? this.#headAt : performance.now();
+    this.#headAt = -1;
     const rec: RequestRecord = {
-      start: performance.now(),
+      start,
       method: head.method,
       authority: "",
       path: head.target,
@@ -280,6 +303,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
       rec.error ??= "client_write_failed";
       return false;
     } finally {
+      rec.end = this.#lastEnd = performance.now();
       rec.bytesIn += reqBody?.received ?? 0;
       rec.bytesOut = w.written - startOut + this.#tunnelOut;
       this.#inRequest = false;
@@ -380,7 +404,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
       lengthHeader = "0";
     }
     rec.status = status;
-    let text = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
+    let text = statusLine(status);
     const hs = res.headers;
     for (let i = 0; i < hs.length; i += 2) {
       const n = hs[i];
@@ -493,6 +517,16 @@ class RequestBody implements Body {
   }
   get done(): boolean {
     return this.#decoder.done && !this.#error;
+  }
+
+  tryRead(): Uint8Array | null | undefined {
+    if (this.#expectContinue) return undefined; // read() sends 100 Continue first
+    try {
+      return this.#decoder.tryRead();
+    } catch (e) {
+      this.#error = e;
+      throw e;
+    }
   }
 
   async read(): Promise<Uint8Array | null> {

@@ -54,6 +54,19 @@ export class ConnWriter {
     this.#len = writeLatin1(s, this.#room(s.length), this.#len);
   }
 
+  /**
+   * Appends small bytes if they fit in the scratch buffer as it is (no write needed); returns
+   * false when the caller must use pushBytes(). Saves a promise per piece on the hot path.
+   */
+  tryPush(b: Uint8Array): boolean {
+    if (b.length > COALESCE) return false;
+    const buf = this.#buf;
+    if (buf !== null && this.#len + b.length > buf.length) return false;
+    this.#room(b.length).set(b, this.#len);
+    this.#len += b.length;
+    return true;
+  }
+
   /** Appends bytes; large ones are written straight from the caller's buffer (no copy). */
   async pushBytes(b: Uint8Array): Promise<void> {
     if (b.length <= COALESCE) {
@@ -76,7 +89,9 @@ export class ConnWriter {
     const n = this.#len;
     this.#len = 0;
     try {
-      if (n > 0) await this.#writeAll(buf.subarray(0, n));
+      // The write loop inline (not #writeAll): one promise less per flush on the hot path.
+      for (let off = 0; off < n;) off += await this.conn.write(buf.subarray(off, n));
+      this.written += n;
     } finally {
       // Only give the buffer back if nothing was pushed while the write was in flight.
       if (this.#buf === buf && this.#len === 0) {
@@ -102,8 +117,12 @@ export function appendFields(w: ConnWriter, headers: HeaderList): void {
 export type BodyMode = "length" | "chunked" | "close" | "none";
 
 /**
- * Streams `body` in `mode`, awaiting each write before the next read (backpressure: a slow
- * reader on this side slows the producer on the other). Returns the body bytes sent.
+ * Streams `body` in `mode`. What the body has ready without a socket read (Body.tryRead) is
+ * coalesced with what is already pushed (the head, chunk framing) into as few writes as
+ * possible; before each wait for the producer the coalesced bytes go out, so a streaming
+ * response (SSE, gRPC-web) is never held back. Each write is awaited before the next read
+ * (backpressure: a slow reader on this side slows the producer on the other). Returns the
+ * body bytes sent.
  * `trailers` controls whether chunked trailers are emitted (client accepts them).
  */
 export async function writeBody(
@@ -119,20 +138,21 @@ export async function writeBody(
     return 0;
   }
   for (;;) {
-    const chunk = await body.read();
+    let chunk = body.tryRead !== undefined ? body.tryRead() : undefined;
+    if (chunk === undefined) {
+      if (w.pending > 0) await w.flush();
+      chunk = await body.read();
+    }
     if (chunk === null) break;
     if (chunk.length === 0) continue;
     sent += chunk.length;
     if (mode === "chunked") {
       w.pushText(`${chunk.length.toString(16)}\r\n`);
-      await w.pushBytes(chunk);
+      if (!w.tryPush(chunk)) await w.pushBytes(chunk);
       w.pushText("\r\n");
-    } else {
+    } else if (!w.tryPush(chunk)) {
       await w.pushBytes(chunk);
     }
-    // Small pieces stay coalesced only while nothing else is waiting; flush each round so a
-    // streaming response (SSE, gRPC-web) is not held back.
-    await w.flush();
   }
   if (mode === "chunked") {
     const t = trailers ? body.trailers() : undefined;
@@ -183,4 +203,11 @@ const REASONS: Record<number, string> = {
 
 export function reasonPhrase(status: number): string {
   return REASONS[status] ?? "";
+}
+
+const statusLines: string[] = [];
+
+/** "HTTP/1.1 <status> <reason>\r\n", built once per status rather than per response. */
+export function statusLine(status: number): string {
+  return statusLines[status] ??= `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
 }

@@ -146,6 +146,18 @@ Deno.test("remove and removeMatching drop series", () => {
   assert.equal(sample(exposition(r.collect()), 't_rm_total{pool="p",backend="b",kind="connect"}'), undefined);
 });
 
+Deno.test("a series removed right after its lookup comes back exported when used again (no stale last-hit)", () => {
+  const r = new Registry();
+  const c = r.counter("t_again_total", "Again.", ["pool", "backend"]);
+  c.with("p", "a").inc(); // now the family's remembered last lookup
+  c.remove("p", "a");
+  c.with("p", "a").inc();
+  assert.equal(sample(exposition(r.collect()), 't_again_total{pool="p",backend="a"}'), 1);
+  c.with("p", "a").inc();
+  c.removeMatching({ backend: "a" });
+  c.with("p", "a").inc(2);
+  assert.equal(sample(exposition(r.collect()), 't_again_total{pool="p",backend="a"}'), 2);
+});
 Deno.test("a throwing collect hook does not break collection", () => {
   const r = new Registry();
   r.gauge("t_g", "G.").set(4);
