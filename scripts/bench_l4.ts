@@ -897,6 +897,15 @@ async function tcpRow(o: Options, work: string): Promise<string> {
   const f = await Deno.open(`${dir}/www/bulk.bin`, { create: true, write: true });
   await f.truncate(bytes);
   f.close();
+  // The first read of a fresh sparse file makes the kernel allocate every zero page (about 3 s
+  // per GiB here): read it once, or the first path measured pays for it.
+  const r = await Deno.open(`${dir}/www/bulk.bin`, { read: true });
+  try {
+    const buf = new Uint8Array(MIB);
+    while ((await r.read(buf)) !== null) { /* discard */ }
+  } finally {
+    r.close();
+  }
   const lua = `${dir}/close.lua`;
   await Deno.writeTextFile(lua, WRK_LUA);
 

@@ -16,8 +16,7 @@ import { openConnection } from "../net/connect.ts";
 import { type Deadline, sweeper } from "../net/deadlines.ts";
 import type { L4Metrics } from "./metrics.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
-
-const RELAY_BUFFER = 64 * 1024;
+import { giveBodyBuffer, takeBodyBuffer } from "../net/buffers.ts";
 
 export class TcpRelay implements Deadline, ServerConnection {
   deadline = Infinity;
@@ -120,7 +119,10 @@ export class TcpRelay implements Deadline, ServerConnection {
 
   /** from → to until EOF, then half-close `to`. A failure closes both sides. */
   async #pump(from: Deno.Conn, to: Deno.Conn, bytes: { inc(n: number): void }): Promise<void> {
-    const buf = new Uint8Array(RELAY_BUFFER);
+    // A pooled 60 KiB buffer (src/net/buffers.ts): no 64 KiB allocation per direction per
+    // connection, and writes that fit one loopback segment. Returned once this direction ended:
+    // every write from it has settled by then.
+    const buf = takeBodyBuffer();
     try {
       for (;;) {
         const n = await from.read(buf);
@@ -135,6 +137,8 @@ export class TcpRelay implements Deadline, ServerConnection {
     } catch (e) {
       this.abort();
       throw e;
+    } finally {
+      giveBodyBuffer(buf);
     }
   }
 }

@@ -9,7 +9,7 @@
  * read returns at once) and cost 5-10% (two buffers' cache footprint, smaller reads).
  */
 
-import { BODY_BUFFER, giveBodyBuffer, isBodyBuffer, takeBodyBuffer } from "./buffers.ts";
+import { BODY_BUFFER, giveBodyBuffer, isBodyBuffer, takeBodyBuffer } from "../../net/buffers.ts";
 
 export { BODY_BUFFER };
 

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { ChunkedBody, CloseBody, LengthBody, TruncatedBodyError } from "../../../src/http/h1/body.ts";
-import { BODY_BUFFER, freeBodyBuffers } from "../../../src/http/h1/buffers.ts";
+import { BODY_BUFFER, freeBodyBuffers } from "../../../src/net/buffers.ts";
 import { ConnReader, type Readable } from "../../../src/http/h1/reader.ts";
 import { ConnWriter, writeBody } from "../../../src/http/h1/write.ts";
 import { bytesBody } from "../../../src/http/exchange.ts";

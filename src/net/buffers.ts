@@ -1,8 +1,9 @@
 /**
- * Body buffers shared by every HTTP/1.1 reader of the isolate. A reader takes one for bulk
- * body reads and gives it back once the message ended, so a keep-alive connection carrying
- * bodies does not allocate (and zero) a fresh buffer per request, and an idle one holds none.
- * The free list is bounded: a burst of concurrent bodies leaves at most MAX_FREE behind.
+ * Relay buffers shared by every HTTP/1.1 reader and L4 TCP relay of the isolate. A reader takes
+ * one for bulk body reads and gives it back once the message ended (a relay: once the connection
+ * ended), so a keep-alive connection carrying bodies, or a stream of short TCP connections, does
+ * not allocate (and zero) a fresh buffer each time, and an idle one holds none. The free list is
+ * bounded: a burst of concurrent bodies leaves at most MAX_FREE behind.
  *
  * Giving a buffer back is only safe once no chunk taken from it is still in use; the Body
  * contract (a chunk is valid until the next read()) makes that true once the body ended.
