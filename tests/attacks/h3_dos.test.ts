@@ -21,6 +21,7 @@ import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { H3, StreamType } from "../../src/http/h3/frames.ts";
 import { encodeFieldSection, type HeaderField } from "../../src/http/h3/qpack.ts";
+import { metricSum as metric } from "../helpers/common.ts";
 
 const CAPACITY = 4096;
 const BLOCKED = 2;
@@ -89,15 +90,6 @@ const GET: HeaderField[] = [
 async function rssKiB(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
-}
-
-async function metric(adminPort: number, re: RegExp): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (re.test(line)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return sum;
 }
 
 Deno.test("h3 DoS catalog: QPACK bombs, blocked-stream floods, table abuse and slow headers get their answers", async (t) => {

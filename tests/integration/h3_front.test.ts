@@ -22,11 +22,7 @@ import { run } from "../helpers/run.ts";
 import { QuicClientEndpoint } from "../../src/quic/engine.ts";
 import { H3 } from "../../src/http/h3/frames.ts";
 import { encodeFrame, encodeSettings, FrameType, Setting } from "../../src/http/h3/frames.ts";
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
+import { metricSum as metric, sha256 } from "../helpers/common.ts";
 
 /** gtlsclient (ngtcp2 + nghttp3): quiet, exits when its streams are done. */
 async function gtls(port: number, args: string[], uris: string[], timeoutMs = 30_000) {
@@ -39,15 +35,6 @@ async function gtls(port: number, args: string[], uris: string[], timeoutMs = 30
     String(port),
     ...uris,
   ], { timeoutMs });
-}
-
-async function metric(adminPort: number, re: RegExp): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (re.test(line)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return sum;
 }
 
 Deno.test("h3 front: gtlsclient and an h3 test client through a quic listener to an HTTP/1.1 origin", async (t) => {

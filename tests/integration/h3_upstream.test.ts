@@ -16,47 +16,8 @@ import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** A port free for both TCP and UDP on 127.0.0.1 (Caddy binds both). */
-function freePort(): number {
-  for (let i = 0; i < 20; i++) {
-    const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (tcp.addr as Deno.NetAddr).port;
-    try {
-      const udp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port });
-      udp.close();
-      tcp.close();
-      return port;
-    } catch {
-      tcp.close();
-    }
-  }
-  throw new Error("no free port");
-}
-
-/** Waits until an HTTP/3 server answers on `port` (bounded). */
-async function waitH3(port: number, ca: string, path: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const c = await H3Client.connect({ port, ca });
-      try {
-        const r = await c.request({ path, discardBody: true });
-        if (r.status > 0) return;
-      } finally {
-        c.close();
-      }
-    } catch (e) {
-      if (Date.now() > deadline) throw new Error(`no HTTP/3 server on ${port}: ${e}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+import { freeTcpUdpPort as freePort, sha256, stopChild } from "../helpers/common.ts";
+import { type CaddyH3, startCaddyH3, waitForH3 as waitH3 } from "../helpers/caddy.ts";
 
 /** GET through gateway B with a Host header (fetch cannot set Host); body saved to `out`. */
 async function viaHost(url: string, host: string, out: string): Promise<{ status: number; headers: string }> {
@@ -74,19 +35,6 @@ async function viaHost(url: string, host: string, out: string): Promise<{ status
   ]);
   if (r.code !== 0) throw new Error(`curl ${url}: ${r.stderr}`);
   return { status: Number(r.stdout.slice(-3)), headers: r.stdout };
-}
-
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* exited */ }
-  const t = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, 5000);
-  await child.status;
-  clearTimeout(t);
 }
 
 Deno.test("h3 backends: gtlsserver, Caddy and another gateway behind h3 pools", async (t) => {
@@ -111,34 +59,12 @@ Deno.test("h3 backends: gtlsserver, Caddy and another gateway behind h3 pools", 
     stderr: "null",
     stdin: "null",
   }).spawn();
-  const caddyPort = freePort();
-  await Deno.writeTextFile(
-    `${dir}/Caddyfile`,
-    `{
-  admin off
-  auto_https off
-  servers {
-    protocols h1 h2 h3
-  }
-}
-https://localhost:${caddyPort} {
-  tls ${pki.cert} ${pki.key}
-  reverse_proxy ${origin.address}
-}
-`,
-  );
-  const caddy = new Deno.Command("caddy", {
-    args: ["run", "--config", `${dir}/Caddyfile`, "--adapter", "caddyfile"],
-    env: { XDG_DATA_HOME: `${dir}/caddy-data`, XDG_CONFIG_HOME: `${dir}/caddy-config` },
-    stdout: "null",
-    stderr: "null",
-    stdin: "null",
-  }).spawn();
+  let caddy: CaddyH3 | undefined;
   let a: GatewayProcess | undefined;
   let b: GatewayProcess | undefined;
   try {
     await waitH3(gsPort, pki.caPem, "/hello");
-    await waitH3(caddyPort, pki.caPem, "/bytes/1");
+    caddy = await startCaddyH3(dir, pki, origin.address);
     a = await startGateway(`
 [runtime]
 workers = 1
@@ -198,7 +124,7 @@ name = "gs"
 [[pools]]
 name = "caddy"
   [[pools.backends]]
-  address = "127.0.0.1:${caddyPort}"
+  address = "127.0.0.1:${caddy.port}"
   protocol = "h3"
   host_header = "localhost"
   tls = { ca = "${pki.ca}", server_name = "localhost" }
@@ -376,7 +302,7 @@ name = "p"
     await b?.stop();
     await a?.stop();
     await stopChild(gs);
-    await stopChild(caddy);
+    await caddy?.stop();
     await origin.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }

@@ -25,6 +25,8 @@ import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
+import { sha256 } from "../helpers/common.ts";
+import { startCaddyH3 } from "../helpers/caddy.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -40,40 +42,6 @@ function pattern(n: number): Uint8Array {
     b.copyWithin(filled, 0, Math.min(filled, n - filled));
   }
   return b;
-}
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** A port free for both TCP and UDP on 127.0.0.1 (Caddy binds both). */
-function freePort(): number {
-  for (let i = 0; i < 20; i++) {
-    const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (tcp.addr as Deno.NetAddr).port;
-    try {
-      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port }).close();
-      tcp.close();
-      return port;
-    } catch {
-      tcp.close();
-    }
-  }
-  throw new Error("no free port");
-}
-
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* exited */ }
-  const t = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, 5000);
-  await child.status;
-  clearTimeout(t);
 }
 
 /** What a client saw: status, body size and sha256, trailers, and the body text when small. */
@@ -112,46 +80,11 @@ Deno.test({
 
     const origin = await startOrigin("o1");
     const h2origin = await startNodePeer("h2_origin.mjs", ["h2o", "h2c"]);
-    const caddyPort = freePort();
-    await Deno.writeTextFile(
-      `${dir}/Caddyfile`,
-      `{
-  admin off
-  auto_https off
-  servers {
-    protocols h1 h2 h3
-  }
-}
-https://localhost:${caddyPort} {
-  tls ${pki.cert} ${pki.key}
-  reverse_proxy ${origin.address}
-}
-`,
-    );
-    const caddy = new Deno.Command("caddy", {
-      args: ["run", "--config", `${dir}/Caddyfile`, "--adapter", "caddyfile"],
-      env: { XDG_DATA_HOME: `${dir}/caddy-data`, XDG_CONFIG_HOME: `${dir}/caddy-config` },
-      stdout: "null",
-      stderr: "null",
-      stdin: "null",
-    }).spawn();
+    let caddy: Awaited<ReturnType<typeof startCaddyH3>> | undefined;
     let inner: GatewayProcess | undefined;
     let gw: GatewayProcess | undefined;
     try {
-      // Caddy answers HTTP/3 once it is up (bounded wait).
-      for (let i = 0;; i++) {
-        try {
-          const c = await H3Client.connect({ port: caddyPort, ca: pki.caPem });
-          try {
-            if ((await c.request({ path: "/bytes/1" })).status === 200) break;
-          } finally {
-            c.close();
-          }
-        } catch (e) {
-          if (i >= 50) throw new Error(`Caddy never answered HTTP/3: ${e}`);
-        }
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      caddy = await startCaddyH3(dir, pki, origin.address);
       inner = await startGateway(`
 [runtime]
 workers = 1
@@ -222,7 +155,7 @@ name = "h2"
 [[pools]]
 name = "h3"
   [[pools.backends]]
-  address = "127.0.0.1:${caddyPort}"
+  address = "127.0.0.1:${caddy.port}"
   protocol = "h3"
   host_header = "localhost"
   tls = { ca = "${pki.ca}", server_name = "localhost" }
@@ -366,7 +299,7 @@ name = "h3t"
     } finally {
       await gw?.stop();
       await inner?.stop();
-      await stopChild(caddy);
+      await caddy?.stop();
       await h2origin.stop();
       await origin.stop();
       await Deno.remove(dir, { recursive: true });

@@ -29,6 +29,7 @@ import {
 import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { makeTestPki } from "../helpers/h3_client.ts";
 import { run } from "../helpers/run.ts";
+import { sha256, stopChild } from "../helpers/common.ts";
 
 const ECHO_ALPN = "eg-echo";
 const enc = new TextEncoder(), dec = new TextDecoder();
@@ -72,11 +73,6 @@ async function readAll(r: QuicRecvStream, max = 1 << 20): Promise<Uint8Array> {
     off += p.length;
   }
   return out;
-}
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
@@ -238,19 +234,6 @@ async function gtlsGet(port: number, paths: string[], dir: string) {
     String(port),
     ...paths.map((p) => `https://localhost:${port}${p}`),
   ], { timeoutMs: 60_000 });
-}
-
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* exited */ }
-  const t = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, 5000);
-  await child.status;
-  clearTimeout(t);
 }
 
 function rawListener(name: string, backend: string, extra: string, tls: string): string {

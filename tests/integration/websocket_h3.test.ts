@@ -20,6 +20,7 @@ import { startOrigin } from "../helpers/origin.ts";
 import { WsClientConn } from "../helpers/ws_frames.ts";
 import { encodeFrame, greaseType, H3, Setting } from "../../src/http/h3/frames.ts";
 import { metricValue, rssKiB, startWsServer, type WsServer } from "./websocket_helpers.ts";
+import { sha256 } from "../helpers/common.ts";
 
 const MiB = 1024 * 1024;
 const MB20 = 20 * 1000 * 1000;
@@ -38,11 +39,6 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 interface Pki {
   cert: string;

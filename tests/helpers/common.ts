@@ -1,0 +1,50 @@
+/**
+ * Small pieces many integration tests need: a digest, a port free for TCP and UDP, stopping a
+ * child process within a bound, and summing a family from the gateway's /metrics.
+ */
+
+/** Lower-case hex SHA-256 of `bytes`. */
+export async function sha256(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A port free for both TCP and UDP on 127.0.0.1 (HTTP/3 servers such as Caddy bind both). */
+export function freeTcpUdpPort(): number {
+  for (let i = 0; i < 20; i++) {
+    const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (tcp.addr as Deno.NetAddr).port;
+    try {
+      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port }).close();
+      tcp.close();
+      return port;
+    } catch {
+      tcp.close();
+    }
+  }
+  throw new Error("no port free for both TCP and UDP in 20 tries");
+}
+
+/** SIGTERM, then SIGKILL after 5 s if it is still there; resolves once it exited. */
+export async function stopChild(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* exited */ }
+  const t = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, 5000);
+  await child.status;
+  clearTimeout(t);
+}
+
+/** Sum of the samples on the admin listener's /metrics whose line matches `re`. */
+export async function metricSum(adminPort: number, re: RegExp): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (re.test(line)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
