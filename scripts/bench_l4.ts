@@ -29,6 +29,7 @@
 
 import { gatewayFlags } from "./flags.ts";
 import { ADDR, removeNamespaces, removeStale, Topology } from "../bpf/tools/topology.ts";
+import { makeTestPki } from "./pki.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const DENO = Deno.execPath();
@@ -1445,61 +1446,6 @@ async function cleanupTopology(topo: Topology): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Row 3: QUIC Mode A / Mode B / direct
 
-async function makePki(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  const ssl = (args: string[]) => must("openssl", args, {}, 20_000);
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await ssl([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    `${dir}/ca.key`,
-    "-out",
-    `${dir}/ca.pem`,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=bench-l4-ca",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-  ]);
-  await ssl([
-    "req",
-    ...ec,
-    "-keyout",
-    `${dir}/leaf.key`,
-    "-out",
-    `${dir}/leaf.csr`,
-    "-subj",
-    "/CN=localhost",
-  ]);
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-  );
-  await ssl([
-    "x509",
-    "-req",
-    "-in",
-    `${dir}/leaf.csr`,
-    "-CA",
-    `${dir}/ca.pem`,
-    "-CAkey",
-    `${dir}/ca.key`,
-    "-CAcreateserial",
-    "-out",
-    `${dir}/leaf.pem`,
-    "-days",
-    "2",
-    "-extfile",
-    `${dir}/leaf.ext`,
-  ]);
-  await Deno.chmod(`${dir}/leaf.key`, 0o600);
-  return { ca: `${dir}/ca.pem`, cert: `${dir}/leaf.pem`, key: `${dir}/leaf.key` };
-}
-
 function gatewayQuicToml(backend: string, pki: { ca: string; cert: string; key: string }): string {
   return `# gateway QUIC Mode A ([passthrough]) and Mode B ([listeners.raw_proxy]) under test (generated)
 [runtime]
@@ -1557,7 +1503,7 @@ async function quicRow(o: Options, work: string): Promise<string> {
   const head = "#### QUIC: one download with gtlsclient from gtlsserver";
   const dir = `${work}/quic`;
   await Deno.mkdir(dir, { recursive: true });
-  const pki = await makePki(dir);
+  const pki = await makeTestPki(dir, "bench-l4-ca");
   // The served file and the downloads: tmpfs when there is one, so no disk is in the way.
   const data = (await exists("/dev/shm"))
     ? await Deno.makeTempDir({ dir: "/dev/shm", prefix: "eg-bench-l4-" })

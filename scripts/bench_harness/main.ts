@@ -17,7 +17,7 @@ import { runScenario } from "./cells.ts";
 import { ONE_MIB, type Setup, WRK_LUA } from "./configs.ts";
 import { emptyRow, idleConnectionRows, streamRows } from "./memory.ts";
 import { type Options, parseOptions, selectScenarios, USAGE } from "./options.ts";
-import { makePki } from "./pki.ts";
+import { makeTestPki } from "../pki.ts";
 import {
   type Ctx,
   exitedReason,
@@ -64,8 +64,9 @@ async function prepare(dir: string, opts: Options): Promise<Setup> {
   f.close();
   await warmPageCache(`${dir}/www/stream.bin`);
   await Deno.writeTextFile(`${dir}/wrk.lua`, WRK_LUA);
-  // A CA and a leaf signed by it (pki.ts): Deno's QUIC client (h3load) verifies the chain.
-  const pki = await makePki(dir);
+  // A CA and a leaf signed by it (scripts/pki.ts): Deno's QUIC client (h3load) verifies the chain.
+  const { ca, cert, key, pem } = await makeTestPki(dir, "bench-ca");
+  const pki = { ca, cert, key, pem };
   const [originPort, grpcOriginPort, wsOriginPort] = freePorts(3);
   return { dir, originPort, grpcOriginPort, wsOriginPort, workers: opts.workers, ...pki };
 }

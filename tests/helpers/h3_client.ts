@@ -25,7 +25,6 @@ import {
   StreamType,
 } from "../../src/http/h3/frames.ts";
 import { encodeFieldSection, type HeaderField, QpackDecoder } from "../../src/http/h3/qpack.ts";
-import { run } from "./run.ts";
 
 export interface H3Response {
   status: number;
@@ -332,69 +331,5 @@ export function header(res: H3Response, name: string): string | undefined {
   return res.headers.find((h) => h[0] === name)?.[1];
 }
 
-/** A CA and a leaf certificate for localhost/127.0.0.1 signed by it (EC P-256, keys mode 600). */
-export async function makeTestPki(
-  dir: string,
-): Promise<{ ca: string; cert: string; key: string; caPem: string }> {
-  const openssl = async (args: string[]) => {
-    const r = await run("openssl", args, { timeoutMs: 20_000 });
-    if (r.code !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
-  };
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await openssl([
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    `${dir}/ca.key`,
-    "-out",
-    `${dir}/ca.pem`,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=h3-test-ca",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign,cRLSign",
-  ]);
-  await openssl([
-    "req",
-    ...ec,
-    "-keyout",
-    `${dir}/leaf.key`,
-    "-out",
-    `${dir}/leaf.csr`,
-    "-subj",
-    "/CN=localhost",
-  ]);
-  await Deno.writeTextFile(
-    `${dir}/leaf.ext`,
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-  );
-  await openssl([
-    "x509",
-    "-req",
-    "-in",
-    `${dir}/leaf.csr`,
-    "-CA",
-    `${dir}/ca.pem`,
-    "-CAkey",
-    `${dir}/ca.key`,
-    "-CAcreateserial",
-    "-out",
-    `${dir}/leaf.pem`,
-    "-days",
-    "2",
-    "-extfile",
-    `${dir}/leaf.ext`,
-  ]);
-  await Deno.chmod(`${dir}/leaf.key`, 0o600);
-  await Deno.chmod(`${dir}/ca.key`, 0o600);
-  return {
-    ca: `${dir}/ca.pem`,
-    cert: `${dir}/leaf.pem`,
-    key: `${dir}/leaf.key`,
-    caPem: await Deno.readTextFile(`${dir}/ca.pem`),
-  };
-}
+/** A CA and a localhost leaf signed by it (scripts/pki.ts); Deno's QUIC client needs the chain. */
+export { makeTestPki } from "../../scripts/pki.ts";
