@@ -32,6 +32,7 @@ import {
   upstreamRequestHeaders,
 } from "./headers.ts";
 import { Router } from "./router.ts";
+import { turnNow } from "../net/clock.ts";
 import type { SharedCounters } from "../runtime/shared_counters.ts";
 import { GrpcDeadlineBody } from "../grpc/deadline.ts";
 import { answerHealthCheck, HEALTH_CHECK_PATH } from "../grpc/health.ts";
@@ -248,7 +249,8 @@ export class ListenerProxy implements H1Handler {
       let byDeadline = false;
       const stats = backend.stats;
       stats.inFlight++;
-      const t0 = performance.now();
+      // Latency as measured here feeds EWMA and a histogram in seconds: the turn's clock will do.
+      const t0 = turnNow();
       try {
         const headers = upstreamRequestHeaders(req, {
           hostHeader: backend.config.host_header,
@@ -267,7 +269,7 @@ export class ListenerProxy implements H1Handler {
           : backend.h2
           ? await h2Forward(backend.h2, req, headers, timeouts)
           : await h1Forward(backend.h1, req, headers, timeouts);
-        const ms = performance.now() - t0;
+        const ms = turnNow() - t0;
         rec.upstreamMs = ms;
         observeLatency(stats, ms, t0 + ms, pool.config.ewma_decay);
         ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address).observe(ms / 1000);
@@ -397,7 +399,7 @@ export class ListenerProxy implements H1Handler {
       this.#lastRequests = { route, pool, status, counter: c };
     }
     c.inc();
-    const totalMs = (rec.end ?? performance.now()) - rec.start;
+    const totalMs = (rec.end ?? turnNow()) - rec.start;
     ctx.metrics.requestSeconds.with(listener).observe(totalMs / 1000);
     ctx.metrics.bytesReceived.with(listener).inc(rec.bytesIn);
     ctx.metrics.bytesSent.with(listener).inc(rec.bytesOut);

@@ -21,6 +21,7 @@
 
 import type { Deadline } from "../../net/deadlines.ts";
 import { sweeper } from "../../net/deadlines.ts";
+import { turnNow } from "../../net/clock.ts";
 import type { Body } from "../exchange.ts";
 import {
   DEFAULT_INITIAL_WINDOW_SIZE,
@@ -68,6 +69,7 @@ const SLAB_MIN = 16 * 1024;
 const SLAB_MAX = 64 * 1024;
 const MIN_READ = 4 * 1024;
 const EMPTY = new Uint8Array(0);
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Frame types that only exist on a stream (never on stream 0), and those only on stream 0. */
 const STREAM_ONLY = new Set<number>([
@@ -160,7 +162,11 @@ export abstract class H2Session implements StreamHost, Deadline {
     return this.#closing || this.closed;
   }
   #block: PendingBlock | null = null;
+  /** Closed-stream memory (§5.1): how each remembered stream ended … */
   readonly #recent = new Map<number, Closed>();
+  /** … and the remembered ids in insertion order, a ring of limits.closedStreamMemory slots. */
+  readonly #recentIds: number[] = [];
+  #recentHead = 0;
   /** Streams waiting for the connection send window. */
   readonly #blocked = new Set<H2Stream>();
   // --- the DoS catalog (limits.ts) ---
@@ -472,7 +478,7 @@ export abstract class H2Session implements StreamHost, Deadline {
   /** Counts one event on `meter`; over its threshold → event + GOAWAY(ENHANCE_YOUR_CALM). */
   #flood(meter: FloodMeter, event: string): void {
     if (meter.max === 0) return;
-    if (meter.add(performance.now())) {
+    if (meter.add(turnNow())) {
       this.event(event);
       throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `${event.slice(3).replaceAll("_", " ")}`);
     }
@@ -485,7 +491,7 @@ export abstract class H2Session implements StreamHost, Deadline {
    */
   protected provokedReset(): boolean {
     if (!this.isServer || this.#madeYouReset.max === 0) return false;
-    if (!this.#madeYouReset.add(performance.now())) return false;
+    if (!this.#madeYouReset.add(turnNow())) return false;
     this.event("h2_made_you_reset");
     this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, "made you reset");
     return true;
@@ -708,10 +714,24 @@ export abstract class H2Session implements StreamHost, Deadline {
 
   /** HEADERS (+ CONTINUATION); not flow-controlled. */
   sendHeaders(s: H2Stream, fields: HeaderField[], endStream: boolean): void {
+    this.#checkHeaders(s);
+    this.#sentHeaders(s, this.encoder.encodeView(fields), endStream);
+  }
+
+  /** sendHeaders() of a flat field list `[name0, value0, …]` (no pair array per field). */
+  sendHeaderList(s: H2Stream, list: string[], endStream: boolean): void {
+    this.#checkHeaders(s);
+    this.#sentHeaders(s, this.encoder.encodeFlatView(list), endStream);
+  }
+
+  #checkHeaders(s: H2Stream): void {
     if (s.closed || s.sendEnded || this.failed || this.closed) {
       throw s.failure ?? new H2StreamReset(ErrorCode.CANCEL, false, "stream is closed");
     }
-    const block = this.encoder.encode(fields);
+  }
+
+  /** `block` is the encoder's view (valid until its next call): the writer copies it at once. */
+  #sentHeaders(s: H2Stream, block: Uint8Array, endStream: boolean): void {
     this.writer.headers(s.id, block, endStream, this.peerMaxFrameSize);
     this.#sentSincePing = true;
     s.bytesSent += block.length;
@@ -721,68 +741,145 @@ export abstract class H2Session implements StreamHost, Deadline {
     }
   }
 
-  /** DATA respecting both windows, the peer's frame size and the writer's high water mark. */
-  async sendData(s: H2Stream, data: Uint8Array, endStream: boolean): Promise<void> {
-    let off = 0;
+  /**
+   * DATA respecting both windows, the peer's frame size and the writer's high water mark. What
+   * can go at once is queued synchronously; the promise is a shared resolved one then.
+   */
+  sendData(s: H2Stream, data: Uint8Array, endStream: boolean): Promise<void> {
+    let off: number;
+    try {
+      off = this.#queueData(s, data, 0, endStream);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return off === data.length ? RESOLVED : this.#sendDataWait(s, data, off, endStream);
+  }
+
+  /**
+   * Queues DATA frames for data[off..] while both windows and the high water mark allow (an empty
+   * END_STREAM frame always goes). Returns the new offset: data.length once everything (and the
+   * END_STREAM, if asked) is queued. Throws when the stream or the connection cannot send.
+   */
+  #queueData(s: H2Stream, data: Uint8Array, off: number, endStream: boolean): number {
     const total = data.length;
     for (;;) {
       if (s.closed || s.sendEnded || this.failed || this.closed) {
         throw s.failure ?? new H2ConnectionLost("connection closed while sending");
       }
       const remaining = total - off;
-      if (remaining > 0) {
-        const allow = Math.min(remaining, s.sendWindow, this.sendWindow, this.peerMaxFrameSize);
-        if (allow <= 0) {
-          const w = s.waitSend();
-          if (this.sendWindow <= 0) this.#blocked.add(s);
-          this.#stall(s);
-          await w;
-          continue;
-        }
-        if (this.writer.pending >= this.writer.highWater) {
-          this.#stall(s);
-          await this.writer.writable();
-          continue;
-        }
-        const last = endStream && allow === remaining;
-        this.writer.frame(FrameType.DATA, last ? Flags.END_STREAM : 0, s.id, data, off, allow);
-        this.#progress(s);
-        s.sendWindow -= allow;
-        this.sendWindow -= allow;
-        s.bytesSent += allow;
-        off += allow;
-        if (last) {
+      if (remaining === 0) {
+        if (endStream) {
+          this.writer.frame(FrameType.DATA, Flags.END_STREAM, s.id);
           s.sendEnded = true;
           this.onLocalEnd(s);
-          return;
         }
-        continue;
+        return off;
       }
-      if (endStream) {
-        this.writer.frame(FrameType.DATA, Flags.END_STREAM, s.id);
+      const allow = Math.min(remaining, s.sendWindow, this.sendWindow, this.peerMaxFrameSize);
+      if (allow <= 0 || this.writer.pending >= this.writer.highWater) return off;
+      const last = endStream && allow === remaining;
+      this.writer.frame(FrameType.DATA, last ? Flags.END_STREAM : 0, s.id, data, off, allow);
+      this.#progress(s);
+      s.sendWindow -= allow;
+      this.sendWindow -= allow;
+      s.bytesSent += allow;
+      off += allow;
+      if (last) {
         s.sendEnded = true;
         this.onLocalEnd(s);
+        return off;
       }
-      return;
+    }
+  }
+
+  /** The rest of data[off..] (off < data.length), waiting for window or for the socket. */
+  async #sendDataWait(s: H2Stream, data: Uint8Array, off: number, endStream: boolean): Promise<void> {
+    while (off < data.length) {
+      if (Math.min(s.sendWindow, this.sendWindow) <= 0) {
+        const w = s.waitSend();
+        if (this.sendWindow <= 0) this.#blocked.add(s);
+        this.#stall(s);
+        await w;
+      } else if (this.writer.pending >= this.writer.highWater) {
+        this.#stall(s);
+        await this.writer.writable();
+      }
+      off = this.#queueData(s, data, off, endStream);
     }
   }
 
   /**
-   * Streams `body` as DATA, then its trailers (HEADERS + END_STREAM) or an empty END_STREAM DATA.
+   * Streams `body` as DATA, then its trailers (HEADERS + END_STREAM) or END_STREAM.
    * `state.reading` tells the caller whether a body.read() is pending (a retry must not race it).
    */
-  async sendBody(s: H2Stream, body: Body, state?: { reading: boolean }): Promise<void> {
-    for (;;) {
-      if (state) state.reading = true;
-      const chunk = await body.read();
-      if (state) state.reading = false;
-      if (chunk === null) break;
-      if (chunk.length > 0) await this.sendData(s, chunk, false);
+  sendBody(s: H2Stream, body: Body, state?: { reading: boolean }): Promise<void> {
+    try {
+      return this.sendBodyNow(s, body, state) ?? RESOLVED;
+    } catch (e) {
+      return Promise.reject(e);
     }
+  }
+
+  /**
+   * sendBody without a promise while it need not wait: chunks the body has at hand (tryRead) are
+   * queued synchronously as far as the windows allow. Returns undefined when the whole body and
+   * its end went out that way, else the promise of the rest; throws what sendBody would reject
+   * with. When the body ends right after its last chunk, that chunk's DATA frame (still in the
+   * writer's buffer) carries END_STREAM itself: no empty DATA frame to end a small response.
+   */
+  sendBodyNow(s: H2Stream, body: Body, state?: { reading: boolean }): Promise<void> | undefined {
+    if (body.tryRead === undefined) return this.#sendBodyWait(s, body, state, EMPTY, 0);
+    for (;;) {
+      const chunk = body.tryRead();
+      if (chunk === undefined) return this.#sendBodyWait(s, body, state, EMPTY, 0);
+      if (chunk === null) {
+        this.#endBody(s, body);
+        return undefined;
+      }
+      if (chunk.length === 0) continue;
+      const off = this.#queueData(s, chunk, 0, false);
+      if (off < chunk.length) return this.#sendBodyWait(s, body, state, chunk, off);
+    }
+  }
+
+  async #sendBodyWait(
+    s: H2Stream,
+    body: Body,
+    state: { reading: boolean } | undefined,
+    chunk: Uint8Array,
+    off: number,
+  ): Promise<void> {
+    if (off < chunk.length) await this.#sendDataWait(s, chunk, off, false);
+    for (;;) {
+      let next = body.tryRead?.();
+      if (next === undefined) {
+        if (state) state.reading = true;
+        next = await body.read();
+        if (state) state.reading = false;
+      }
+      if (next === null) break;
+      if (next.length === 0) continue;
+      const o = this.#queueData(s, next, 0, false);
+      if (o < next.length) await this.#sendDataWait(s, next, o, false);
+    }
+    this.#endBody(s, body);
+  }
+
+  /** The body ended: trailers, or END_STREAM (on the stream's last DATA frame when still queued). */
+  #endBody(s: H2Stream, body: Body): void {
     const t = body.trailers();
     const fields = t && t.length > 0 ? trailerFields(t) : undefined;
-    if (fields && fields.length > 0) this.sendHeaders(s, fields, true);
-    else await this.sendData(s, EMPTY, true);
+    if (fields && fields.length > 0) {
+      this.sendHeaders(s, fields, true);
+      return;
+    }
+    if (s.closed || s.sendEnded || this.failed || this.closed) {
+      throw s.failure ?? new H2ConnectionLost("connection closed while sending");
+    }
+    if (this.writer.endStreamOnLastData(s.id)) {
+      s.sendEnded = true;
+      this.onLocalEnd(s);
+    } else this.#queueData(s, EMPTY, 0, true);
   }
 
   // --- stalls: senders that cannot send (limits.stallTimeoutMs) ------------------------------
@@ -791,7 +888,7 @@ export abstract class H2Session implements StreamHost, Deadline {
   #stall(s: H2Stream): void {
     const t = this.limits.stallTimeoutMs;
     if (t <= 0 || s.stallSince >= 0) return;
-    const now = performance.now();
+    const now = turnNow();
     s.stallSince = now;
     this.#stalled.add(s);
     this.#stallWatch.arm(now + t);
@@ -801,8 +898,10 @@ export abstract class H2Session implements StreamHost, Deadline {
   #progress(s: H2Stream): void {
     this.#windowUpdates.credit(2);
     this.#sentSincePing = true;
-    if (this.limits.stallTimeoutMs <= 0) return;
-    this.#lastProgress = performance.now();
+    // Only while a sender is stalled does the time of progress matter (#checkStalls asks whether
+    // DATA went out since the oldest stall began; progress before every current stall cannot be).
+    if (this.#stalled.size === 0) return;
+    this.#lastProgress = turnNow();
     if (s.stallSince >= 0) {
       s.stallSince = -1;
       this.#stalled.delete(s);
@@ -859,7 +958,7 @@ export abstract class H2Session implements StreamHost, Deadline {
     if (s.closed) return;
     s.closed = true;
     this.streams.delete(s.id);
-    this.#blocked.delete(s);
+    if (this.#blocked.size > 0) this.#blocked.delete(s); // (hashing a stream costs even when absent)
     if (s.stallSince >= 0) {
       s.stallSince = -1;
       this.#stalled.delete(s);
@@ -872,8 +971,21 @@ export abstract class H2Session implements StreamHost, Deadline {
 
   protected remember(id: number, how: Closed): void {
     const r = this.#recent;
+    const cap = this.limits.closedStreamMemory;
+    if (r.has(id)) {
+      r.set(id, how); // already remembered: keeps its place in the order, as Map.set does
+      return;
+    }
+    if (cap <= 0) return;
+    // The oldest entry goes first (a ring of ids rather than Map.keys().next(): after many
+    // deletes from its front a Map walks the holes they leave on every call).
+    const ids = this.#recentIds;
+    if (r.size >= cap) {
+      r.delete(ids[this.#recentHead]);
+      ids[this.#recentHead] = id;
+      this.#recentHead = (this.#recentHead + 1) % cap;
+    } else ids[(this.#recentHead + r.size) % cap] = id;
     r.set(id, how);
-    if (r.size > this.limits.closedStreamMemory) r.delete(r.keys().next().value!);
   }
 
   /** RST_STREAM(code) for `s` (a stream or an id not in the table). */

@@ -285,17 +285,30 @@ export function responseFields(
   bodyLength: number | undefined,
   noBody: boolean,
 ): HeaderField[] {
-  const out: HeaderField[] = [[":status", String(status)]];
+  const flat = responseFieldList(status, headers, bodyLength, noBody);
+  const out: HeaderField[] = [];
+  for (let i = 0; i < flat.length; i += 2) out.push([flat[i], flat[i + 1]]);
+  return out;
+}
+
+/** responseFields() as a flat list `[":status", "200", name, value, …]` (HpackEncoder.encodeFlatView). */
+export function responseFieldList(
+  status: number,
+  headers: HeaderList,
+  bodyLength: number | undefined,
+  noBody: boolean,
+): string[] {
+  const out: string[] = [":status", String(status)];
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i].toLowerCase();
     if (name === "content-length") {
-      if (noBody && bodyLength === undefined) out.push([name, headers[i + 1]]);
+      if (noBody && bodyLength === undefined) out.push(name, headers[i + 1]);
       continue;
     }
     if (dropOutgoing(name) || name.charCodeAt(0) === 0x3a) continue;
-    out.push([name, headers[i + 1]]);
+    out.push(name, headers[i + 1]);
   }
-  if (bodyLength !== undefined && !noBody) out.push(["content-length", String(bodyLength)]);
+  if (bodyLength !== undefined && !noBody) out.push("content-length", String(bodyLength));
   return out;
 }
 

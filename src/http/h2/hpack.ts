@@ -543,6 +543,34 @@ export class HpackEncoder {
    * latin1 (char codes ≤ 0xFF; higher code units are truncated to their low octet).
    */
   encode(fields: readonly HeaderField[]): Uint8Array {
+    return this.encodeView(fields).slice();
+  }
+
+  /**
+   * encode() without the copy: the block is a view of the encoder's buffer, valid only until the
+   * next call (for a caller that copies it into its output at once).
+   */
+  encodeView(fields: readonly HeaderField[]): Uint8Array {
+    this.#begin();
+    for (let i = 0; i < fields.length; i++) {
+      const f = fields[i];
+      this.#field(f[0], f[1], f[2] === true);
+    }
+    return this.#out.subarray(0, this.#pos);
+  }
+
+  /**
+   * encodeView() of a flat list `[name0, value0, name1, value1, …]` (none marked never-indexed
+   * beyond what the encoder decides itself): no pair array per field.
+   */
+  encodeFlatView(list: readonly string[]): Uint8Array {
+    this.#begin();
+    for (let i = 0; i + 1 < list.length; i += 2) this.#field(list[i], list[i + 1], false);
+    return this.#out.subarray(0, this.#pos);
+  }
+
+  /** Starts a block: the pending dynamic table size update(s) first (§4.2). */
+  #begin(): void {
     this.#pos = 0;
     if (this.#pendingMin >= 0) {
       this.#ensure(12);
@@ -550,11 +578,6 @@ export class HpackEncoder {
       this.#int(0x20, 5, this.#table.maxSize);
       this.#pendingMin = -1;
     }
-    for (let i = 0; i < fields.length; i++) {
-      const f = fields[i];
-      this.#field(f[0], f[1], f[2] === true);
-    }
-    return this.#out.slice(0, this.#pos);
   }
 
   #field(name: string, value: string, neverIndex: boolean): void {

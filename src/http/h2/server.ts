@@ -12,16 +12,18 @@
 
 import type { ListenerConfig } from "../../config/types.ts";
 import { sweeper } from "../../net/deadlines.ts";
-import type { ClientInfo, ProxyRequest, ProxyResponse } from "../exchange.ts";
+import { turnNow } from "../../net/clock.ts";
+import type { Body, ClientInfo, ProxyRequest, ProxyResponse } from "../exchange.ts";
 import { gatewayResponse, hasHeader } from "../exchange.ts";
 import type { H1Handler, RequestRecord, ServerConnection } from "../h1/server.ts";
 import { reasonPhrase } from "../h1/write.ts";
 import { Closed, H2Session } from "./connection.ts";
 import { ErrorCode, H2ConnectionError, H2StreamError, SettingsId } from "./frames.ts";
-import { type H2RequestHead, parseRequestFields, parseTrailerFields, responseFields } from "./headers.ts";
+import { type H2RequestHead, parseRequestFields, parseTrailerFields, responseFieldList } from "./headers.ts";
 import type { HeaderField } from "./hpack.ts";
 import { type H2Limits, h2Limits } from "./limits.ts";
 import { EMPTY_BYTES, H2ConnectionLost, H2Stream, H2StreamReset } from "./stream.ts";
+import { trimWhenIdle } from "./writer.ts";
 import { H2TunnelStream } from "../../websocket/streams.ts";
 
 /** Why the request body failed, as the answer the client should get if none was sent yet. */
@@ -110,9 +112,9 @@ export class H2ServerConn extends H2Session implements ServerConnection {
   #armIdle(): void {
     if (this.closing) return;
     if (this.streams.size === 0) {
-      this.writer.trim();
+      trimWhenIdle(this);
       this.reason = "idle";
-      this.deadline = performance.now() + this.cfg.idle_timeout;
+      this.deadline = turnNow() + this.cfg.idle_timeout;
     } else this.deadline = Infinity;
   }
 
@@ -286,7 +288,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
   async #serve(s: ServerStream, head: H2RequestHead): Promise<void> {
     this.#serving++;
     const rec: RequestRecord = {
-      start: performance.now(),
+      start: turnNow(),
       method: head.method,
       authority: head.authority,
       path: head.path,
@@ -337,7 +339,8 @@ export class H2ServerConn extends H2Session implements ServerConnection {
         rec.error = s.bodyError.reason;
         res = gatewayError(s.bodyError.status, s.bodyError.reason);
       }
-      await this.#respond(s, res, rec, head.method === "HEAD");
+      const sending = this.#respond(s, res, rec, head.method === "HEAD");
+      if (sending) await sending;
     } finally {
       this.#serving--;
       rec.bytesIn += s.arrived;
@@ -349,7 +352,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
   /** A gateway answer without the handler (e.g. 431), still logged. */
   async #serveLocal(s: ServerStream, status: number, reason: string, path: string): Promise<void> {
     const rec: RequestRecord = {
-      start: performance.now(),
+      start: turnNow(),
       method: "",
       authority: "",
       path,
@@ -361,15 +364,25 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     };
     this.handler.event(reason.replaceAll(" ", "_"));
     try {
-      await this.#respond(s, gatewayError(status, reason), rec, false);
+      const sending = this.#respond(s, gatewayError(status, reason), rec, false);
+      if (sending) await sending;
     } finally {
       rec.bytesOut = s.bytesSent;
       this.handler.complete(rec);
     }
   }
 
-  async #respond(s: ServerStream, res: ProxyResponse, rec: RequestRecord, isHead: boolean): Promise<void> {
-    if (res.upgrade) return await this.#tunnel(s, res, rec);
+  /**
+   * Writes the response; undefined when it went out without waiting (a small body at hand), else
+   * the promise of the rest. Never throws or rejects: failures are recorded in `rec`.
+   */
+  #respond(
+    s: ServerStream,
+    res: ProxyResponse,
+    rec: RequestRecord,
+    isHead: boolean,
+  ): Promise<void> | undefined {
+    if (res.upgrade) return this.#tunnel(s, res, rec);
     const status = res.status;
     const body = res.body;
     const noBody = isHead || status === 204 || status === 304 || status < 200;
@@ -380,27 +393,34 @@ export class H2ServerConn extends H2Session implements ServerConnection {
         body?.cancel();
         // A gRPC Trailers-Only response carries no content-length (it is all trailers).
         const length = noBody || hasHeader(res.headers, "grpc-status") ? undefined : 0;
-        this.sendHeaders(s, responseFields(status, res.headers, length, noBody), true);
+        this.sendHeaderList(s, responseFieldList(status, res.headers, length, noBody), true);
         return;
       }
-      this.sendHeaders(s, responseFields(status, res.headers, body.length, false), false);
+      this.sendHeaderList(s, responseFieldList(status, res.headers, body.length, false), false);
     } catch {
       body?.cancel();
       rec.error ??= "client_reset";
       return;
     }
+    let sending: Promise<void> | undefined;
     try {
-      await this.sendBody(s, body);
+      sending = this.sendBodyNow(s, body);
     } catch (e) {
-      body.cancel();
-      if (e instanceof H2StreamReset || e instanceof H2ConnectionLost || s.closed) {
-        rec.error ??= "client_reset";
-        return;
-      }
-      // The upstream body failed mid-way: the client must not take a truncated body as complete.
-      rec.error ??= "upstream_truncated";
-      this.resetStream(s, ErrorCode.INTERNAL_ERROR);
+      this.#bodyFailed(s, body, rec, e);
+      return;
     }
+    return sending?.catch((e) => this.#bodyFailed(s, body, rec, e));
+  }
+
+  #bodyFailed(s: ServerStream, body: Body, rec: RequestRecord, e: unknown): void {
+    body.cancel();
+    if (e instanceof H2StreamReset || e instanceof H2ConnectionLost || s.closed) {
+      rec.error ??= "client_reset";
+      return;
+    }
+    // The upstream body failed mid-way: the client must not take a truncated body as complete.
+    rec.error ??= "upstream_truncated";
+    this.resetStream(s, ErrorCode.INTERNAL_ERROR);
   }
 
   /**
@@ -413,7 +433,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     rec.status = res.status;
     s.headersSent = true;
     try {
-      this.sendHeaders(s, responseFields(res.status, res.headers, undefined, false), false);
+      this.sendHeaderList(s, responseFieldList(res.status, res.headers, undefined, false), false);
     } catch {
       upgrade.cancel();
       rec.error ??= "client_reset";

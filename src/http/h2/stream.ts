@@ -12,6 +12,7 @@
 
 import type { Deadline } from "../../net/deadlines.ts";
 import { sweeper } from "../../net/deadlines.ts";
+import { turnNow } from "../../net/clock.ts";
 import type { Body, HeaderList } from "../exchange.ts";
 import { TruncatedBodyError } from "../h1/body.ts";
 import { errorCodeName } from "./frames.ts";
@@ -150,6 +151,14 @@ export class H2Stream implements Body, Deadline {
     });
   }
 
+  /** read() without a promise: a queued chunk, null at the end, undefined when read() must wait. */
+  tryRead(): Uint8Array | null | undefined {
+    if (this.#head < this.#chunks.length) return this.#shift();
+    if (this.#failure) throw this.#failure;
+    if (this.recvEnded) return null;
+    return undefined;
+  }
+
   trailers(): HeaderList | undefined {
     return this.#trailers;
   }
@@ -263,7 +272,7 @@ export class H2Stream implements Body, Deadline {
 
   arm(): void {
     if (this.waitTimeoutMs <= 0) return;
-    this.deadline = performance.now() + this.waitTimeoutMs;
+    this.deadline = turnNow() + this.waitTimeoutMs;
     if (!this.#armed) {
       this.#armed = true;
       sweeper.add(this);

@@ -10,6 +10,7 @@
  * stalls the producers (and through them the upstream reads), never memory.
  */
 
+import { sweeper } from "../../net/deadlines.ts";
 import { FrameType, writeFrameHeader } from "./frames.ts";
 
 export interface FrameSink {
@@ -17,6 +18,7 @@ export interface FrameSink {
 }
 
 const INITIAL_BUFFER = 16 * 1024;
+const FLAG_END_STREAM = 0x1;
 /** Grown buffers up to this size are kept for reuse; bigger ones are dropped after a write. */
 const KEEP_BUFFER = 512 * 1024;
 
@@ -34,6 +36,9 @@ export class FrameWriter {
     if (buf.length <= KEEP_BUFFER && (s === null || buf.length > s.length)) this.#spare = buf;
   }
   #inflight = 0;
+  /** Offset in #buf of the last DATA frame appended since the buffer was handed over, else -1. */
+  #lastData = -1;
+  #lastDataStream = 0;
   #writing = false;
   #scheduled = false;
   #closed = false;
@@ -69,6 +74,11 @@ export class FrameWriter {
     return new Promise((r) => this.#idle.push(r));
   }
 
+  /** Bytes of buffer memory held (the buffer being filled and the spare). */
+  get capacity(): number {
+    return this.#buf.length + (this.#spare?.length ?? 0);
+  }
+
   /** Returns grown buffers once nothing is queued (an idle connection keeps 16 KiB). */
   trim(): void {
     this.#spare = null;
@@ -82,6 +92,7 @@ export class FrameWriter {
     if (this.#closed) return;
     this.#closed = true;
     this.#len = 0;
+    this.#lastData = -1;
     this.#wake();
     for (const r of this.#idle.splice(0)) r();
   }
@@ -98,9 +109,30 @@ export class FrameWriter {
   /** A frame whose payload is `payload[off, off + n)`. */
   frame(type: number, flags: number, streamId: number, payload?: Uint8Array, off = 0, n = 0): void {
     const o = this.#reserve(9 + n);
-    writeFrameHeader(this.#buf, o, n, type, flags, streamId);
-    if (n > 0) this.#buf.set(payload!.subarray(off, off + n), o + 9);
+    const b = this.#buf;
+    writeFrameHeader(b, o, n, type, flags, streamId);
+    if (n > 0) {
+      // Small payloads byte by byte: set(subarray()) costs a view object and a call per frame.
+      if (n <= 64) { for (let i = 0; i < n; i++) b[o + 9 + i] = payload![off + i]; }
+      else b.set(payload!.subarray(off, off + n), o + 9);
+    }
+    if (type === FrameType.DATA) {
+      this.#lastData = o;
+      this.#lastDataStream = streamId;
+    } else if (streamId === this.#lastDataStream) this.#lastData = -1;
     this.#schedule();
+  }
+
+  /**
+   * Sets END_STREAM on the last DATA frame appended, if it belongs to `streamId` and has not been
+   * handed to the socket yet (it is in the buffer still filling) and no other frame of that stream
+   * followed it. True when done: the stream needs no empty DATA frame.
+   */
+  endStreamOnLastData(streamId: number): boolean {
+    if (this.#lastData < 0 || this.#lastDataStream !== streamId || this.#closed) return false;
+    this.#buf[this.#lastData + 4] |= FLAG_END_STREAM;
+    this.#lastData = -1;
+    return true;
   }
 
   /** RST_STREAM or WINDOW_UPDATE: one 32-bit value. */
@@ -112,6 +144,7 @@ export class FrameWriter {
     b[o + 10] = value >>> 16;
     b[o + 11] = value >>> 8;
     b[o + 12] = value;
+    if (streamId === this.#lastDataStream) this.#lastData = -1;
     this.#schedule();
   }
 
@@ -136,6 +169,7 @@ export class FrameWriter {
       b.set(block.subarray(start, end), o + 9);
       o += 9 + end - start;
     }
+    if (streamId === this.#lastDataStream) this.#lastData = -1;
     this.#schedule();
   }
 
@@ -188,6 +222,7 @@ export class FrameWriter {
         const n = this.#len;
         this.#buf = this.#takeSpare();
         this.#len = 0;
+        this.#lastData = -1;
         this.#inflight = n;
         let off = 0;
         while (off < n) {
@@ -226,4 +261,41 @@ function writeU32(b: Uint8Array, o: number, v: number): void {
   b[o + 1] = v >>> 16;
   b[o + 2] = v >>> 8;
   b[o + 3] = v;
+}
+
+/** What trimWhenIdle() needs of a connection. */
+export interface TrimOwner {
+  readonly writer: FrameWriter;
+  /** The connection has open streams again. */
+  readonly active: boolean;
+  readonly closed: boolean;
+}
+
+/**
+ * Connections whose last stream ended: at the next sweep (DeadlineSweeper, ≤ 250 ms), those
+ * still without a stream give back their grown write buffers (an idle connection keeps 16 KiB).
+ * Deferred rather than done at once because a busy connection runs out of streams between every
+ * two bursts of requests, and trimming there only makes the next write allocate a buffer again.
+ */
+const idleTrim = new Set<TrimOwner>();
+const idleTrimSweep = {
+  deadline: Infinity,
+  reason: "h2_idle_trim",
+  armed: false,
+  onExpire(): void {
+    for (const c of idleTrim) if (!c.active && !c.closed) c.writer.trim();
+    idleTrim.clear();
+    this.armed = false;
+    sweeper.delete(this);
+  },
+};
+
+/** Trims `c`'s writer at the next sweep if `c` is idle then (see idleTrim). */
+export function trimWhenIdle(c: TrimOwner): void {
+  idleTrim.add(c);
+  if (!idleTrimSweep.armed) {
+    idleTrimSweep.armed = true;
+    idleTrimSweep.deadline = 0; // the next sweep
+    sweeper.add(idleTrimSweep);
+  }
 }

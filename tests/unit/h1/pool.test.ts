@@ -1,0 +1,111 @@
+/**
+ * The upstream HTTP/1.1 pool's hand-over rule: a request that finds no idle connection waits
+ * one event-loop turn before connecting, and a connection released meanwhile goes to it (even
+ * when the idle list is full, which would otherwise close that connection) instead of a new
+ * connect. Counted with a real local listener: every connect is an accept there.
+ */
+
+import assert from "node:assert/strict";
+import { H1Pool, type H1Upstream } from "../../../src/http/h1/client.ts";
+import { sweeper } from "../../../src/net/deadlines.ts";
+
+async function withListener(fn: (pool: H1Pool, accepts: () => number) => Promise<void>, maxIdle = 0) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of listener) conns.push(c);
+  })();
+  const pool = new H1Pool("test", { hostname: "127.0.0.1", port: listener.addr.port }, {
+    maxIdle,
+    maxTotal: 10,
+    idleTimeoutMs: 60_000,
+    connectTimeoutMs: 5_000,
+  });
+  try {
+    await fn(pool, () => conns.length);
+  } finally {
+    pool.close();
+    listener.close();
+    await accepting.catch(() => {});
+    for (const c of conns) c.close();
+  }
+}
+
+/** Lets the listener's accept loop catch up with connects already made. */
+const settle = () => new Promise((r) => setTimeout(r, 20));
+
+function closeUp(u: H1Upstream): void {
+  sweeper.delete(u);
+  u.close();
+}
+
+Deno.test("h1 pool: a connection released in the same turn goes to the waiting request, not a new connect", async () => {
+  await withListener(async (pool, accepts) => {
+    const first = await pool.acquire();
+    await settle();
+    assert.equal(accepts(), 1);
+    // No idle connection: this acquire waits out the turn …
+    const next = pool.acquire();
+    // … and the exchange finishing in the same turn hands its connection over, although
+    // max_idle_per_backend = 0 would have closed it.
+    pool.release(first, true);
+    const got = await next;
+    assert.equal(got, first);
+    assert.equal(got.closed, false);
+    assert.equal(got.reused, true);
+    await settle();
+    assert.equal(accepts(), 1, "no second connect");
+    assert.equal(pool.open, 1);
+    closeUp(got);
+  });
+});
+
+Deno.test("h1 pool: without a release in that turn the request connects", async () => {
+  await withListener(async (pool, accepts) => {
+    const first = await pool.acquire();
+    const second = await pool.acquire();
+    assert.notEqual(first, second);
+    await settle();
+    assert.equal(accepts(), 2);
+    assert.equal(pool.open, 2);
+    // Released later with max_idle 0: closed, not kept.
+    pool.release(first, true);
+    pool.release(second, true);
+    assert.equal(first.closed, true);
+    assert.equal(second.closed, true);
+    assert.equal(pool.open, 0);
+  });
+});
+
+Deno.test("h1 pool: several waiting requests share the turn; each release serves one", async () => {
+  await withListener(async (pool, accepts) => {
+    const a = await pool.acquire();
+    const b = await pool.acquire();
+    await settle();
+    assert.equal(accepts(), 2);
+    const waits = [pool.acquire(), pool.acquire(), pool.acquire()];
+    pool.release(a, true);
+    pool.release(b, true);
+    const got = await Promise.all(waits);
+    assert.equal(got[0], a);
+    assert.equal(got[1], b);
+    assert.ok(got[2] !== a && got[2] !== b, "the third one connected");
+    await settle();
+    assert.equal(accepts(), 3);
+    for (const u of got) closeUp(u);
+  }, 64);
+});
+
+Deno.test("h1 pool: an unusable release is not handed over", async () => {
+  await withListener(async (pool, accepts) => {
+    const first = await pool.acquire();
+    const next = pool.acquire();
+    pool.release(first, false);
+    const got = await next;
+    assert.notEqual(got, first);
+    assert.equal(first.closed, true);
+    await settle();
+    assert.equal(accepts(), 2);
+    closeUp(got);
+  }, 64);
+});
