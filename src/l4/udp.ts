@@ -14,8 +14,18 @@ import { type Deadline, sweeper } from "../net/deadlines.ts";
 import { BindError } from "../net/listener.ts";
 import type { Logger } from "../observability/log.ts";
 import type { L4Metrics } from "./metrics.ts";
+import type { CounterChild, GaugeChild } from "../observability/metrics.ts";
 
 const MAX_DATAGRAM = 65535;
+/**
+ * Receives kept in flight on the listener socket, each with its own buffer and awaiting its own
+ * send: datagrams that arrive together complete in one event-loop turn instead of one turn
+ * each (1 → 4 here: about +3% datagrams/s through the listener, +20% in a bare relay; 8 or 16
+ * measured no better than 4). Deno resolves them in arrival order and each loop issues its send
+ * before it receives again, so a client's datagrams leave in the order they came (only a send
+ * that has to wait for socket buffer space can be overtaken by the next one).
+ */
+const RECEIVERS = 4;
 
 class UdpSession implements Deadline {
   deadline = Infinity;
@@ -23,7 +33,6 @@ class UdpSession implements Deadline {
   closed = false;
 
   constructor(
-    readonly key: string,
     readonly client: Deno.NetAddr,
     readonly upstream: Deno.DatagramConn,
     readonly backend: Deno.NetAddr,
@@ -36,15 +45,25 @@ class UdpSession implements Deadline {
   }
 
   onExpire(): void {
-    this.owner.metrics.idleTimeouts.with(this.owner.cfg.name).inc();
+    this.owner.countIdleTimeout();
     this.owner.endSession(this);
   }
 }
 
 export class UdpProxy {
   #socket: Deno.DatagramConn;
-  readonly #sessions = new Map<string, UdpSession>();
+  /**
+   * Sessions by client port, then (only when clients on several addresses share a port) by
+   * client hostname: a datagram finds its session with a number lookup and a string compare,
+   * without building a key string, and spoofed sources cannot make a lookup longer than that.
+   */
+  readonly #byPort = new Map<number, UdpSession | Map<string, UdpSession>>();
+  #count = 0;
   #closed = false;
+  // The listener-labelled series, resolved once (cfg.name is fixed for a listener's life).
+  #up: CounterChild | undefined;
+  #down: CounterChild | undefined;
+  #active: GaugeChild | undefined;
 
   private constructor(
     public cfg: ListenerConfig,
@@ -71,47 +90,66 @@ export class UdpProxy {
   }
 
   get sessions(): number {
-    return this.#sessions.size;
+    return this.#count;
   }
 
   start(): void {
-    this.#receiveLoop();
+    for (let i = 0; i < RECEIVERS; i++) this.#receiveLoop();
   }
 
+  /**
+   * Client → backend. The buffer is reused for every datagram, so the send is awaited before
+   * the next receive (Deno's send keeps a view of it until it completes); that also bounds the
+   * sends in flight to RECEIVERS, and a full socket buffer pushes back on the receives.
+   */
   async #receiveLoop(): Promise<void> {
+    const buf = new Uint8Array(MAX_DATAGRAM);
     for (;;) {
       let data: Uint8Array, from: Deno.Addr;
       try {
-        [data, from] = await this.#socket.receive(new Uint8Array(MAX_DATAGRAM));
+        [data, from] = await this.#socket.receive(buf);
       } catch (e) {
         if (this.#closed) return;
         this.log.warn("udp receive failed", { listener: this.cfg.name, error: String(e) });
         await new Promise((r) => setTimeout(r, 10));
         continue;
       }
-      this.#fromClient(data, from as Deno.NetAddr);
-    }
-  }
-
-  #fromClient(data: Uint8Array, client: Deno.NetAddr): void {
-    const key = `${client.hostname}:${client.port}`;
-    let s = this.#sessions.get(key);
-    if (!s) {
-      if (this.#sessions.size >= this.cfg.max_connections) {
-        this.metrics.udpDrops.with(this.cfg.name, "session_cap").inc();
-        return;
+      const s = this.#sessionFor(from as Deno.NetAddr);
+      if (s === undefined) continue;
+      s.touch(this.cfg.idle_timeout);
+      try {
+        await s.upstream.send(data, s.backend);
+        (this.#up ??= this.metrics.datagramsUp.with(this.cfg.name)).inc();
+      } catch {
+        this.#drop("send_failed");
       }
-      s = this.#newSession(key, client);
-      if (!s) return;
     }
-    s.touch(this.cfg.idle_timeout);
-    s.upstream.send(data, s.backend).then(
-      () => this.metrics.datagramsUp.with(this.cfg.name).inc(),
-      () => this.metrics.udpDrops.with(this.cfg.name, "send_failed").inc(),
-    );
   }
 
-  #newSession(key: string, client: Deno.NetAddr): UdpSession | undefined {
+  #sessionFor(client: Deno.NetAddr): UdpSession | undefined {
+    const e = this.#byPort.get(client.port);
+    if (e instanceof UdpSession) {
+      if (e.client.hostname === client.hostname) return e;
+    } else if (e !== undefined) {
+      const s = e.get(client.hostname);
+      if (s !== undefined) return s;
+    }
+    if (this.#count >= this.cfg.max_connections) {
+      this.#drop("session_cap");
+      return undefined;
+    }
+    return this.#newSession(client);
+  }
+
+  #drop(reason: "session_cap" | "no_backend" | "send_failed"): void {
+    this.metrics.udpDrops.with(this.cfg.name, reason).inc();
+  }
+
+  countIdleTimeout(): void {
+    this.metrics.idleTimeouts.with(this.cfg.name).inc();
+  }
+
+  #newSession(client: Deno.NetAddr): UdpSession | undefined {
     const state = this.ctx.state();
     const poolName = this.cfg.routes[0]?.pool;
     const pool = poolName ? state.pools.get(poolName) : undefined;
@@ -121,42 +159,50 @@ export class UdpProxy {
       panicThreshold: pool.config.panic_threshold / 100,
     });
     if (!pool || !sel) {
-      this.metrics.udpDrops.with(this.cfg.name, "no_backend").inc();
+      this.#drop("no_backend");
       return undefined;
     }
     const b = pool.backends.get(sel.endpoint.key)!;
     const hp = parseHostPort(b.config.address)!;
-    const upstream = Deno.listenDatagram({
-      transport: "udp",
-      hostname: hp.host.includes(":") ? "::" : "0.0.0.0",
-      port: 0,
-    });
+    let upstream: Deno.DatagramConn;
+    try {
+      upstream = Deno.listenDatagram({
+        transport: "udp",
+        hostname: hp.host.includes(":") ? "::" : "0.0.0.0",
+        port: 0,
+      });
+    } catch {
+      // e.g. out of file descriptors: this datagram cannot be sent; the receive loops go on.
+      this.#drop("send_failed");
+      return undefined;
+    }
     const s = new UdpSession(
-      key,
       client,
       upstream,
       { transport: "udp", hostname: hp.host, port: hp.port },
       b.key,
       this,
     );
-    this.#sessions.set(key, s);
+    this.#insert(s);
     sweeper.add(s);
     b.stats.inFlight++;
-    this.metrics.sessionsActive.with(this.cfg.name).inc();
+    (this.#active ??= this.metrics.sessionsActive.with(this.cfg.name)).inc();
     this.#replyLoop(s, () => b.stats.inFlight--);
     return s;
   }
 
   /** Backend → client, sent from the listener's socket so the client sees the address it used. */
   async #replyLoop(s: UdpSession, onEnd: () => void): Promise<void> {
+    // One buffer for the session's life: the send is awaited before the next receive.
+    const buf = new Uint8Array(MAX_DATAGRAM);
     try {
       for (;;) {
-        const [data, from] = await s.upstream.receive(new Uint8Array(MAX_DATAGRAM));
+        const [data, from] = await s.upstream.receive(buf);
         const f = from as Deno.NetAddr;
         if (f.port !== s.backend.port) continue; // only the chosen backend may answer this session
         s.touch(this.cfg.idle_timeout);
         await this.#socket.send(data, s.client);
-        this.metrics.datagramsDown.with(this.cfg.name).inc();
+        (this.#down ??= this.metrics.datagramsDown.with(this.cfg.name)).inc();
       }
     } catch {
       // the session socket was closed (idle expiry or shutdown)
@@ -170,11 +216,32 @@ export class UdpProxy {
     if (s.closed) return;
     s.closed = true;
     sweeper.delete(s);
-    if (this.#sessions.get(s.key) === s) this.#sessions.delete(s.key);
-    this.metrics.sessionsActive.with(this.cfg.name).dec();
+    this.#unlink(s);
+    (this.#active ??= this.metrics.sessionsActive.with(this.cfg.name)).dec();
     try {
       s.upstream.close();
     } catch { /* already closed */ }
+  }
+
+  #insert(s: UdpSession): void {
+    const port = s.client.port;
+    const e = this.#byPort.get(port);
+    if (e === undefined) this.#byPort.set(port, s);
+    else if (e instanceof UdpSession) {
+      this.#byPort.set(port, new Map([[e.client.hostname, e], [s.client.hostname, s]]));
+    } else e.set(s.client.hostname, s);
+    this.#count++;
+  }
+
+  #unlink(s: UdpSession): void {
+    const port = s.client.port;
+    const e = this.#byPort.get(port);
+    if (e === s) this.#byPort.delete(port);
+    else if (e instanceof Map && e.get(s.client.hostname) === s) {
+      e.delete(s.client.hostname);
+      if (e.size === 1) this.#byPort.set(port, e.values().next().value!);
+    } else return; // not in the table
+    this.#count--;
   }
 
   close(): void {
@@ -182,6 +249,11 @@ export class UdpProxy {
     try {
       this.#socket.close();
     } catch { /* already closed */ }
-    for (const s of [...this.#sessions.values()]) this.endSession(s);
+    const all: UdpSession[] = [];
+    for (const e of this.#byPort.values()) {
+      if (e instanceof UdpSession) all.push(e);
+      else all.push(...e.values());
+    }
+    for (const s of all) this.endSession(s);
   }
 }

@@ -203,3 +203,59 @@ Deno.test("udp: sessions per client, replies from the listener address, idle exp
     await e2.stop();
   }
 });
+
+Deno.test("udp: clients sharing a port on two addresses, datagrams in order, reused buffers, expiry of both", async () => {
+  const echo = await startNodePeer("l4_peers.mjs", ["udp-echo", "u1"]);
+  const gw = await startGateway(l4Config("udp", [echo.port], `idle_timeout = "500ms"\nmax_connections = 4`));
+  const enc = new TextEncoder();
+  const dec = new TextDecoder();
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port: gw.ports.l4 };
+  const a = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (a.addr as Deno.NetAddr).port;
+  // The whole of 127.0.0.0/8 is loopback: a second client with the same source port.
+  const b = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.2", port });
+  const recv = async (sock: Deno.DatagramConn): Promise<string> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("no reply")), 3000);
+    });
+    try {
+      const [data] = await Promise.race([sock.receive(), timeout]);
+      return dec.decode(data);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  try {
+    await a.send(enc.encode("from-a"), to);
+    assert.equal(await recv(a), "u1:from-a");
+    await b.send(enc.encode("from-b"), to);
+    assert.equal(await recv(b), "u1:from-b", "the second address gets its own session and its own replies");
+    assert.equal(await metric(gw, 'expressgateway_l4_sessions_active{listener="l4"}'), 2);
+    // a burst leaves in the order it came (several receives are in flight on the listener)
+    const n = 64;
+    for (let i = 0; i < n; i++) await a.send(enc.encode(`m${i}`), to);
+    const got: string[] = [];
+    for (let i = 0; i < n; i++) got.push(await recv(a));
+    assert.deepEqual(got, Array.from({ length: n }, (_, i) => `u1:m${i}`));
+    // the receive buffers are reused: a large datagram, then a small one, both exact
+    const big = new Uint8Array(30_000).fill(0x78);
+    await b.send(big, to);
+    assert.equal(await recv(b), `u1:${"x".repeat(30_000)}`);
+    await b.send(enc.encode("s"), to);
+    assert.equal(await recv(b), "u1:s");
+    // both sessions of the shared port expire; the port is served again afterwards
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(await metric(gw, 'expressgateway_l4_sessions_active{listener="l4"}'), 0);
+    assert.equal(await metric(gw, 'expressgateway_l4_idle_timeouts_total{listener="l4"}'), 2);
+    await b.send(enc.encode("again"), to);
+    assert.equal(await recv(b), "u1:again");
+    assert.equal(await metric(gw, 'expressgateway_l4_datagrams_to_backend_total{listener="l4"}'), n + 5);
+    assert.equal(await metric(gw, 'expressgateway_l4_datagrams_to_client_total{listener="l4"}'), n + 5);
+  } finally {
+    a.close();
+    b.close();
+    await gw.stop();
+    await echo.stop();
+  }
+});
