@@ -1381,7 +1381,6 @@ async function udpRow(o: Options, work: string): Promise<string> {
 
   const all = cells.map((c) => c.s);
   const by = (n: string) => all.find((s) => s.name === n)!;
-  const noProxyCpu = (s: UdpSeries) => s.name.startsWith("xdp") || s.name === "kernel";
   const md: string[] = [head, ""];
   md.push(
     `Load: one \`udp_blaster\` (C, \`sendmmsg\` batches of 64) in the client namespace, ${UDP_FLOWS} flows (source ports), ${UDP_SIZE}-byte payloads, unpaced (as fast as one core sends), ${o.seconds} s per cell; delivered = Δ(\`Udp.InDatagrams\` + \`Udp.RcvbufErrors\`) of the two backend namespaces ÷ the blaster's seconds. A path that loses datagrams ran at its own limit under overload (the rate it sustains, not a loss-free rate). Proxy CPU: utime + stime of the proxy's process tree ÷ delivered (XDP and kernel forwarding have no process). Softirq CPU: the softirq time of all CPUs from /proc/stat ÷ delivered: the kernel's receive and forwarding work, which is where the XDP program runs; on a lossy row it includes the work spent on datagrams dropped later at a full socket buffer.`,
@@ -1393,32 +1392,27 @@ async function udpRow(o: Options, work: string): Promise<string> {
         s.sent.cell(o.rounds, false),
         s.delivered.cell(o.rounds),
         s.loss.cell(o.rounds, false),
-        noProxyCpu(s) ? "—" : s.proxyCpu.cell(o.rounds, false),
+        runsInKernelOnly(s) ? "—" : s.proxyCpu.cell(o.rounds, false),
         s.softirq.cell(o.rounds, false),
       ]),
       ["l", "r", "r", "r", "r", "r"],
     ),
     "",
-    "Paired per round, median (min–max); delivered pps, > 1 means the first path carried more. A path with about 0 % loss was held back by the load generator, not by itself: a ratio over it is a lower bound.",
+    "Paired per round, median (min–max); > 1 means the first path did better. *Delivered pps*: a path with about 0 % loss was held back by the load generator, not by itself, so a ratio over it is a lower bound. *Packets per CPU-second*: delivered ÷ (proxy CPU + softirq CPU), i.e. 1 ÷ the sum of the two µs/pkt columns — how many packets one core's worth of CPU carries on that path, the capacity measure that a load-generator-bound row still gives.",
     "",
     table(
-      ["ratio", "delivered pps"],
-      [
-        [
-          "XDP generic / gateway userspace",
-          ratioCell(by("xdp_generic").delivered, by("gateway").delivered, o.rounds),
-        ],
-        [
-          "XDP native / gateway userspace",
-          ratioCell(by("xdp_native").delivered, by("gateway").delivered, o.rounds),
-        ],
-        ["gateway userspace / nginx", ratioCell(by("gateway").delivered, by("nginx").delivered, o.rounds)],
-        [
-          "XDP generic / kernel forwarding",
-          ratioCell(by("xdp_generic").delivered, by("kernel").delivered, o.rounds),
-        ],
-      ],
-      ["l", "r"],
+      ["ratio", "delivered pps", "packets per CPU-second"],
+      ([
+        ["XDP generic / gateway userspace", "xdp_generic", "gateway"],
+        ["XDP native / gateway userspace", "xdp_native", "gateway"],
+        ["gateway userspace / nginx", "gateway", "nginx"],
+        ["XDP generic / kernel forwarding", "xdp_generic", "kernel"],
+      ] as const).map(([label, a, b]) => [
+        label,
+        ratioCell(by(a).delivered, by(b).delivered, o.rounds),
+        ratioCell(packetsPerCpuSecond(by(a)), packetsPerCpuSecond(by(b)), o.rounds),
+      ]),
+      ["l", "r", "r"],
     ),
   );
   const shares = all.filter((s) => s.xdpShare.length > 0).map((s) => {
@@ -1434,6 +1428,22 @@ async function udpRow(o: Options, work: string): Promise<string> {
     );
   }
   return md.join("\n");
+}
+
+/** XDP and kernel forwarding have no process whose CPU could be counted. */
+function runsInKernelOnly(s: UdpSeries): boolean {
+  return s.name.startsWith("xdp") || s.name === "kernel";
+}
+
+/** Per round, 1e6 ÷ (proxy + softirq µs per packet); paths without a process count softirq only. */
+function packetsPerCpuSecond(s: UdpSeries): Series {
+  const out = new Series();
+  const hasProcess = !runsInKernelOnly(s);
+  for (let i = 0; i < s.softirq.values.length; i++) {
+    const us = s.softirq.values[i] + (hasProcess ? s.proxyCpu.values[i] : 0);
+    out.push(Number.isFinite(us) && us > 0 ? 1e6 / us : { error: "no CPU figure" });
+  }
+  return out;
 }
 
 async function cleanupTopology(topo: Topology): Promise<void> {
