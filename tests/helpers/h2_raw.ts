@@ -24,11 +24,29 @@ export class RawH2 {
 
   private constructor(readonly conn: Deno.Conn) {}
 
+  /**
+   * `tls`: connect with TLS and ALPN "h2" (the CA PEM text to trust); the negotiated protocol
+   * must be h2, as h2spec requires.
+   */
   static async connect(
     port: number,
-    opts: { handshake?: boolean; settings?: Uint8Array } = {},
+    opts: { handshake?: boolean; settings?: Uint8Array; tls?: { caCert: string } } = {},
   ): Promise<RawH2> {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    let conn: Deno.Conn;
+    if (opts.tls) {
+      const t = await Deno.connectTls({
+        hostname: "127.0.0.1",
+        port,
+        caCerts: [opts.tls.caCert],
+        alpnProtocols: ["h2"],
+      });
+      const hs = await t.handshake();
+      if (hs.alpnProtocol !== "h2") {
+        t.close();
+        throw new Error(`ALPN negotiated ${hs.alpnProtocol} instead of h2`);
+      }
+      conn = t;
+    } else conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const c = new RawH2(conn);
     if (opts.handshake !== false) {
       await c.send(CONNECTION_PREFACE, opts.settings ?? encodeFrame(FrameType.SETTINGS, 0, 0));
