@@ -70,7 +70,8 @@ export function writeLatin1(s: string, out: Uint8Array, off: number): number {
   // Heads are almost always ASCII, where the native encoder beats a char loop by far. A
   // latin1 char above 0x7f takes two bytes in UTF-8, which the counts reveal; then the loop
   // rewrites the same bytes correctly.
-  const r = encoder.encodeInto(s, out.subarray(off));
+  // At offset 0 (a head is usually the first thing pushed) the buffer itself: no view to make.
+  const r = encoder.encodeInto(s, off === 0 ? out : out.subarray(off));
   if (r.read === s.length && r.written === s.length) return off + s.length;
   for (let i = 0; i < s.length; i++) out[off++] = s.charCodeAt(i) & 0xff;
   return off;

@@ -6,6 +6,7 @@
  */
 
 import { setImmediate } from "node:timers";
+import { turnNow } from "../../net/clock.ts";
 import { type Deadline, sweeper } from "../../net/deadlines.ts";
 import { type ConnectTarget, openConnection } from "../../net/connect.ts";
 import type { Body, HeaderList, ProxyRequest, ProxyResponse } from "../exchange.ts";
@@ -67,9 +68,10 @@ export class H1Upstream implements Deadline {
   // Read hooks, made once per connection rather than per request.
   /** When the last response read began (the pool derives the idle deadline from it). */
   lastRead = performance.now();
+  // The turn's clock (src/net/clock.ts): the sweeper checks deadlines every 250 ms anyway.
   readonly armResponse = () => {
     this.reason = "response";
-    this.deadline = (this.lastRead = performance.now()) + this.responseTimeoutMs;
+    this.deadline = (this.lastRead = turnNow()) + this.responseTimeoutMs;
   };
   readonly disarm = () => {
     this.deadline = Infinity;
@@ -406,7 +408,9 @@ export async function h1Forward(
 
   let headEnd: number;
   let parsed;
-  const limits = { maxLine: 8192, maxHead: t.maxResponseHead };
+  const limits = t.maxResponseHead === RESPONSE_LIMITS.maxHead
+    ? RESPONSE_LIMITS
+    : { maxLine: RESPONSE_LIMITS.maxLine, maxHead: t.maxResponseHead };
   try {
     for (;;) {
       const st = resetScanState(up.scan);
@@ -518,6 +522,9 @@ export async function h1Forward(
     version: parsed.minor === 1 ? "1.1" : "1.0",
   };
 }
+
+/** Response head limits as the proxy asks for them, one object rather than one per request. */
+const RESPONSE_LIMITS = { maxLine: 8192, maxHead: 64 * 1024 };
 
 /** A request body nobody has read yet can still be sent again (a retry is safe to attempt). */
 function untouched(body: Body | null): boolean {

@@ -69,7 +69,7 @@ export class ConnReader {
       this.start = 0;
       this.end = live;
     }
-    return this.#read(this.buf.subarray(this.end));
+    return this.#read(this.end === 0 ? this.buf : this.buf.subarray(this.end));
   }
 
   /**
@@ -97,38 +97,43 @@ export class ConnReader {
     return this.#read(this.buf.subarray(this.end));
   }
 
-  async #read(into: Uint8Array): Promise<boolean> {
+  /**
+   * The socket read with its hooks and bookkeeping as two callbacks made once per reader
+   * (#settled, #failed) rather than an async function per read: a request makes two reads, and
+   * each async layer costs a promise, a generator and a resumption.
+   */
+  #read(into: Uint8Array): Promise<boolean> {
     this.beforeRead?.();
-    let n: number | null;
+    let p: Promise<number | null>;
     try {
-      n = await this.conn.read(into);
-    } finally {
+      p = this.conn.read(into);
+    } catch (e) {
       this.afterRead?.();
+      return Promise.reject(e);
     }
-    if (n === null) {
-      this.eof = true;
-      return false;
-    }
-    this.end += n;
-    return true;
+    return p.then(this.#settled, this.#failed);
   }
 
-  async #takePending(p: Promise<number | null>): Promise<boolean> {
+  #takePending(p: Promise<number | null>): Promise<boolean> {
     this.pending = undefined;
     this.beforeRead?.();
-    let n: number | null;
-    try {
-      n = await p;
-    } finally {
-      this.afterRead?.();
-    }
+    return p.then(this.#settled, this.#failed);
+  }
+
+  readonly #settled = (n: number | null): boolean => {
+    this.afterRead?.();
     if (n === null) {
       this.eof = true;
       return false;
     }
     this.end += n;
     return true;
-  }
+  };
+
+  readonly #failed = (e: unknown): never => {
+    this.afterRead?.();
+    throw e;
+  };
 
   /**
    * Starts the next read now, while nobody needs its bytes yet (see `pending`). Returns the
@@ -142,7 +147,7 @@ export class ConnReader {
       this.start = 0;
       this.end = live;
     }
-    return this.pending = this.conn.read(this.buf.subarray(this.end));
+    return this.pending = this.conn.read(this.end === 0 ? this.buf : this.buf.subarray(this.end));
   }
 
   /** Takes up to n buffered bytes as a view valid until the next fill*(). */

@@ -6,6 +6,7 @@
  */
 
 import type { ListenerConfig } from "../../config/types.ts";
+import { turnNow } from "../../net/clock.ts";
 import { type Deadline, sweeper } from "../../net/deadlines.ts";
 import type { Body, ClientInfo, HeaderList, ProxyRequest, ProxyResponse } from "../exchange.ts";
 import { gatewayResponse, getHeader } from "../exchange.ts";
@@ -139,10 +140,11 @@ export class H1ServerConn implements Deadline, ServerConnection {
 
   /**
    * Clock readings are shared where two happen at the same point (an exchange's end arms the
-   * idle timeout; a head's first bytes start the request and arm the header timeout): each
-   * performance.now() is an op call, and a request used to make ten.
+   * idle timeout; a head's first bytes start the request and arm the header timeout), and come
+   * from the turn's clock (src/net/clock.ts): each performance.now() is an op call, and the
+   * deadlines are swept every 250 ms, the request durations histogrammed in seconds.
    */
-  #arm(reason: string, ms: number, now = performance.now()): void {
+  #arm(reason: string, ms: number, now = turnNow()): void {
     this.reason = reason;
     this.deadline = now + ms;
   }
@@ -219,7 +221,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
         return null;
       }
       if (this.reason === "idle") {
-        this.#headAt = performance.now();
+        this.#headAt = turnNow();
         this.#arm("header", this.cfg.header_timeout, this.#headAt);
       }
     }
@@ -230,7 +232,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
     this.#inRequest = true;
     this.#responseStarted = false;
     this.deadline = Infinity;
-    const start = this.#headAt >= 0 ? this.#headAt : performance.now();
+    const start = this.#headAt >= 0 ? this.#headAt : turnNow();
     this.#headAt = -1;
     const rec: RequestRecord = {
       start,
@@ -303,7 +305,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
       rec.error ??= "client_write_failed";
       return false;
     } finally {
-      rec.end = this.#lastEnd = performance.now();
+      rec.end = this.#lastEnd = turnNow();
       rec.bytesIn += reqBody?.received ?? 0;
       rec.bytesOut = w.written - startOut + this.#tunnelOut;
       this.#inRequest = false;
@@ -427,7 +429,15 @@ export class H1ServerConn implements Deadline, ServerConnection {
       return keepAlive;
     }
     try {
-      await writeBody(w, body, mode, true);
+      // A small response is usually whole in the upstream read buffer: copied next to the head
+      // and sent in one write here, without writeBody's async layer (it takes over otherwise).
+      let chunk = mode === "length" && body.tryRead !== undefined ? body.tryRead() : undefined;
+      while (chunk != null && w.tryPush(chunk)) chunk = body.tryRead!();
+      if (chunk === null) await w.flush();
+      else {
+        if (chunk !== undefined) await w.pushBytes(chunk);
+        await writeBody(w, body, mode, true);
+      }
     } catch (e) {
       body.cancel();
       rec.error ??= e instanceof TruncatedBodyError ? "upstream_truncated" : "client_write_failed";
