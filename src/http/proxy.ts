@@ -149,9 +149,23 @@ export class ListenerProxy implements H1Handler {
     return grpcErrorResponse(code, `${GRPC_REASONS[rec.error] ?? rec.error} (gateway, HTTP ${res.status})`);
   }
 
-  async #handle(req: ProxyRequest, rec: RequestRecord, deadline?: number): Promise<ProxyResponse> {
+  /**
+   * Not async: the forward path hands on #forward's promise, one async layer less per request
+   * (a promise, a generator and a resumption). A synchronous failure becomes a rejection as it
+   * would in an async function.
+   */
+  #handle(req: ProxyRequest, rec: RequestRecord, deadline?: number): Promise<ProxyResponse> {
+    try {
+      const res = this.#route(req, rec, deadline);
+      return res instanceof Promise ? res : Promise.resolve(res);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #route(req: ProxyRequest, rec: RequestRecord, deadline?: number): ProxyResponse | Promise<ProxyResponse> {
     const ctx = this.ctx;
-    if (req.method === "CONNECT" && req.protocol === undefined) return await this.#connect(req, rec);
+    if (req.method === "CONNECT" && req.protocol === undefined) return this.#connect(req, rec);
     // An extended CONNECT (RFC 8441 over HTTP/2, RFC 9220 over HTTP/3) or an HTTP/1.1 Upgrade.
     const ws = webSocketRequest(req);
     if (req.method === "CONNECT" && ws === undefined) {
@@ -203,15 +217,7 @@ export class ListenerProxy implements H1Handler {
         ctx.counters.releaseInFlight();
       }
     };
-    try {
-      const res = await this.#forward(req, rec, pool, ws, deadline);
-      if (res.body instanceof RelayBody) res.body.onEnd(release);
-      else release(); // answered by the gateway itself: nothing left in flight
-      return res;
-    } catch (e) {
-      release();
-      throw e;
-    }
+    return this.#forward(req, rec, pool, ws, deadline, release);
   }
 
   async #forward(
@@ -220,131 +226,144 @@ export class ListenerProxy implements H1Handler {
     pool: PoolRuntime,
     ws: "h1" | "connect" | undefined,
     /** gRPC deadline (performance.now() ms): bounds the wait for the head and the body. */
-    deadline?: number,
+    deadline: number | undefined,
+    /** Frees the request's in-flight slot: when a relayed body ends, else when this returns or throws. */
+    release: () => void,
   ): Promise<ProxyResponse> {
     const ctx = this.ctx;
     const pickReq = pickRequestOf(req);
     let exclude: Set<string> | undefined;
     let lastError: UpstreamError | undefined;
-    for (let attempt = 0;; attempt++) {
-      const sel = selectEndpoint(pool.picker, pickReq, {
-        isHealthy: ctx.health.isHealthy,
-        exclude,
-        panicThreshold: pool.config.panic_threshold / 100,
-      });
-      if (!sel) {
-        if (lastError) {
-          // The retry found no other backend: the client gets the failure that happened.
-          rec.error = lastError.status === 504 ? "upstream_timeout" : "upstream_failed";
-          return gatewayResponse(
-            lastError.status,
-            lastError.status === 504 ? "upstream timed out\n" : "upstream failed\n",
-          );
-        }
-        rec.error = "no_backend";
-        return gatewayResponse(503, "no backend available\n", undefined, ["retry-after", "1"]);
-      }
-      const backend = pool.backends.get(sel.endpoint.key)!;
-      rec.backend = backend.config.address;
-      let byDeadline = false;
-      const stats = backend.stats;
-      stats.inFlight++;
-      // Latency as measured here feeds EWMA and a histogram in seconds: the turn's clock will do.
-      const t0 = turnNow();
-      try {
-        const headers = upstreamRequestHeaders(req, {
-          hostHeader: backend.config.host_header,
-          trailers: ws === undefined && req.acceptsTrailers,
+    let relayed = false;
+    try {
+      for (let attempt = 0;; attempt++) {
+        const sel = selectEndpoint(pool.picker, pickReq, {
+          isHealthy: ctx.health.isHealthy,
+          exclude,
+          panicThreshold: pool.config.panic_threshold / 100,
         });
-        const left = deadline === undefined ? Infinity : Math.max(1, Math.ceil(deadline - performance.now()));
-        byDeadline = left < pool.config.response_timeout;
-        const timeouts = {
-          responseTimeoutMs: byDeadline ? left : pool.config.response_timeout,
-          maxResponseHead: 64 * 1024,
-        };
-        const answer: TunnelAnswer = ws
-          ? await forwardWebSocket(backend, req, ws, headers, timeouts)
-          : backend.h3
-          ? await h3Forward(backend.h3, req, headers, timeouts)
-          : backend.h2
-          ? await h2Forward(backend.h2, req, headers, timeouts)
-          : await h1Forward(backend.h1, req, headers, timeouts);
-        const ms = turnNow() - t0;
-        rec.upstreamMs = ms;
-        observeLatency(stats, ms, t0 + ms, pool.config.ewma_decay);
-        ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address).observe(ms / 1000);
-        const res = answer.response;
-        ctx.health.observe(backend.key, res.status);
-        if (answer.tunnel) {
-          // The handshake succeeded: `res` is final. The backend counts the tunnel as in flight
-          // until it ends (least_request & co. see long-lived WebSockets as load).
+        if (!sel) {
+          if (lastError) {
+            // The retry found no other backend: the client gets the failure that happened.
+            rec.error = lastError.status === 504 ? "upstream_timeout" : "upstream_failed";
+            return gatewayResponse(
+              lastError.status,
+              lastError.status === 504 ? "upstream timed out\n" : "upstream failed\n",
+            );
+          }
+          rec.error = "no_backend";
+          return gatewayResponse(503, "no backend available\n", undefined, ["retry-after", "1"]);
+        }
+        const backend = pool.backends.get(sel.endpoint.key)!;
+        rec.backend = backend.config.address;
+        let byDeadline = false;
+        const stats = backend.stats;
+        stats.inFlight++;
+        // Latency as measured here feeds EWMA and a histogram in seconds: the turn's clock will do.
+        const t0 = turnNow();
+        try {
+          const headers = upstreamRequestHeaders(req, {
+            hostHeader: backend.config.host_header,
+            trailers: ws === undefined && req.acceptsTrailers,
+          });
+          const left = deadline === undefined
+            ? Infinity
+            : Math.max(1, Math.ceil(deadline - performance.now()));
+          byDeadline = left < pool.config.response_timeout;
+          const timeouts = {
+            responseTimeoutMs: byDeadline ? left : pool.config.response_timeout,
+            maxResponseHead: 64 * 1024,
+          };
+          const answer: TunnelAnswer = ws
+            ? await forwardWebSocket(backend, req, ws, headers, timeouts)
+            : backend.h3
+            ? await h3Forward(backend.h3, req, headers, timeouts)
+            : backend.h2
+            ? await h2Forward(backend.h2, req, headers, timeouts)
+            : await h1Forward(backend.h1, req, headers, timeouts);
+          const ms = turnNow() - t0;
+          rec.upstreamMs = ms;
+          observeLatency(stats, ms, t0 + ms, pool.config.ewma_decay);
+          ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address).observe(ms / 1000);
+          const res = answer.response;
+          ctx.health.observe(backend.key, res.status);
+          if (answer.tunnel) {
+            // The handshake succeeded: `res` is final. The backend counts the tunnel as in flight
+            // until it ends (least_request & co. see long-lived WebSockets as load).
+            if (pool.config.algorithm === "session_affinity") {
+              addAffinityCookie(res.headers, pickReq, backend, pool.config.affinity_cookie);
+            }
+            res.upgrade = new Tunnel(answer.tunnel, {
+              kind: "websocket",
+              listener: this.listener.name,
+              idleTimeoutMs: pool.config.tunnel_idle_timeout,
+              maxLifetimeMs: pool.config.tunnel_max_lifetime,
+              backendKey: backend.key,
+              onEnd: () => stats.inFlight--,
+            }, ctx.tunnels);
+            return res;
+          }
+          res.headers = downstreamResponseHeaders(res.headers, answer.version);
           if (pool.config.algorithm === "session_affinity") {
             addAffinityCookie(res.headers, pickReq, backend, pool.config.affinity_cookie);
           }
-          res.upgrade = new Tunnel(answer.tunnel, {
-            kind: "websocket",
-            listener: this.listener.name,
-            idleTimeoutMs: pool.config.tunnel_idle_timeout,
-            maxLifetimeMs: pool.config.tunnel_max_lifetime,
-            backendKey: backend.key,
-            onEnd: () => stats.inFlight--,
-          }, ctx.tunnels);
+          if (res.body) {
+            const body = deadline === undefined
+              ? res.body
+              : new GrpcDeadlineBody(res.body, deadline, () => this.event("grpc_deadline_exceeded"));
+            const relay = new RelayBody(body, req.acceptsTrailers);
+            relay.onEnd(() => {
+              stats.inFlight--;
+              release();
+            });
+            relayed = true;
+            res.body = relay;
+          } else stats.inFlight--;
           return res;
+        } catch (e) {
+          stats.inFlight--;
+          if (!(e instanceof UpstreamError)) {
+            // The client's request body failed (timeout, too large, bad framing): the server
+            // codec reports that itself.
+            rec.error = "request_body_failed";
+            return gatewayResponse(400, "request body failed\n");
+          }
+          const kind = e.staleConnection
+            ? "stale_keepalive"
+            : e.status === 504
+            ? "timeout"
+            : e.beforeRequest
+            ? "connect"
+            : "protocol";
+          // A stale pooled connection says nothing about the backend's health.
+          if (!e.staleConnection) ctx.health.observe(backend.key, 0);
+          ctx.metrics.upstreamErrors.with(pool.name, backend.config.address, kind).inc();
+          ctx.log.warn("upstream failed", {
+            pool: pool.name,
+            backend: backend.config.address,
+            error: e.message,
+            attempt,
+          });
+          if (
+            e.beforeRequest && attempt + 1 < MAX_ATTEMPTS && (ws !== undefined || isIdempotent(req.method)) &&
+            (!req.body || req.body.received === 0)
+          ) {
+            lastError = e;
+            if (e.staleConnection) {
+              // The backend closed an idle keep-alive connection: retry it on a fresh one.
+              backend.h1.flushIdle();
+            } else (exclude ??= new Set()).add(backend.key);
+            ctx.metrics.retries.with(pool.name).inc();
+            continue;
+          }
+          rec.error = kind === "timeout"
+            ? (byDeadline ? "deadline_exceeded" : "upstream_timeout")
+            : "upstream_failed";
+          return gatewayResponse(e.status, e.status === 504 ? "upstream timed out\n" : "upstream failed\n");
         }
-        res.headers = downstreamResponseHeaders(res.headers, answer.version);
-        if (pool.config.algorithm === "session_affinity") {
-          addAffinityCookie(res.headers, pickReq, backend, pool.config.affinity_cookie);
-        }
-        if (res.body) {
-          const body = deadline === undefined
-            ? res.body
-            : new GrpcDeadlineBody(res.body, deadline, () => this.event("grpc_deadline_exceeded"));
-          const relay = new RelayBody(body, req.acceptsTrailers);
-          relay.onEnd(() => stats.inFlight--);
-          res.body = relay;
-        } else stats.inFlight--;
-        return res;
-      } catch (e) {
-        stats.inFlight--;
-        if (!(e instanceof UpstreamError)) {
-          // The client's request body failed (timeout, too large, bad framing): the server
-          // codec reports that itself.
-          rec.error = "request_body_failed";
-          return gatewayResponse(400, "request body failed\n");
-        }
-        const kind = e.staleConnection
-          ? "stale_keepalive"
-          : e.status === 504
-          ? "timeout"
-          : e.beforeRequest
-          ? "connect"
-          : "protocol";
-        // A stale pooled connection says nothing about the backend's health.
-        if (!e.staleConnection) ctx.health.observe(backend.key, 0);
-        ctx.metrics.upstreamErrors.with(pool.name, backend.config.address, kind).inc();
-        ctx.log.warn("upstream failed", {
-          pool: pool.name,
-          backend: backend.config.address,
-          error: e.message,
-          attempt,
-        });
-        if (
-          e.beforeRequest && attempt + 1 < MAX_ATTEMPTS && (ws !== undefined || isIdempotent(req.method)) &&
-          (!req.body || req.body.received === 0)
-        ) {
-          lastError = e;
-          if (e.staleConnection) {
-            // The backend closed an idle keep-alive connection: retry it on a fresh one.
-            backend.h1.flushIdle();
-          } else (exclude ??= new Set()).add(backend.key);
-          ctx.metrics.retries.with(pool.name).inc();
-          continue;
-        }
-        rec.error = kind === "timeout"
-          ? (byDeadline ? "deadline_exceeded" : "upstream_timeout")
-          : "upstream_failed";
-        return gatewayResponse(e.status, e.status === 504 ? "upstream timed out\n" : "upstream failed\n");
       }
+    } finally {
+      if (!relayed) release(); // answered by the gateway itself, or failed: nothing left in flight
     }
   }
 
@@ -521,7 +540,9 @@ function addAffinityCookie(
  */
 export class RelayBody implements Body {
   #ended = false;
-  #callbacks: Array<() => void> = [];
+  /** The usual single end callback in a field; an array only for more. */
+  #first: (() => void) | undefined;
+  #more: Array<() => void> | undefined;
 
   constructor(private readonly inner: Body, private readonly passTrailers: boolean) {}
 
@@ -535,7 +556,8 @@ export class RelayBody implements Body {
 
   onEnd(fn: () => void): void {
     if (this.#ended) fn();
-    else this.#callbacks.push(fn);
+    else if (this.#first === undefined) this.#first = fn;
+    else (this.#more ??= []).push(fn);
   }
 
   async read(): Promise<Uint8Array | null> {
@@ -573,7 +595,8 @@ export class RelayBody implements Body {
   #end(): void {
     if (this.#ended) return;
     this.#ended = true;
-    for (const fn of this.#callbacks) fn();
+    this.#first?.();
+    if (this.#more) { for (const fn of this.#more) fn(); }
   }
 }
 

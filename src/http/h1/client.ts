@@ -354,25 +354,29 @@ export async function h1Forward(
   const up = pool.tryAcquire() ?? await pool.acquire();
   const { reader, writer } = up;
   const body = req.body;
-  let head = `${req.method} ${req.path} HTTP/1.1\r\n`;
+  // The head goes into the write buffer piece by piece (ConnWriter.pushStr: no string built).
+  writer.pushStr(req.method);
+  writer.pushStr(" ");
+  writer.pushStr(req.path);
+  writer.pushStr(" HTTP/1.1\r\n");
   for (let i = 0; i < headers.length; i += 2) {
     const n = headers[i];
     if (n === "content-length") continue;
-    head += `${n}: ${headers[i + 1]}\r\n`;
+    writer.pushField(n, headers[i + 1]);
   }
   let mode: "length" | "chunked" | "none" = "none";
   if (body) {
     if (body.length !== undefined) {
       mode = "length";
-      head += `content-length: ${body.length}\r\n`;
+      writer.pushField("content-length", String(body.length));
     } else {
       mode = "chunked";
-      head += "transfer-encoding: chunked\r\n";
+      writer.pushStr("transfer-encoding: chunked\r\n");
     }
   } else if (req.method === "POST" || req.method === "PUT" || req.method === "PATCH") {
-    head += "content-length: 0\r\n";
+    writer.pushStr("content-length: 0\r\n");
   }
-  writer.pushText(head + "\r\n");
+  writer.pushStr("\r\n");
 
   // Response reads are bounded by response_timeout (time to first byte and between reads).
   up.responseTimeoutMs = t.responseTimeoutMs;
