@@ -92,6 +92,14 @@ export class ListenerProxy implements H1Handler {
     status: "",
   };
   readonly #events = new Map<string, { inc(n?: number): void }>();
+  /** This listener's own series, looked up once (listener series are never removed). */
+  #listenerSeries:
+    | {
+      seconds: { observe(v: number): void };
+      received: { inc(n: number): void };
+      sent: { inc(n: number): void };
+    }
+    | undefined;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -419,9 +427,14 @@ export class ListenerProxy implements H1Handler {
     }
     c.inc();
     const totalMs = (rec.end ?? turnNow()) - rec.start;
-    ctx.metrics.requestSeconds.with(listener).observe(totalMs / 1000);
-    ctx.metrics.bytesReceived.with(listener).inc(rec.bytesIn);
-    ctx.metrics.bytesSent.with(listener).inc(rec.bytesOut);
+    const series = this.#listenerSeries ??= {
+      seconds: ctx.metrics.requestSeconds.with(listener),
+      received: ctx.metrics.bytesReceived.with(listener),
+      sent: ctx.metrics.bytesSent.with(listener),
+    };
+    series.seconds.observe(totalMs / 1000);
+    series.received.inc(rec.bytesIn);
+    series.sent.inc(rec.bytesOut);
     if (ctx.state().snapshot.config.observability.access_log) {
       ctx.log.access({
         listener,
