@@ -53,6 +53,8 @@ export class QuicRecvStream {
   #done = false;
   /** Code asked for in stopSending(); the wire carried 0 (Deno gap). */
   stopCode: number | undefined;
+  /** The buffer the FIN-reading readInto() transferred (same contents as the caller's), if any. */
+  finalBuffer: ArrayBuffer | undefined;
 
   constructor(readonly stream: Deno.QuicReceiveStream) {
     this.id = stream.id;
@@ -73,6 +75,9 @@ export class QuicRecvStream {
     const r = await this.#reader.read(view);
     if (r.done) {
       this.#done = true;
+      // A read that meets the FIN transfers `view`'s buffer too, and hands it back (empty view):
+      // kept so a caller whose buffer still held unread bytes can adopt it (finalBuffer).
+      this.finalBuffer = r.value?.buffer;
       return null;
     }
     return r.value;

@@ -293,6 +293,9 @@ export class FrameReader {
     const got = await this.stream.readInto(view);
     if (got === null) {
       this.eof = true;
+      // The FIN read transferred our buffer as well: adopt it, bytes still unread included.
+      const b = this.stream.finalBuffer;
+      if (b) this.buf = new Uint8Array(b);
       return false;
     }
     this.#filled = got.length === view.length;
