@@ -73,6 +73,16 @@ export const DEFAULT_H3_OPTIONS: H3Options = { qpackMaxTableCapacity: 4096, qpac
 
 /** Largest control-stream frame we buffer (SETTINGS); bigger is H3_EXCESSIVE_LOAD. */
 const MAX_CONTROL_FRAME = 16 * 1024;
+
+/**
+ * A GOAWAY, MAX_PUSH_ID or CANCEL_PUSH announcing more than we would ever buffer: refused on its
+ * length alone, before any of it arrives (RFC 9114 §10.5: a peer generating excessive load,
+ * H3_EXCESSIVE_LOAD §8.1; h3spec "MUST NOT buffer a frame longer than …", which takes only that
+ * code). A shorter one that is still longer than its one varint is H3_FRAME_ERROR (§7.1, §10.8).
+ */
+function excessiveControlFrame(type: number, length: number): H3Error {
+  return new H3Error(H3.EXCESSIVE_LOAD, `control frame 0x${type.toString(16)} of ${length} octets`);
+}
 /**
  * After the last stream of a draining connection finished, wait this long (or until the client
  * closes) before CONNECTION_CLOSE: closing discards stream data not yet acknowledged, and Deno
@@ -341,6 +351,7 @@ export class H3ServerConn implements ServerConnection, Deadline {
           break;
         }
         case FrameType.GOAWAY: {
+          if (length > MAX_CONTROL_FRAME) throw excessiveControlFrame(type, length);
           if (length > 8) throw new H3Error(H3.FRAME_ERROR, "GOAWAY frame too long");
           const id = parseSingleVarint(await r.payload(length), "GOAWAY");
           // A client's GOAWAY carries a push ID; it may only shrink (§5.2).
@@ -352,11 +363,13 @@ export class H3ServerConn implements ServerConnection, Deadline {
           break;
         }
         case FrameType.MAX_PUSH_ID: {
+          if (length > MAX_CONTROL_FRAME) throw excessiveControlFrame(type, length);
           if (length > 8) throw new H3Error(H3.FRAME_ERROR, "MAX_PUSH_ID frame too long");
           parseSingleVarint(await r.payload(length), "MAX_PUSH_ID"); // we never push
           break;
         }
         case FrameType.CANCEL_PUSH: {
+          if (length > MAX_CONTROL_FRAME) throw excessiveControlFrame(type, length);
           if (length > 8) throw new H3Error(H3.FRAME_ERROR, "CANCEL_PUSH frame too long");
           parseSingleVarint(await r.payload(length), "CANCEL_PUSH");
           // We never sent a PUSH_PROMISE, so no push ID can be valid (§7.2.3).
