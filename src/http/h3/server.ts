@@ -89,6 +89,10 @@ function excessiveControlFrame(type: number, length: number): H3Error {
  * does not tell when the peer acknowledged a FIN.
  */
 const CLOSE_LINGER_MS = 1500;
+/** An unread request body is checked (RequestBody.checkIfArrived) only when this much is here… */
+const UNREAD_CHECK_LIMIT = 64 * 1024;
+/** …with its FIN, within this many milliseconds. */
+const UNREAD_CHECK_MS = 5;
 /** Payloads up to this size are copied behind their DATA frame header (one write, not two). */
 const COALESCE_LIMIT = 16 * 1024;
 
@@ -588,6 +592,11 @@ class RequestStream implements Deadline {
           rec.error = "handler_failed";
           res = gatewayError(502, e instanceof Error ? e.message : "internal error");
         }
+        // RFC 9114 §4.1.2 / §4.2: a body that does not add up to its content-length, or malformed
+        // trailers, make the request malformed (H3_MESSAGE_ERROR). A response the gateway made
+        // without reading the body (a `respond` route, no pool involved) would leave that
+        // unchecked; when the rest of the request is already here, check it before answering.
+        if (body && rec.pool === undefined) await body.checkIfArrived();
         const failure = body?.failure;
         if (failure) {
           res.body?.cancel();
@@ -784,6 +793,8 @@ class RequestBody implements Body {
   #remaining = 0;
   #trailers: HeaderList | undefined;
   #done = false;
+  /** read() or cancel() was called. */
+  #touched = false;
   #expectContinue: boolean;
   failure: BodyFailure | undefined;
   #error: unknown;
@@ -797,7 +808,32 @@ class RequestBody implements Body {
     return this.#done;
   }
 
+  /**
+   * Reads the body to its end if nobody read any of it and all of it has already arrived (FIN
+   * seen within a few milliseconds, at most UNREAD_CHECK_LIMIT buffered), so that content-length
+   * and trailers are checked (read() records a failure; an H3 error closes the connection). A
+   * body still arriving is left alone: the response then ends it with STOP_SENDING (§4.1.1).
+   */
+  async checkIfArrived(): Promise<void> {
+    if (this.#touched) return;
+    const r = this.s.reader;
+    const until = performance.now() + UNREAD_CHECK_MS;
+    while (!r.eof) {
+      if (r.available > UNREAD_CHECK_LIMIT || performance.now() > until) return;
+      const read = await Promise.race([
+        r.more().then(() => true, () => false), // true also at FIN: r.eof tells
+        new Promise<false>((res) => setTimeout(res, 1, false)),
+      ]);
+      if (!read || this.#touched) return;
+    }
+    this.#expectContinue = false; // no 100 (Continue) for a body that is already here
+    try {
+      while ((await this.read()) !== null) { /* discard: nobody wants it */ }
+    } catch { /* recorded in `failure`; an H3Error has closed the connection */ }
+  }
+
   async read(): Promise<Uint8Array | null> {
+    this.#touched = true;
     if (this.#done) return null;
     if (this.#error) throw this.#error;
     const s = this.s;
@@ -884,6 +920,7 @@ class RequestBody implements Body {
   }
 
   cancel(): void {
+    this.#touched = true;
     if (this.#done) return;
     this.#done = true;
     this.s.reader.stream.stopSending(H3.NO_ERROR);
