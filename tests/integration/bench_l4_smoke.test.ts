@@ -10,38 +10,16 @@
  */
 
 import assert from "node:assert/strict";
+import {
+  assertAllGone,
+  docsUntouched,
+  num,
+  runBench,
+  startTime,
+  tableAfter,
+} from "../helpers/bench_smoke.ts";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
 const LIMIT_MS = 85_000;
-
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return f[0] === "Z" ? undefined : f[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/** Rows of the first markdown table after `#### title` (header and rule skipped), as cells. */
-function tableAfter(md: string, title: string): string[][] {
-  const start = md.indexOf(`#### ${title}`);
-  assert.ok(start >= 0, `no section "${title}" in:\n${md}`);
-  const lines = md.slice(start).split("\n");
-  const first = lines.findIndex((l) => l.startsWith("| "));
-  assert.ok(first > 0, `no table under "${title}"`);
-  const rows: string[][] = [];
-  for (const l of lines.slice(first + 2)) {
-    if (!l.startsWith("|")) break;
-    rows.push(l.split("|").slice(1, -1).map((c) => c.trim()));
-  }
-  return rows;
-}
-
-function num(cell: string): number {
-  return Number(cell.split(" ")[0].replace(/,/g, ""));
-}
 
 /** The row whose first cell starts with `label`; asserts column `col` is a positive number. */
 function positive(rows: string[][], label: string, col: number, what: string): void {
@@ -60,39 +38,19 @@ Deno.test("scripts/bench --l4 --smoke: a number in every row, nothing left runni
   const dir = await Deno.makeTempDir({ prefix: "eg-bench-l4-smoke-" });
   const out = `${dir}/benchmarks.md`;
   const pidfile = `${dir}/pids`;
-  const docPath = `${ROOT}docs/benchmarks.md`;
-  const docBefore = await Deno.readTextFile(docPath).catch(() => undefined);
+  const docsCheck = await docsUntouched();
   const root = Deno.uid() === 0;
   try {
-    const child = new Deno.Command("bash", {
-      args: [`${ROOT}scripts/bench`, "--l4", "--smoke", "--out", out],
-      cwd: ROOT,
-      env: { BENCH_PIDFILE: pidfile },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
     // SIGTERM reaches the script through the wrapper; it stops everything and deletes its namespaces.
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* exited */ }
-    }, LIMIT_MS);
-    const res = await child.output();
-    clearTimeout(timer);
-    const stderr = new TextDecoder().decode(res.stderr);
-    assert.equal(res.code, 0, `scripts/bench --l4 --smoke failed (${res.code}):\n${stderr.slice(-4000)}`);
-    assert.doesNotMatch(stderr, /killing leftover/, "the script left processes for the wrapper to kill");
-
-    const md = await Deno.readTextFile(out);
+    const md = await runBench(["--l4", "--smoke"], out, pidfile, LIMIT_MS);
     assert.match(md, /<!-- bench-l4:begin/);
     assert.match(md, /<!-- bench-l4:end -->/);
     assert.match(md, /Command: `scripts\/bench --l4 --smoke --out /);
     assert.match(md, /Pinning \(taskset\): /);
 
     // TCP: every relay and the no-relay baseline, both cells.
-    const bulk = tableAfter(md, "TCP relay: bulk download");
-    const conns = tableAfter(md, "TCP relay: short connections");
+    const bulk = tableAfter(md, "TCP relay: bulk download", "| ");
+    const conns = tableAfter(md, "TCP relay: short connections", "| ");
     for (const label of ["gateway", "nginx", "HAProxy", "no relay"]) {
       positive(bulk, label, 1, "MiB/s");
       positive(conns, label, 1, "connections/s");
@@ -110,7 +68,7 @@ Deno.test("scripts/bench --l4 --smoke: a number in every row, nothing left runni
     // UDP: userspace gateway, nginx, both XDP modes, kernel forwarding, and the ratio.
     const udpTitle = "UDP: 64-byte datagrams through the LB namespace";
     if (root) {
-      const udp = tableAfter(md, udpTitle);
+      const udp = tableAfter(md, udpTitle, "| ");
       for (
         const label of [
           "gateway userspace",
@@ -129,7 +87,7 @@ Deno.test("scripts/bench --l4 --smoke: a number in every row, nothing left runni
     }
 
     // QUIC: direct, Mode A, Mode B; Mode A's packet rate from the gateway's counters.
-    const quic = tableAfter(md, "QUIC: one download with gtlsclient from gtlsserver");
+    const quic = tableAfter(md, "QUIC: one download with gtlsclient from gtlsserver", "| ");
     for (const label of ["direct", "Mode A", "Mode B"]) positive(quic, label, 1, "MiB/s");
     positive(quic, "Mode A", 2, "gateway CPU µs/MiB");
     positive(quic, "Mode A", 3, "datagrams/s relayed");
@@ -138,19 +96,18 @@ Deno.test("scripts/bench --l4 --smoke: a number in every row, nothing left runni
     assert.ok(q && Number(q[1]) > 0, "no numeric Mode A / direct ratio");
 
     // Nothing it started is still running; no namespace of its is left.
-    const lines = (await Deno.readTextFile(pidfile)).trim().split("\n").filter(Boolean);
-    const names = new Set(lines.map((l) => l.split(" ")[2]));
-    for (const n of ["origin", "gateway-tcp", "nginx-tcp", "haproxy-tcp", "gtlsserver", "gateway-quic"]) {
-      assert.ok(names.has(n), `pid file lists no ${n}: ${[...names].join(", ")}`);
-    }
+    const names = await assertAllGone(pidfile, [
+      "origin",
+      "gateway-tcp",
+      "nginx-tcp",
+      "haproxy-tcp",
+      "gtlsserver",
+      "gateway-quic",
+    ]);
     if (root) {
       for (const n of ["gateway-udp", "nginx-udp", "gateway-xdp-generic", "gateway-xdp-native"]) {
         assert.ok(names.has(n), `pid file lists no ${n}`);
       }
-    }
-    for (const l of lines) {
-      const [pid, start, name] = l.split(" ");
-      assert.notEqual(startTime(Number(pid)), start, `${name} (pid ${pid}) is still running`);
     }
     if (root) {
       const left = namespaces().filter((n) => {
@@ -161,7 +118,7 @@ Deno.test("scripts/bench --l4 --smoke: a number in every row, nothing left runni
     }
 
     // The real docs were not touched.
-    assert.equal(await Deno.readTextFile(docPath).catch(() => undefined), docBefore);
+    await docsCheck();
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }

@@ -12,75 +12,20 @@
  */
 
 import assert from "node:assert/strict";
+import { assertAllGone, docsUntouched, num, runBench, tableAfter } from "../helpers/bench_smoke.ts";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
 const PROXIES = ["gateway", "nginx", "haproxy", "caddy"];
 const H2_PROXIES = [...PROXIES, "nghttpx"];
 // About 50 s on an idle 2-core machine; the margin is for a busy one.
 const LIMIT_MS = 115_000;
 
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return f[0] === "Z" ? undefined : f[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Rows of the first markdown table after `#### title` whose header starts with `header` (and,
- * when given, that follows a line equal to `after`), as cells (header and rule skipped).
- */
-function tableAfter(md: string, title: string, header = "| proxy |", after?: string): string[][] {
-  const start = md.indexOf(`#### ${title}`);
-  assert.ok(start >= 0, `no section "${title}" in:\n${md}`);
-  const lines = md.slice(start).split("\n");
-  const from = after === undefined ? 0 : lines.indexOf(after);
-  assert.ok(from >= 0, `no line "${after}" under "${title}"`);
-  const first = lines.findIndex((l, i) => i > from && l.startsWith(header));
-  assert.ok(first > 0, `no table "${header}" under "${title}"`);
-  const rows: string[][] = [];
-  for (const l of lines.slice(first + 2)) {
-    if (!l.startsWith("|")) break;
-    rows.push(l.split("|").slice(1, -1).map((c) => c.trim()));
-  }
-  return rows;
-}
-
-function num(cell: string): number {
-  return Number(cell.split(" ")[0].replace(/,/g, ""));
-}
-
 Deno.test("scripts/bench --smoke writes same-run tables and leaves nothing running", async () => {
   const dir = await Deno.makeTempDir({ prefix: "eg-bench-smoke-" });
   const out = `${dir}/benchmarks.md`;
   const pidfile = `${dir}/pids`;
-  const docPath = `${ROOT}docs/benchmarks.md`;
-  const docBefore = await Deno.readTextFile(docPath).catch(() => undefined);
+  const docsCheck = await docsUntouched();
   try {
-    const child = new Deno.Command("bash", {
-      args: [`${ROOT}scripts/bench`, "--smoke", "--out", out],
-      cwd: ROOT,
-      env: { BENCH_PIDFILE: pidfile },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    // SIGTERM reaches the harness through the wrapper, which tears everything down.
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* exited */ }
-    }, LIMIT_MS);
-    const res = await child.output();
-    clearTimeout(timer);
-    const stderr = new TextDecoder().decode(res.stderr);
-    assert.equal(res.code, 0, `scripts/bench --smoke failed (${res.code}):\n${stderr.slice(-4000)}`);
-    assert.doesNotMatch(stderr, /killing leftover/, "the harness left processes for the wrapper to kill");
-
-    const md = await Deno.readTextFile(out);
+    const md = await runBench(["--smoke"], out, pidfile, LIMIT_MS);
     assert.match(md, /<!-- bench:begin/);
     assert.match(md, /<!-- bench:end -->/);
     assert.match(md, /Command: `scripts\/bench --smoke --out /);
@@ -152,30 +97,20 @@ Deno.test("scripts/bench --smoke writes same-run tables and leaves nothing runni
     );
 
     // Nothing the harness started is still running.
-    const lines = (await Deno.readTextFile(pidfile)).trim().split("\n").filter(Boolean);
-    const names = new Set(lines.map((l) => l.split(" ")[2]));
-    for (
-      const n of [
-        "origin",
-        "gateway",
-        "nginx",
-        "haproxy",
-        "caddy",
-        "nghttpx",
-        "wrk",
-        "grpc-origin",
-        "ws-origin",
-      ]
-    ) {
-      assert.ok(names.has(n), `pid file lists no ${n}: ${[...names].join(", ")}`);
-    }
-    for (const l of lines) {
-      const [pid, start, name] = l.split(" ");
-      assert.notEqual(startTime(Number(pid)), start, `${name} (pid ${pid}) is still running`);
-    }
+    await assertAllGone(pidfile, [
+      "origin",
+      "gateway",
+      "nginx",
+      "haproxy",
+      "caddy",
+      "nghttpx",
+      "wrk",
+      "grpc-origin",
+      "ws-origin",
+    ]);
 
     // The real docs were not touched.
-    assert.equal(await Deno.readTextFile(docPath).catch(() => undefined), docBefore);
+    await docsCheck();
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
