@@ -1,6 +1,7 @@
 /**
  * Small pieces many integration tests need: a digest, a port free for TCP and UDP, stopping a
- * child process within a bound, and summing a family from the gateway's /metrics.
+ * child process within a bound, summing a family from the gateway's /metrics, and waiting
+ * (bounded) for a condition.
  */
 
 /** Lower-case hex SHA-256 of `bytes`. */
@@ -47,4 +48,14 @@ export async function metricSum(adminPort: number, re: RegExp): Promise<number> 
     if (re.test(line)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return sum;
+}
+
+/** Polls `cond` every 100 ms until it holds; throws naming `what` after `timeoutMs`. */
+export async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for: ${what}`);
 }

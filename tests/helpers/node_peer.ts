@@ -4,11 +4,14 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 
 export interface NodePeer {
   port: number;
+  /** The whole first stdout line (at least {"port":N}; a script may print more). */
+  info: Record<string, unknown>;
   child: Deno.ChildProcess;
   stop(): Promise<void>;
 }
 
-export async function startNodePeer(script: string, args: string[]): Promise<NodePeer> {
+/** Killed (and this throws) when it printed no line within `timeoutMs`. */
+export async function startNodePeer(script: string, args: string[], timeoutMs = 10_000): Promise<NodePeer> {
   const child = new Deno.Command("node", {
     args: [`${ROOT}tests/fixtures/${script}`, ...args],
     stdout: "piped",
@@ -22,7 +25,7 @@ export async function startNodePeer(script: string, args: string[]): Promise<Nod
     try {
       child.kill("SIGKILL");
     } catch { /* exited */ }
-  }, 10_000);
+  }, timeoutMs);
   while (!buf.includes("\n")) {
     const { value, done } = await reader.read();
     if (done) throw new Error(`${script} exited before listening`);
@@ -31,10 +34,11 @@ export async function startNodePeer(script: string, args: string[]): Promise<Nod
   clearTimeout(timer);
   reader.releaseLock();
   child.stdout.cancel().catch(() => {});
-  const port = JSON.parse(buf.split("\n")[0]).port as number;
+  const info = JSON.parse(buf.split("\n")[0]);
   let stopped = false;
   return {
-    port,
+    port: info.port as number,
+    info,
     child,
     async stop() {
       if (stopped) return;

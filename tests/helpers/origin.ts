@@ -1,5 +1,7 @@
 /** Starts tests/fixtures/origin.mjs under node: a real HTTP/1.1 origin on a free port. */
 
+import { stopChild } from "./common.ts";
+
 const ROOT = new URL("../..", import.meta.url).pathname;
 
 export interface Origin {
@@ -45,16 +47,7 @@ export async function startOrigin(name = "origin", fixedPort = 0): Promise<Origi
     async stop() {
       if (stopped) return;
       stopped = true;
-      try {
-        child.kill("SIGTERM");
-      } catch { /* exited */ }
-      const t = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* exited */ }
-      }, 5000);
-      await child.status;
-      clearTimeout(t);
+      await stopChild(child);
     },
   };
 }

@@ -11,6 +11,8 @@
 import assert from "node:assert/strict";
 import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { run } from "../helpers/run.ts";
+import { until } from "../helpers/common.ts";
+import { startNodePeer } from "../helpers/node_peer.ts";
 import { type Certs, type H2Origin, makeCerts, startH2Origin } from "./h2_helpers.ts";
 import { clampGrpcTimeout, formatGrpcTimeout, parseGrpcTimeout } from "../../src/grpc/timeout.ts";
 import {
@@ -36,38 +38,8 @@ interface GrpcServer {
 
 async function startGrpcServer(name: string, certs?: Certs): Promise<GrpcServer> {
   const cfg = { name, tls: certs ? { cert: certs.cert, key: certs.key } : undefined };
-  const child = new Deno.Command("node", {
-    args: [`${ROOT}tests/fixtures/grpc_server.mjs`, JSON.stringify(cfg)],
-    stdout: "piped",
-    stderr: "inherit",
-    stdin: "null",
-  }).spawn();
-  const reader = child.stdout.getReader();
-  const dec = new TextDecoder();
-  let buf = "";
-  const deadline = Date.now() + 15_000;
-  while (!buf.includes("\n")) {
-    if (Date.now() > deadline) throw new Error("grpc server did not start");
-    const { value, done } = await reader.read();
-    if (done) throw new Error("grpc server exited before listening");
-    buf += dec.decode(value);
-  }
-  reader.releaseLock();
-  child.stdout.cancel().catch(() => {});
-  const ports = JSON.parse(buf.split("\n")[0]);
-  let stopped = false;
-  return {
-    port: ports.port,
-    stubbornPort: ports.stubbornPort,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      try {
-        child.kill("SIGTERM");
-      } catch { /* exited */ }
-      await child.status;
-    },
-  };
+  const peer = await startNodePeer("grpc_server.mjs", [JSON.stringify(cfg)], 15_000);
+  return { port: peer.port, stubbornPort: peer.info.stubbornPort as number, stop: peer.stop };
 }
 
 /** Runs calls with tests/fixtures/grpc_client.mjs on one channel; one result per call. */
@@ -91,15 +63,6 @@ function closedPort(): number {
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
-}
-
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for: ${what}`);
 }
 
 async function backends(gw: GatewayProcess): Promise<Json[]> {

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { basicConfig, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
+import { until } from "../helpers/common.ts";
 
 interface Status {
   pool: string;
@@ -19,15 +20,6 @@ interface Status {
 async function backends(gw: GatewayProcess): Promise<Status[]> {
   const r = await fetch(gw.admin("/status/backends"));
   return (await r.json()).backends;
-}
-
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for: ${what}`);
 }
 
 async function metric(gw: GatewayProcess, name: string, labels: string): Promise<number | undefined> {
