@@ -23,6 +23,11 @@ export interface LoadResult {
 
 export type LoadOutcome = LoadResult | { error: string };
 
+/** The last two lines of a tool's output, on one line (for an error message). */
+function lastLines(text: string): string {
+  return text.trim().split("\n").slice(-2).join(" ");
+}
+
 export interface WrkOptions {
   url: string;
   connections: number;
@@ -42,9 +47,7 @@ export async function runWrk(o: WrkOptions): Promise<LoadOutcome> {
   const r = await runCmd("wrk", args, { cpus: o.cpus, env, timeoutMs: (o.seconds + 30) * 1000 });
   const line = r.stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "));
   if (r.code !== 0 || !line) {
-    return {
-      error: `wrk exited ${r.code}: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`,
-    };
+    return { error: `wrk exited ${r.code}: ${lastLines(r.stderr || r.stdout)}` };
   }
   const j = JSON.parse(line.slice("BENCH_JSON ".length));
   const seconds = j.duration_us / 1e6;
@@ -102,7 +105,7 @@ export async function runH2load(o: H2loadOptions): Promise<LoadOutcome> {
   );
   const codes = out.match(/status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/);
   if (!fin || !reqs || !codes) {
-    return { error: `h2load exited ${r.code}: ${(r.stderr || out).trim().split("\n").slice(-2).join(" ")}` };
+    return { error: `h2load exited ${r.code}: ${lastLines(r.stderr || out)}` };
   }
   const succeeded = Number(reqs[4]);
   const failed = Number(reqs[5]) + Number(reqs[6]) + Number(reqs[7]) + Number(codes[3]) + Number(codes[4]);
@@ -156,6 +159,27 @@ export interface H3loadOptions {
 const H3LOAD = new URL("./h3load.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
 
+/** A load program's JSON summary line. */
+// deno-lint-ignore no-explicit-any
+type Summary = Record<string, any>;
+
+/**
+ * Runs one of this harness's Deno load programs (`deno ARGS`, pinned like wrk) and parses the
+ * `NAME_JSON` line it ends with (h3load: H3LOAD_JSON); an error when there is none.
+ */
+async function runDenoLoad(
+  name: string,
+  args: string[],
+  cpus: string | undefined,
+  timeoutMs: number,
+): Promise<{ summary: Summary } | { error: string }> {
+  const r = await runCmd(Deno.execPath(), args, { cpus, cwd: ROOT, timeoutMs });
+  const tag = `${name.toUpperCase()}_JSON `;
+  const line = r.stdout.split("\n").find((l) => l.startsWith(tag));
+  if (!line) return { error: `${name} exited ${r.code}: ${lastLines(r.stderr || r.stdout)}` };
+  return { summary: JSON.parse(line.slice(tag.length)) };
+}
+
 /** Runs h3load (a Deno program, pinned like wrk); parses its H3LOAD_JSON line. */
 export async function runH3load(o: H3loadOptions): Promise<LoadOutcome> {
   const args = [
@@ -178,18 +202,9 @@ export async function runH3load(o: H3loadOptions): Promise<LoadOutcome> {
     ...(o.seconds ? ["-D", String(o.seconds)] : ["-n", String(o.requests ?? 1)]),
     ...(o.expectBytes !== undefined ? ["--expect-bytes", String(o.expectBytes)] : []),
   ];
-  const r = await runCmd(Deno.execPath(), args, {
-    cpus: o.cpus,
-    cwd: ROOT,
-    timeoutMs: o.timeoutMs ?? ((o.seconds ?? 60) + 30) * 1000,
-  });
-  const line = r.stdout.split("\n").find((l) => l.startsWith("H3LOAD_JSON "));
-  if (!line) {
-    return {
-      error: `h3load exited ${r.code}: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`,
-    };
-  }
-  const j = JSON.parse(line.slice("H3LOAD_JSON ".length));
+  const r = await runDenoLoad("h3load", args, o.cpus, o.timeoutMs ?? ((o.seconds ?? 60) + 30) * 1000);
+  if ("error" in r) return r;
+  const j = r.summary;
   if (j.requests === 0) {
     return {
       error: `h3load: no request completed in time (${j.errors} errors, ${j.late} late${
@@ -238,18 +253,9 @@ export async function runWsload(o: WsloadOptions): Promise<LoadOutcome> {
     "-D",
     String(o.seconds),
   ];
-  const r = await runCmd(Deno.execPath(), args, {
-    cpus: o.cpus,
-    cwd: ROOT,
-    timeoutMs: (o.seconds + 30) * 1000,
-  });
-  const line = r.stdout.split("\n").find((l) => l.startsWith("WSLOAD_JSON "));
-  if (!line) {
-    return {
-      error: `wsload exited ${r.code}: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`,
-    };
-  }
-  const j = JSON.parse(line.slice("WSLOAD_JSON ".length));
+  const r = await runDenoLoad("wsload", args, o.cpus, (o.seconds + 30) * 1000);
+  if ("error" in r) return r;
+  const j = r.summary;
   if (j.messages === 0) {
     return {
       error: `wsload: no message echoed (${j.errors} errors${j.first_error ? `: ${j.first_error}` : ""})`,
