@@ -660,16 +660,21 @@ http {
 `;
 }
 
-function nginxTcpConf(dir: string, port: number, origin: number): string {
-  return `# nginx stream (TCP) under test (generated)
+/** The head of an nginx stream config `name` (nginx-tcp, nginx-udp): pid and error log in `dir`. */
+function nginxStreamHead(dir: string, name: string, proto: string): string {
+  return `# nginx stream (${proto}) under test (generated)
 load_module ${NGINX_STREAM_MODULE};
 user root;
 worker_processes 1;
-pid ${dir}/nginx-tcp.pid;
-error_log ${dir}/nginx-tcp.err warn;
+pid ${dir}/${name}.pid;
+error_log ${dir}/${name}.err warn;
 worker_rlimit_nofile 20000;
 events { worker_connections 19000; }
-stream {
+`;
+}
+
+function nginxTcpConf(dir: string, port: number, origin: number): string {
+  return `${nginxStreamHead(dir, "nginx-tcp", "TCP")}stream {
   upstream origin { server 127.0.0.1:${origin}; }
   server {
     listen 127.0.0.1:${port} backlog=4096;
@@ -705,16 +710,21 @@ backend origin
 `;
 }
 
-function gatewayTcpToml(port: number, origin: number): string {
-  return `# gateway tcp listener under test (generated)
+/** The head of a gateway config under test: one worker, 1 s drain, admin on port 0, no access log. */
+function gatewayHead(title: string, runtime = ""): string {
+  return `# ${title} (generated)
 [runtime]
-workers = 1
+${runtime}workers = 1
 drain_timeout = "1s"
 
 [observability]
 admin_bind = "127.0.0.1:0"
 access_log = false
+`;
+}
 
+function gatewayTcpToml(port: number, origin: number): string {
+  return `${gatewayHead("gateway tcp listener under test")}
 [[listeners]]
 name = "tcp"
 bind = "127.0.0.1:${port}"
@@ -788,6 +798,23 @@ async function startNginx(name: string, dir: string, conf: string, place: Place)
   );
 }
 
+/**
+ * Adds `proxy`'s new descendants to its tree and starts counting its CPU: the function returned
+ * reads the CPU seconds it used since (0 without a proxy).
+ */
+function cpuSince(proxy?: Proc): () => number {
+  proxy?.refreshTree();
+  const cpu0 = proxy?.cpuSeconds() ?? 0;
+  return () => (proxy?.cpuSeconds() ?? 0) - cpu0;
+}
+
+/** Runs a load generator on the load CPUs: its result, and the CPU seconds `proxy` used meanwhile. */
+async function loadRun(o: Options, proxy: Proc | undefined, cmd: string, args: string[], timeoutMs: number) {
+  const cpuUsed = cpuSince(proxy);
+  const r = await run(cmd, args, { cpus: o.loadCpus }, timeoutMs);
+  return { r, cpu: cpuUsed() };
+}
+
 interface BulkResult {
   mibps: number;
   cpuUsPerMiB: number;
@@ -800,24 +827,16 @@ async function bulkCell(
   proxy?: Proc,
 ): Promise<BulkResult | { error: string }> {
   try {
-    proxy?.refreshTree();
-    const cpu0 = proxy?.cpuSeconds() ?? 0;
-    const r = await run(
-      "curl",
-      [
-        "-s",
-        "-o",
-        "/dev/null",
-        "--max-time",
-        "900",
-        "-w",
-        "%{http_code} %{size_download} %{time_total}",
-        `http://127.0.0.1:${port}/bulk`,
-      ],
-      { cpus: o.loadCpus },
-      960_000,
-    );
-    const cpu = (proxy?.cpuSeconds() ?? 0) - cpu0;
+    const curl = [
+      "-s",
+      "-o",
+      "/dev/null",
+      "--max-time",
+      "900",
+      "-w",
+      "%{http_code} %{size_download} %{time_total}",
+    ];
+    const { r, cpu } = await loadRun(o, proxy, "curl", [...curl, `http://127.0.0.1:${port}/bulk`], 960_000);
     const [code, size, secs] = r.stdout.trim().split(" ");
     if (r.code !== 0 || code !== "200" || Number(size) !== bytes) {
       return { error: `curl exited ${r.code}: status ${code}, ${size} of ${bytes} bytes` };
@@ -844,24 +863,14 @@ async function connCell(
   proxy?: Proc,
 ): Promise<ConnResult | { error: string }> {
   try {
-    proxy?.refreshTree();
-    const cpu0 = proxy?.cpuSeconds() ?? 0;
-    const r = await run(
+    const wrk = ["-t1", `-c${o.connections}`, `-d${seconds}s`, "--timeout", "5s", "-s", lua];
+    const { r, cpu } = await loadRun(
+      o,
+      proxy,
       "wrk",
-      [
-        "-t1",
-        `-c${o.connections}`,
-        `-d${seconds}s`,
-        "--timeout",
-        "5s",
-        "-s",
-        lua,
-        `http://127.0.0.1:${port}/small`,
-      ],
-      { cpus: o.loadCpus },
+      [...wrk, `http://127.0.0.1:${port}/small`],
       (seconds + 30) * 1000,
     );
-    const cpu = (proxy?.cpuSeconds() ?? 0) - cpu0;
     const line = r.stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "));
     if (r.code !== 0 || !line) return { error: `wrk exited ${r.code}: ${oneLine(r.stderr || r.stdout)}` };
     const j = JSON.parse(line.slice("BENCH_JSON ".length));
@@ -888,6 +897,18 @@ interface TcpSeries {
   connCpu: Series;
   errors: Series;
   startError?: string;
+}
+
+/** `p` once it accepts on `port` (stopped, and this throws, if it never does), its workers in its tree. */
+async function listening(p: Proc, port: number): Promise<Proc> {
+  try {
+    await waitTcp(port, p);
+  } catch (e) {
+    await p.stop();
+    throw e;
+  }
+  p.refreshTree();
+  return p;
 }
 
 async function tcpRow(o: Options, work: string): Promise<string> {
@@ -935,14 +956,7 @@ async function tcpRow(o: Options, work: string): Promise<string> {
         }
         const port = freePort("tcp");
         const p = await startNginx("nginx-tcp", dir, nginxTcpConf(dir, port, originPort), proxyPlace);
-        try {
-          await waitTcp(port, p);
-        } catch (e) {
-          await p.stop();
-          throw e;
-        }
-        p.refreshTree();
-        return { name: "nginx", proc: p, port };
+        return { name: "nginx", proc: await listening(p, port), port };
       },
     },
     {
@@ -953,14 +967,7 @@ async function tcpRow(o: Options, work: string): Promise<string> {
         const path = `${dir}/haproxy-tcp.cfg`;
         await Deno.writeTextFile(path, haproxyTcpConf(port, originPort));
         const p = new Proc("haproxy-tcp", "haproxy", ["-f", path, "-db"], proxyPlace);
-        try {
-          await waitTcp(port, p);
-        } catch (e) {
-          await p.stop();
-          throw e;
-        }
-        p.refreshTree();
-        return { name: "haproxy", proc: p, port };
+        return { name: "haproxy", proc: await listening(p, port), port };
       },
     },
   ];
@@ -1101,15 +1108,7 @@ function udpBackends(): string {
 }
 
 function gatewayUdpToml(): string {
-  return `# gateway udp listener under test (generated)
-[runtime]
-workers = 1
-drain_timeout = "1s"
-
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-
+  return `${gatewayHead("gateway udp listener under test")}
 [[listeners]]
 name = "udp"
 bind = "${ADDR.lbClientSide}:${UDP_GW_PORT}"
@@ -1127,16 +1126,7 @@ ${udpBackends()}
 }
 
 function gatewayXdpToml(mode: "generic" | "native"): string {
-  return `# gateway with the XDP fast path (generated)
-[runtime]
-xdp_enabled = true
-workers = 1
-drain_timeout = "1s"
-
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-
+  return `${gatewayHead("gateway with the XDP fast path", "xdp_enabled = true\n")}
 [xdp]
 interfaces = ["l0", "l1", "l2"]
 mode = "${mode}"
@@ -1159,15 +1149,7 @@ ${udpBackends()}
 }
 
 function nginxUdpConf(dir: string): string {
-  return `# nginx stream (UDP) under test (generated)
-load_module ${NGINX_STREAM_MODULE};
-user root;
-worker_processes 1;
-pid ${dir}/nginx-udp.pid;
-error_log ${dir}/nginx-udp.err warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 19000; }
-stream {
+  return `${nginxStreamHead(dir, "nginx-udp", "UDP")}stream {
   upstream udp { server ${ADDR.b1}:${UDP_BE_PORT}; server ${ADDR.b2}:${UDP_BE_PORT}; }
   server {
     listen ${ADDR.lbClientSide}:${UDP_NGINX_PORT} udp;
@@ -1234,8 +1216,7 @@ async function udpRow(o: Options, work: string): Promise<string> {
 
   /** One blaster run of `seconds` at target:port from the client namespace, on the load CPUs. */
   const blast = async (target: string, port: number, seconds: number, proxy?: Proc, xdpAdmin?: number) => {
-    proxy?.refreshTree();
-    const cpu0 = proxy?.cpuSeconds() ?? 0;
+    const cpuUsed = cpuSince(proxy);
     const xdp0 = xdpAdmin !== undefined
       ? metricSum(await scrape(xdpAdmin, topo.lb), "expressgateway_xdp_packets_total", {
         direction: "to_backend",
@@ -1252,7 +1233,7 @@ async function udpRow(o: Options, work: string): Promise<string> {
     await sleep(300); // queues drain into the counters
     const soft = softirqSeconds() - soft0;
     const got = (await delivered()) - before;
-    const cpu = (proxy?.cpuSeconds() ?? 0) - cpu0;
+    const cpu = cpuUsed();
     if (r.code !== 0) throw new Error(`blaster exited ${r.code}: ${oneLine(r.stderr)}`);
     const sent = JSON.parse(r.stdout.trim().split("\n").pop()!);
     const res: UdpResult = {
@@ -1457,15 +1438,7 @@ async function cleanupTopology(topo: Topology): Promise<void> {
 // Row 3: QUIC Mode A / Mode B / direct
 
 function gatewayQuicToml(backend: string, pki: { ca: string; cert: string; key: string }): string {
-  return `# gateway QUIC Mode A ([passthrough]) and Mode B ([listeners.raw_proxy]) under test (generated)
-[runtime]
-workers = 1
-drain_timeout = "1s"
-
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-
+  return `${gatewayHead("gateway QUIC Mode A ([passthrough]) and Mode B ([listeners.raw_proxy]) under test")}
 [passthrough]
 bind = "127.0.0.1:0"
 pool = "quic"
@@ -1652,8 +1625,7 @@ async function quicRow(o: Options, work: string): Promise<string> {
     const measure = async (c: (typeof cells)[number]): Promise<QuicResult> => {
       if (c.viaGw && (!gw || gw.proc.done)) throw new Error(gwError ?? "the gateway exited");
       const g = c.viaGw ? gw : undefined;
-      g?.proc.refreshTree();
-      const cpu0 = g?.proc.cpuSeconds() ?? 0;
+      const cpuUsed = cpuSince(g?.proc);
       const dg = async () => {
         if (!c.modeA || !g) return 0;
         const text = await scrape(g.adminPort, ns);
@@ -1663,7 +1635,7 @@ async function quicRow(o: Options, work: string): Promise<string> {
       const s0 = ns ? await snmp(ns) : undefined;
       const ms = await download(c.port(), c.s.name);
       const s1 = ns ? await snmp(ns) : undefined;
-      const cpu = (g?.proc.cpuSeconds() ?? 0) - cpu0;
+      const cpu = cpuUsed();
       const relayed = (await dg()) - dg0;
       const mib = bytes / MIB;
       return {
