@@ -36,6 +36,7 @@ import {
   StreamType,
 } from "../../src/http/h3/frames.ts";
 import { encodeFieldSection, QpackDecoder } from "../../src/http/h3/qpack.ts";
+import { LatencyStats } from "./latency.ts";
 
 interface Args {
   host: string;
@@ -110,7 +111,7 @@ async function drain(s: QuicRecvStream): Promise<void> {
   } catch { /* connection closed */ }
 }
 
-class Stats {
+class Stats extends LatencyStats {
   requests = 0;
   errors = 0;
   statusErrors = 0;
@@ -121,31 +122,12 @@ class Stats {
   /** Requests that completed after the deadline (not counted). */
   late = 0;
   bytes = 0;
-  #lat = new Float64Array(1 << 16);
-  #n = 0;
   firstError: string | undefined;
-
-  latency(ms: number): void {
-    if (this.#n === this.#lat.length) {
-      const bigger = new Float64Array(this.#lat.length * 2);
-      bigger.set(this.#lat);
-      this.#lat = bigger;
-    }
-    this.#lat[this.#n++] = ms;
-  }
 
   fail(kind: "statusErrors" | "lengthErrors" | "streamErrors" | "connectErrors" | "timeouts", why: string) {
     this[kind]++;
     this.errors++;
     this.firstError ??= why;
-  }
-
-  /** Nearest-rank percentile of the completed requests' latencies, in µs. */
-  percentileUs(p: number): number {
-    if (this.#n === 0) return NaN;
-    const sorted = this.#lat.slice(0, this.#n).sort();
-    const i = Math.min(this.#n - 1, Math.max(0, Math.ceil((p / 100) * this.#n) - 1));
-    return Math.round(sorted[i] * 1000);
   }
 }
 

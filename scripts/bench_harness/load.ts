@@ -180,6 +180,19 @@ async function runDenoLoad(
   return { summary: JSON.parse(line.slice(tag.length)) };
 }
 
+/** The figures every load program's summary has; `requests` is what it counts (requests, messages). */
+function summaryResult(j: Summary, requests: number): LoadResult {
+  return {
+    requests,
+    seconds: j.seconds,
+    rps: j.rps,
+    p50Ms: j.p50_us / 1000,
+    p99Ms: j.p99_us / 1000,
+    errors: j.errors,
+    clientCpuSeconds: j.cpu_seconds,
+  };
+}
+
 /** Runs h3load (a Deno program, pinned like wrk); parses its H3LOAD_JSON line. */
 export async function runH3load(o: H3loadOptions): Promise<LoadOutcome> {
   const args = [
@@ -212,16 +225,7 @@ export async function runH3load(o: H3loadOptions): Promise<LoadOutcome> {
       })`,
     };
   }
-  return {
-    requests: j.requests,
-    seconds: j.seconds,
-    rps: j.rps,
-    p50Ms: j.p50_us / 1000,
-    p99Ms: j.p99_us / 1000,
-    errors: j.errors,
-    clientCpuSeconds: j.cpu_seconds,
-    bytes: j.bytes,
-  };
+  return { ...summaryResult(j, j.requests), bytes: j.bytes };
 }
 
 export interface WsloadOptions {
@@ -261,15 +265,7 @@ export async function runWsload(o: WsloadOptions): Promise<LoadOutcome> {
       error: `wsload: no message echoed (${j.errors} errors${j.first_error ? `: ${j.first_error}` : ""})`,
     };
   }
-  return {
-    requests: j.messages,
-    seconds: j.seconds,
-    rps: j.rps,
-    p50Ms: j.p50_us / 1000,
-    p99Ms: j.p99_us / 1000,
-    errors: j.errors,
-    clientCpuSeconds: j.cpu_seconds,
-  };
+  return summaryResult(j, j.messages);
 }
 
 /** curl downloads url to /dev/null; returns bytes, seconds, HTTP status. */

@@ -15,6 +15,7 @@
  */
 
 import process from "node:process";
+import { LatencyStats } from "./latency.ts";
 
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 /** base64(SHA-1(KEY + RFC 6455 GUID)), the example of RFC 6455 §1.3. */
@@ -67,28 +68,13 @@ function frame(size: number): Uint8Array {
   return out;
 }
 
-class Stats {
+class Stats extends LatencyStats {
   messages = 0;
   errors = 0;
   firstError: string | undefined;
-  #lat = new Float64Array(1 << 16);
-  #n = 0;
-  latency(ms: number): void {
-    if (this.#n === this.#lat.length) {
-      const bigger = new Float64Array(this.#lat.length * 2);
-      bigger.set(this.#lat);
-      this.#lat = bigger;
-    }
-    this.#lat[this.#n++] = ms;
-  }
   fail(why: string): void {
     this.errors++;
     this.firstError ??= why;
-  }
-  percentileUs(p: number): number {
-    if (this.#n === 0) return NaN;
-    const sorted = this.#lat.slice(0, this.#n).sort();
-    return Math.round(sorted[Math.min(this.#n - 1, Math.max(0, Math.ceil((p / 100) * this.#n) - 1))] * 1000);
   }
 }
 
