@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 import { collect, concat, RawH2, u32 } from "../helpers/h2_raw.ts";
 import { encodeFrame, ErrorCode, FrameType, settingsFrame, SettingsId } from "../../src/http/h2/frames.ts";
@@ -23,13 +23,7 @@ const GET = (path: string): HeaderField[] => [[":method", "GET"], ...target(path
 const POST = (path: string): HeaderField[] => [[":method", "POST"], ...target(path)];
 
 function config(origin: Origin): string {
-  return `
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-[[listeners]]
+  return `${configHead()}[[listeners]]
 name = "web"
 bind = "127.0.0.1:0"
 protocol = "http"

@@ -16,7 +16,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startGateway } from "../helpers/gateway.ts";
+import { quicGatewayConfig, startGateway } from "../helpers/gateway.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { H3, StreamType } from "../../src/http/h3/frames.ts";
@@ -96,28 +96,13 @@ Deno.test("h3 DoS catalog: QPACK bombs, blocked-stream floods, table abuse and s
   const dir = await Deno.makeTempDir({ prefix: "eg-h3dos-" });
   const pki = await makeTestPki(dir);
   const origin = await startOrigin("o1");
-  const gw = await startGateway(`
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-[[listeners]]
-name = "q"
-bind = "127.0.0.1:0"
-protocol = "quic"
+  const gw = await startGateway(quicGatewayConfig(pki, origin.address, {
+    listener: `
 max_header_size = "16KiB"
 header_timeout = "1s"
 qpack_max_table_capacity = ${CAPACITY}
-qpack_blocked_streams = ${BLOCKED}
-tls = { cert = "${pki.cert}", key = "${pki.key}" }
-  [[listeners.routes]]
-  pool = "app"
-[[pools]]
-name = "app"
-  [[pools.backends]]
-  address = "${origin.address}"
-`);
+qpack_blocked_streams = ${BLOCKED}`,
+  }));
   const port = gw.ports.q;
   const pid = gw.child.pid; // main.ts runs in this process; data-plane workers are its threads
   const rssBefore = await rssKiB(pid);

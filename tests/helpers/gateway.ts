@@ -184,3 +184,62 @@ ${
   }
 `;
 }
+
+/**
+ * The head most test configs start with: `workers` data-plane workers (1 unless given), the
+ * admin listener on port 0 and no access log; `runtime` adds lines to [runtime].
+ */
+export function configHead(opts: { workers?: number; runtime?: string } = {}): string {
+  return `
+[runtime]
+workers = ${opts.workers ?? 1}
+${opts.runtime ?? ""}
+[observability]
+admin_bind = "127.0.0.1:0"
+access_log = false
+`;
+}
+
+/**
+ * A one-worker gateway with one quic listener (`name`, "q" unless given) on the certificate in
+ * `tls`, whose routes (unless given) send everything to `pool` ("app"), a pool of `backend` alone.
+ * `listener` adds lines to the listener.
+ */
+export function quicGatewayConfig(
+  tls: { cert: string; key: string },
+  backend: string,
+  opts: { name?: string; pool?: string; listener?: string; routes?: string } = {},
+): string {
+  const pool = opts.pool ?? "app";
+  return `${configHead()}
+[[listeners]]
+name = "${opts.name ?? "q"}"
+bind = "127.0.0.1:0"
+protocol = "quic"
+${opts.listener ?? ""}
+tls = { cert = "${tls.cert}", key = "${tls.key}" }
+${opts.routes ?? `  [[listeners.routes]]\n  pool = "${pool}"`}
+${poolConfig(pool, [backend])}`;
+}
+
+/**
+ * A pool `name` of one HTTP/3 backend at `address` whose certificate is checked against `ca` for
+ * "localhost"; `pool` adds lines to the pool, `backend` to the backend.
+ */
+export function h3PoolConfig(
+  name: string,
+  address: string,
+  ca: string,
+  opts: { pool?: string; backend?: string } = {},
+): string {
+  return `
+[[pools]]
+name = "${name}"
+${opts.pool ?? ""}
+  [[pools.backends]]
+  address = "${address}"
+  protocol = "h3"
+${opts.backend ?? ""}
+  tls = { ca = "${ca}", server_name = "localhost" }
+`;
+}

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { run } from "../helpers/run.ts";
 import { until } from "../helpers/common.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
@@ -84,13 +84,7 @@ function config(a: GrpcServer, b: GrpcServer, certs: Certs, downPort: number, we
   timeout = "1s"
   rise = 1
   fall = 1`;
-  return `
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-
+  return `${configHead()}
 [[listeners]]
 name = "grpc"
 bind = "127.0.0.1:0"

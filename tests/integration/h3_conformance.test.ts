@@ -30,7 +30,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startGateway } from "../helpers/gateway.ts";
+import { quicGatewayConfig, startGateway } from "../helpers/gateway.ts";
 import { H3Client, type H3Response, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { connectQuic, type QuicConnection, type QuicSendStream } from "../../src/quic/engine.ts";
@@ -143,32 +143,18 @@ Deno.test("h3spec: every HTTP/3 and QPACK server case, and the reproducible QUIC
   const dir = await Deno.makeTempDir({ prefix: "eg-h3spec-" });
   const pki = await makeTestPki(dir);
   const origin = await startOrigin("o1");
-  const gw = await startGateway(`
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-
-[[listeners]]
-name = "h3"
-bind = "127.0.0.1:0"
-protocol = "quic"
-tls = { cert = "${pki.cert}", key = "${pki.key}" }
+  const gw = await startGateway(quicGatewayConfig(pki, origin.address, {
+    name: "h3",
+    routes: `
   [[listeners.routes]]
   path_prefix = "/drain"
   pool = "app"
   [[listeners.routes]]
-  respond = { status = 200, body = "${RESPOND_BODY.replace("\n", "\\n")}" }
-
-[[pools]]
-name = "app"
-  [[pools.backends]]
-  address = "${origin.address}"
-`).catch(async (e) => {
-      await origin.stop();
-      throw e;
-    });
+  respond = { status = 200, body = "${RESPOND_BODY.replace("\n", "\\n")}" }`,
+  })).catch(async (e) => {
+    await origin.stop();
+    throw e;
+  });
   const port = gw.ports.h3;
   const run = (plan: Plan) => runCase(port, pki.caPem, plan);
   /** A case that must be refused before the request is served (h3spec's refusedNotServed). */

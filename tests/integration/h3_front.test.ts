@@ -14,7 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startGateway } from "../helpers/gateway.ts";
+import { configHead, startGateway } from "../helpers/gateway.ts";
 import { H3Client, header, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
@@ -42,13 +42,7 @@ Deno.test("h3 front: gtlsclient and an h3 test client through a quic listener to
   const pki = await makeTestPki(dir);
   const origin = await startOrigin("o1");
   const h2origin = await startNodePeer("h2_origin.mjs", ["h2o", "h2c"]);
-  const gw = await startGateway(`
-[runtime]
-workers = 2
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-
+  const gw = await startGateway(`${configHead({ workers: 2 })}
 [[listeners]]
 name = "h3"
 bind = "127.0.0.1:0"

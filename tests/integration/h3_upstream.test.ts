@@ -12,7 +12,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import {
+  configHead,
+  type GatewayProcess,
+  h3PoolConfig,
+  quicGatewayConfig,
+  startGateway,
+} from "../helpers/gateway.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
@@ -65,32 +71,9 @@ Deno.test("h3 backends: gtlsserver, Caddy and another gateway behind h3 pools", 
   try {
     await waitH3(gsPort, pki.caPem, "/hello");
     caddy = await startCaddyH3(dir, pki, origin.address);
-    a = await startGateway(`
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-[[listeners]]
-name = "q"
-bind = "127.0.0.1:0"
-protocol = "quic"
-tls = { cert = "${pki.cert}", key = "${pki.key}" }
-  [[listeners.routes]]
-  pool = "origin"
-[[pools]]
-name = "origin"
-  [[pools.backends]]
-  address = "${origin.address}"
-`);
+    a = await startGateway(quicGatewayConfig(pki, origin.address, { pool: "origin" }));
     const deadPort = freePort();
-    b = await startGateway(`
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-${
+    b = await startGateway(`${configHead()}${
       ["web:http", "tls:https", "q:quic"].map((x) => {
         const [name, proto] = x.split(":");
         return `
@@ -115,38 +98,11 @@ ${proto === "http" ? "" : `tls = { cert = "${pki.cert}", key = "${pki.key}" }`}
   pool = "gwa"`;
       }).join("\n")
     }
-[[pools]]
-name = "gs"
-  [[pools.backends]]
-  address = "127.0.0.1:${gsPort}"
-  protocol = "h3"
-  tls = { ca = "${pki.ca}", server_name = "localhost" }
-[[pools]]
-name = "caddy"
-  [[pools.backends]]
-  address = "127.0.0.1:${caddy.port}"
-  protocol = "h3"
-  host_header = "localhost"
-  tls = { ca = "${pki.ca}", server_name = "localhost" }
-[[pools]]
-name = "gwa"
-  [[pools.backends]]
-  address = "127.0.0.1:${a.ports.q}"
-  protocol = "h3"
-  tls = { ca = "${pki.ca}", server_name = "localhost" }
-[[pools]]
-name = "wrongca"
-  [[pools.backends]]
-  address = "127.0.0.1:${gsPort}"
-  protocol = "h3"
-  tls = { ca = "${other.ca}", server_name = "localhost" }
-[[pools]]
-name = "dead"
-connect_timeout = "1s"
-  [[pools.backends]]
-  address = "127.0.0.1:${deadPort}"
-  protocol = "h3"
-  tls = { ca = "${pki.ca}", server_name = "localhost" }
+${h3PoolConfig("gs", `127.0.0.1:${gsPort}`, pki.ca)}
+${h3PoolConfig("caddy", `127.0.0.1:${caddy.port}`, pki.ca, { backend: `  host_header = "localhost"` })}
+${h3PoolConfig("gwa", `127.0.0.1:${a.ports.q}`, pki.ca)}
+${h3PoolConfig("wrongca", `127.0.0.1:${gsPort}`, other.ca)}
+${h3PoolConfig("dead", `127.0.0.1:${deadPort}`, pki.ca, { pool: `connect_timeout = "1s"` })}
 `);
     const web = `http://127.0.0.1:${b.ports.web}`;
 

@@ -20,7 +20,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import {
+  configHead,
+  type GatewayProcess,
+  h3PoolConfig,
+  quicGatewayConfig,
+  startGateway,
+} from "../helpers/gateway.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
 import { startOrigin } from "../helpers/origin.ts";
@@ -85,24 +91,7 @@ Deno.test({
     let gw: GatewayProcess | undefined;
     try {
       caddy = await startCaddyH3(dir, pki, origin.address);
-      inner = await startGateway(`
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-[[listeners]]
-name = "q"
-bind = "127.0.0.1:0"
-protocol = "quic"
-tls = { cert = "${pki.cert}", key = "${pki.key}" }
-  [[listeners.routes]]
-  pool = "origin"
-[[pools]]
-name = "origin"
-  [[pools.backends]]
-  address = "${origin.address}"
-`);
+      inner = await startGateway(quicGatewayConfig(pki, origin.address, { pool: "origin" }));
       const routes = `
   [[listeners.routes]]
   host = "h1.test"
@@ -117,13 +106,7 @@ name = "origin"
   host = "h3t.test"
   pool = "h3t"`;
       const tls = `tls = { cert = "${pki.cert}", key = "${pki.key}" }`;
-      gw = await startGateway(`
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-[[listeners]]
+      gw = await startGateway(`${configHead()}[[listeners]]
 name = "web"
 bind = "127.0.0.1:0"
 protocol = "http"
@@ -152,19 +135,8 @@ name = "h2"
   [[pools.backends]]
   address = "127.0.0.1:${h2origin.port}"
   protocol = "h2c"
-[[pools]]
-name = "h3"
-  [[pools.backends]]
-  address = "127.0.0.1:${caddy.port}"
-  protocol = "h3"
-  host_header = "localhost"
-  tls = { ca = "${pki.ca}", server_name = "localhost" }
-[[pools]]
-name = "h3t"
-  [[pools.backends]]
-  address = "127.0.0.1:${inner.ports.q}"
-  protocol = "h3"
-  tls = { ca = "${pki.ca}", server_name = "localhost" }
+${h3PoolConfig("h3", `127.0.0.1:${caddy.port}`, pki.ca, { backend: `  host_header = "localhost"` })}
+${h3PoolConfig("h3t", `127.0.0.1:${inner.ports.q}`, pki.ca)}
 `);
       const g = gw;
 

@@ -14,7 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { H3Client, type H3Tunnel, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { WsClientConn } from "../helpers/ws_frames.ts";
@@ -54,14 +54,7 @@ function config(
   opts: { extraRoute?: string; poolExtra?: string } = {},
 ): string {
   const tls = `tls = { cert = "${pki.cert}", key = "${pki.key}" }`;
-  return `
-[runtime]
-workers = 1
-drain_timeout = "2s"
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-
+  return `${configHead({ runtime: `drain_timeout = "2s"` })}
 [[listeners]]
 name = "h3"
 bind = "127.0.0.1:0"
