@@ -10,6 +10,17 @@ export async function sha256(bytes: Uint8Array): Promise<string> {
   return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The parts one after another in one buffer. */
+export function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
 /** A port free for both TCP and UDP on 127.0.0.1 (HTTP/3 servers such as Caddy bind both). */
 export function freeTcpUdpPort(): number {
   for (let i = 0; i < 20; i++) {

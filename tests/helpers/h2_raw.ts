@@ -12,6 +12,7 @@ import {
   FrameType,
   type RawFrame,
 } from "../../src/http/h2/frames.ts";
+import { concat } from "./common.ts";
 
 export class RawH2 {
   readonly reader = new FrameReader();
@@ -139,17 +140,7 @@ export function errorCodeOf(f: RawFrame): number {
 }
 
 /** One buffer from many frames (a flood goes out in few writes). */
-export function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+export { concat };
 
 /** A 32-bit big-endian payload (RST_STREAM code, WINDOW_UPDATE increment). */
 export const u32 = (v: number): Uint8Array => new Uint8Array([v >>> 24, v >>> 16, v >>> 8, v]);

@@ -5,6 +5,8 @@
  * and pongs skipped. Server frames must be unmasked (§5.1): a masked one fails the test.
  */
 
+import { concat } from "./common.ts";
+
 export interface WsTransport {
   /** Next bytes (a view valid until the next call), or null at the end of the stream. */
   read(): Promise<Uint8Array | null>;
@@ -180,16 +182,4 @@ export class WsClientConn {
     this.#buffered -= n;
     return out;
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }

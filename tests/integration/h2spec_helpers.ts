@@ -18,9 +18,10 @@
  */
 
 import assert from "node:assert/strict";
-import { startGateway } from "../helpers/gateway.ts";
+import { configHead, startGateway } from "../helpers/gateway.ts";
 import { makeCerts } from "./h2_helpers.ts";
 import { RawH2 } from "../helpers/h2_raw.ts";
+import { concat } from "../helpers/common.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import {
   CONNECTION_PREFACE,
@@ -55,15 +56,7 @@ const u32 = (v: number) => [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0x
 const bytes = (v: string | Uint8Array | number[]) =>
   typeof v === "string" ? enc.encode(v) : v instanceof Uint8Array ? v : new Uint8Array(v);
 
-export function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+export const concatBytes = (...parts: Uint8Array[]): Uint8Array => concat(parts);
 
 /**
  * A frame from a raw 9-octet header (e.g. a reserved bit or a wrong length) and a payload, as two
@@ -426,13 +419,7 @@ ${protocol === "https" ? tls : ""}
   ${route}
 `;
   const respond = `respond = { status = 200, body = ${JSON.stringify(BODY)} }`;
-  const gw = await startGateway(`
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
-${listener("h2c", "http", respond)}
+  const gw = await startGateway(`${configHead()}${listener("h2c", "http", respond)}
 ${listener("h2", "https", respond)}
 ${listener("h2c_proxy", "http", `pool = "origin"`)}
 ${listener("h2_proxy", "https", `pool = "origin"`)}

@@ -26,10 +26,10 @@ import {
   type QuicRecvStream,
   QuicServer,
 } from "../../src/quic/engine.ts";
-import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { makeTestPki } from "../helpers/h3_client.ts";
 import { run } from "../helpers/run.ts";
-import { sha256, stopChild } from "../helpers/common.ts";
+import { concat, sha256, stopChild } from "../helpers/common.ts";
 
 const ECHO_ALPN = "eg-echo";
 const enc = new TextEncoder(), dec = new TextDecoder();
@@ -66,13 +66,7 @@ async function readAll(r: QuicRecvStream, max = 1 << 20): Promise<Uint8Array> {
     if (n > max) throw new Error("stream too long");
     view = new Uint8Array(chunk.buffer);
   }
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 /**
@@ -290,14 +284,8 @@ Deno.test("QUIC Mode B: terminate and re-originate through a raw_proxy listener"
       if (Date.now() > deadline) throw new Error(`gtlsserver never served: ${r.stderr.slice(-500)}`);
       await new Promise((res) => setTimeout(res, 200));
     }
-    gw = await startGateway(`
-[runtime]
-workers = 2
-drain_timeout = "1500ms"
-
-[observability]
-admin_bind = "127.0.0.1:0"
-access_log = false
+    const head = configHead({ workers: 2, runtime: `drain_timeout = "1500ms"` });
+    gw = await startGateway(`${head}
 ${rawListener("h3", `127.0.0.1:${gsPort}`, `  ca = "${pki.ca}"`, tls)}
 ${rawListener("echo", `127.0.0.1:${echo.port}`, `  alpn = ["${ECHO_ALPN}"]\n  ca = "${pki.ca}"`, tls)}
 ${

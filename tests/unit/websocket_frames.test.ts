@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { concat } from "../helpers/common.ts";
 import { closeFrame, FrameTracker } from "../../src/websocket/frames.ts";
 import { acceptFor, validKey } from "../../src/websocket/handshake.ts";
 import { allowedTarget, normalizeTarget } from "../../src/websocket/connect.ts";
@@ -25,16 +26,6 @@ function frame(opcode: number, len: number, masked: boolean): Uint8Array {
     v.setUint32(6, len >>> 0);
   }
   for (let i = head; i < out.length; i++) out[i] = i & 0xff;
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
   return out;
 }
 

@@ -13,6 +13,7 @@ import { ConnReader, type Readable } from "../../../src/http/h1/reader.ts";
 import { ConnWriter, writeBody } from "../../../src/http/h1/write.ts";
 import { bytesBody } from "../../../src/http/exchange.ts";
 import { rng } from "../h2/helpers.ts";
+import { concat } from "../../helpers/common.ts";
 
 const enc = new TextEncoder();
 
@@ -83,13 +84,7 @@ function chunked(data: Uint8Array, seed: number, trailer = ""): Uint8Array {
     at += n;
   }
   parts.push(enc.encode(`0\r\n${trailer}\r\n`));
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 /**
@@ -107,13 +102,7 @@ async function drain(body: LengthBody | ChunkedBody | CloseBody): Promise<Uint8A
     await new Promise((r) => setTimeout(r, 0));
     assert.deepEqual(chunk, copy, "a chunk changed while it was being written");
   }
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 Deno.test("Content-Length bodies arrive intact, one socket read at a time", async () => {
