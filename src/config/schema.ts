@@ -503,7 +503,8 @@ const POOL: TableSpec = {
     type: "int",
     default: 64,
     min: 0,
-    doc: "Idle keep-alive connections kept per backend.",
+    doc:
+      "Idle keep-alive connections kept per backend (a surplus released during a burst lingers 1 s for reuse).",
   },
   max_connections_per_backend: {
     type: "int",

@@ -109,3 +109,36 @@ Deno.test("h1 pool: an unusable release is not handed over", async () => {
     closeUp(got);
   }, 64);
 });
+
+Deno.test("h1 pool: a connection released over max_idle_per_backend lingers, then goes unless the list shrank", async () => {
+  await withListener(async (pool, accepts) => {
+    const a = await pool.acquire();
+    const b = await pool.acquire();
+    const c = await pool.acquire();
+    await settle();
+    assert.equal(accepts(), 3);
+    pool.release(a, true);
+    pool.release(b, true); // over the cap of 1: parked as surplus
+    pool.release(c, true);
+    assert.equal(pool.idle, 3);
+    assert.equal(b.reason, "surplus");
+    assert.equal(c.reason, "surplus");
+    // The next request takes the newest (a surplus one): no connect.
+    const again = pool.tryAcquire();
+    assert.equal(again, c);
+    // b's linger ends while the list (a, b) is over the cap: closed.
+    b.onExpire("surplus");
+    assert.equal(b.closed, true);
+    assert.equal(pool.idle, 1);
+    // c comes back over the cap, lingers; once a left, c's expiry keeps it as an ordinary idle one.
+    pool.release(c, true);
+    assert.equal(c.reason, "surplus");
+    pool.dropIdle(a);
+    c.onExpire("surplus");
+    assert.equal(c.closed, false);
+    assert.equal(c.reason, "idle");
+    assert.equal(pool.idle, 1);
+    await settle();
+    assert.equal(accepts(), 3);
+  }, 1);
+});
