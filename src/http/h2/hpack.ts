@@ -60,6 +60,9 @@ export class HeaderListTooLarge extends Error {
 
 /** Per-entry overhead of the dynamic table and of the header-list size (RFC 7541 §4.1, RFC 9113 §6.5.2). */
 export const ENTRY_OVERHEAD = 32;
+/** Longest Huffman literal the decoder remembers (HpackDecoder.#string). */
+const LITERAL_CACHE_MAX = 64;
+
 /** The protocol's initial SETTINGS_HEADER_TABLE_SIZE (RFC 9113 §6.5.2). */
 export const DEFAULT_HEADER_TABLE_SIZE = 4096;
 /** Our default SETTINGS_MAX_HEADER_LIST_SIZE when the caller does not give one. */
@@ -438,8 +441,27 @@ export class HpackDecoder {
     const end = start + len;
     if (end > this.#buf.length) throw new HpackError("string literal length exceeds the block");
     this.#pos = end;
-    return huffman ? huffmanDecode(this.#buf, start, end) : bytesToLatin1(this.#buf, start, end);
+    if (!huffman) return bytesToLatin1(this.#buf, start, end);
+    if (len > LITERAL_CACHE_MAX) return huffmanDecode(this.#buf, start, end);
+    // The same literal as last time (a client that sends :path without indexing repeats it
+    // request after request): the bytes compared instead of decoded into a new string.
+    const buf = this.#buf, last = this.#lastLiteral;
+    if (len === this.#lastLiteralLen) {
+      let i = 0;
+      while (i < len && buf[start + i] === last[i]) i++;
+      if (i === len) return this.#lastLiteralText;
+    }
+    const text = huffmanDecode(buf, start, end);
+    last.set(buf.subarray(start, end));
+    this.#lastLiteralLen = len;
+    this.#lastLiteralText = text;
+    return text;
   }
+
+  /** The last Huffman-coded literal of at most LITERAL_CACHE_MAX octets and its decoded text. */
+  readonly #lastLiteral = new Uint8Array(LITERAL_CACHE_MAX);
+  #lastLiteralLen = -1;
+  #lastLiteralText = "";
 
   /** Like #string but only validates (Huffman padding/EOS rules still apply) and advances. */
   #skipString(): void {

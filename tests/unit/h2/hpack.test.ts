@@ -478,3 +478,21 @@ Deno.test("hpack encoder/decoder: long random sessions stay in sync under a smal
     assert.equal(enc.dynamicTableSize, dec.dynamicTableSize);
   }
 });
+
+Deno.test("hpack decoder: a repeated Huffman literal decodes the same; another of the same length is not mistaken for it", () => {
+  const enc = new HpackEncoder();
+  const dec = new HpackDecoder();
+  // :path is sent without indexing, so every block carries the literal again.
+  for (
+    const path of [
+      "/small",
+      "/small",
+      "/smalm",
+      "/small",
+      "/a/much/longer/path?with=query&and=more&x=1234567890abcdef0123",
+    ]
+  ) {
+    const got = dec.decode(enc.encode([[":method", "GET"], [":path", path]]));
+    assert.deepEqual(got, [[":method", "GET"], [":path", path]]);
+  }
+});
