@@ -196,7 +196,7 @@ async function request(c: Conn): Promise<{ status: number; bytes: number }> {
     if (h === null) break;
     if (h.type === FrameType.DATA) {
       bytes += h.length;
-      await r.skip(h.length);
+      await r.discard(h.length);
     } else if (h.type === FrameType.HEADERS) {
       const d = c.decoder.decode(await r.payload(h.length), Number(s.recv.id));
       if (!("fields" in d) || !d.fields) throw new Error("response field section could not be decoded");
@@ -204,7 +204,7 @@ async function request(c: Conn): Promise<{ status: number; bytes: number }> {
         const st = Number(d.fields.find((f) => f[0] === ":status")?.[1] ?? "0");
         if (st >= 200) status = st;
       }
-    } else await r.skip(h.length);
+    } else await r.discard(h.length);
   }
   return { status, bytes };
 }

@@ -89,7 +89,7 @@ export class H3Tunnel {
       if (h.type === FrameType.DATA) this.#remaining = h.length;
       else if (h.type === FrameType.HEADERS) {
         throw new Error("HEADERS on a CONNECT stream after its response");
-      } else await r.skip(h.length);
+      } else await r.discard(h.length);
     }
   }
 
@@ -255,7 +255,7 @@ export class H3Client {
       const h = await r.frameHeader();
       if (h === null) throw new Error("CONNECT stream ended before its response");
       if (h.type !== FrameType.HEADERS) {
-        await r.skip(h.length);
+        await r.discard(h.length);
         continue;
       }
       const d = this.#decoder.decode(await r.payload(h.length), Number(s.recv.id));
@@ -306,7 +306,7 @@ export class H3Client {
           size += part.length;
           if (!discardBody) chunks.push(part.slice());
         }
-      } else await r.skip(h.length);
+      } else await r.discard(h.length);
     }
     if (discardBody) out.body = new Uint8Array(0);
     else {

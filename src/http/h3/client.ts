@@ -137,7 +137,7 @@ class H3ClientConn {
           h.type === FrameType.DATA || h.type === FrameType.HEADERS || isReservedH2FrameType(h.type)
         ) {
           throw new H3Error(H3.FRAME_UNEXPECTED, `frame 0x${h.type.toString(16)} on the control stream`);
-        } else await r.skip(h.length);
+        } else await r.discard(h.length);
       }
     }
     if (type === StreamType.QPACK_ENCODER) {
@@ -521,7 +521,7 @@ class UpstreamStream implements Body {
       if (h.type === FrameType.DATA) {
         throw new UpstreamError(`${this.pool.key}: DATA before HEADERS`, 502, false);
       }
-      await r.skip(h.length);
+      await r.discard(h.length);
     }
   }
 
@@ -572,7 +572,7 @@ class UpstreamStream implements Body {
         const t = parseTrailerFields(d.fields);
         if (typeof t === "string") throw new UpstreamError(`${this.pool.key}: ${t}`, 502, false);
         this.#trailers = t;
-      } else await r.skip(h.length);
+      } else await r.discard(h.length);
     }
   }
 

@@ -356,7 +356,7 @@ export class FrameReader {
   }
 
   /** Drops `length` bytes of payload (unknown frames), reading as needed. */
-  async skip(length: number): Promise<void> {
+  async discard(length: number): Promise<void> {
     while (length > 0) {
       if (this.available === 0 && !(await this.more())) {
         throw new H3Error(H3.FRAME_ERROR, "stream ended inside a frame");

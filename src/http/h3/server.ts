@@ -387,7 +387,7 @@ export class H3ServerConn implements ServerConnection, Deadline {
           if (isReservedH2FrameType(type)) {
             throw new H3Error(H3.FRAME_UNEXPECTED, `HTTP/2 frame type 0x${type.toString(16)}`);
           }
-          await r.skip(length); // unknown / GREASE (§9)
+          await r.discard(length); // unknown / GREASE (§9)
       }
     }
   }
@@ -538,7 +538,7 @@ class RequestStream implements Deadline {
           throw new H3Error(H3.FRAME_UNEXPECTED, "DATA before HEADERS");
         default:
           checkRequestStreamFrame(h.type);
-          await r.skip(h.length);
+          await r.discard(h.length);
       }
     }
   }
@@ -910,7 +910,7 @@ class RequestBody implements Body {
         }
         default:
           checkRequestStreamFrame(h.type);
-          await r.skip(h.length);
+          await r.discard(h.length);
       }
     }
   }

@@ -86,7 +86,7 @@ export class H3TunnelStream implements ByteStream {
           throw new H3Error(H3.FRAME_UNEXPECTED, "HEADERS on a CONNECT stream after its 2xx (RFC 9114 §4.4)");
         default:
           checkRequestStreamFrame(h.type);
-          await r.skip(h.length);
+          await r.discard(h.length);
       }
     }
   }
