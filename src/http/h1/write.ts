@@ -105,7 +105,13 @@ export class ConnWriter {
       return;
     }
     await this.flush();
-    await this.#writeAll(b);
+    // Registered as the write in flight, so a flush meanwhile queues behind it.
+    const seq = ++this.#seq, prev = this.#busy;
+    const p = (prev === null ? this.#writeAll(b) : prev.then(() => this.#writeAll(b))).finally(() =>
+      this.#settled(seq)
+    );
+    this.#busy = p;
+    await p;
   }
 
   get pending(): number {
@@ -113,64 +119,94 @@ export class ConnWriter {
   }
 
   /**
-   * Writes what is pushed. Not async: the usual flush is one write that takes everything, and
-   * its completion is handled by two callbacks made once per writer (#wrote, #failed) rather
-   * than by an async function per write (a promise, a generator and a resumption; a request
-   * makes two flushes). A partial write, or a flush overlapping another, takes #flushAsync.
+   * Writes what is pushed. The write owns the scratch buffer from here: a push while it is in
+   * flight starts another buffer (Deno reads the bytes during the write, so writing over them
+   * would corrupt what is sent, and giving the buffer back early would hand it to another
+   * connection), and each buffer goes back to the free list when its own write has ended.
+   * Writes leave in push order: a flush while another is in flight (a partial write's tail
+   * included) is queued behind it.
+   *
+   * Not async: the usual flush is one write that takes everything, completed by two callbacks
+   * made once per writer (#wrote, #failed) rather than by an async function per write (a
+   * promise, a generator and a resumption; a request makes two flushes).
    */
   flush(): Promise<void> {
     const buf = this.#buf;
-    if (buf === null) return RESOLVED;
+    if (buf === null) return this.#busy ?? RESOLVED;
     const n = this.#len;
+    this.#buf = null;
     this.#len = 0;
-    if (this.#flushing !== null) return this.#flushAsync(buf, 0, n);
-    let p: Promise<number>;
-    try {
-      p = this.conn.write(buf.subarray(0, n));
-    } catch (e) {
-      this.#release(buf);
-      return Promise.reject(e);
+    if (n === 0) {
+      giveBack(buf);
+      return this.#busy ?? RESOLVED;
     }
-    this.#flushing = buf;
-    this.#flushLen = n;
-    return p.then(this.#wrote, this.#failed);
+    const seq = ++this.#seq;
+    let p: Promise<void>;
+    if (this.#busy !== null) {
+      p = this.#busy.then(
+        () => this.#writeOwned(buf, 0, n, seq),
+        (e) => {
+          giveBack(buf);
+          this.#settled(seq);
+          throw e;
+        },
+      );
+    } else {
+      let w: Promise<number>;
+      try {
+        w = this.conn.write(buf.subarray(0, n));
+      } catch (e) {
+        giveBack(buf);
+        return Promise.reject(e);
+      }
+      this.#flushing = buf;
+      this.#flushLen = n;
+      this.#flushSeq = seq;
+      p = w.then(this.#wrote, this.#failed);
+    }
+    this.#busy = p;
+    return p;
   }
 
-  /** The buffer of the write in flight through flush()'s fast path, and its length. */
+  /** The latest write issued and not yet ended (null: none), and its sequence number. */
+  #busy: Promise<void> | null = null;
+  #seq = 0;
+  /** The buffer of the write issued by flush()'s fast path (only when nothing was in flight). */
   #flushing: Uint8Array | null = null;
   #flushLen = 0;
+  #flushSeq = 0;
 
   readonly #wrote = (k: number): Promise<void> | undefined => {
-    const buf = this.#flushing!, n = this.#flushLen;
+    const buf = this.#flushing!, n = this.#flushLen, seq = this.#flushSeq;
     this.#flushing = null;
-    if (k < n) return this.#flushAsync(buf, k, n);
+    if (k < n) return this.#writeOwned(buf, k, n, seq);
     this.written += n;
-    this.#release(buf);
+    giveBack(buf);
+    this.#settled(seq);
   };
 
   readonly #failed = (e: unknown): never => {
     const buf = this.#flushing!;
     this.#flushing = null;
-    this.#release(buf);
+    giveBack(buf);
+    this.#settled(this.#flushSeq);
     throw e;
   };
 
-  /** Writes buf[off, n) to the end, then releases buf. */
-  async #flushAsync(buf: Uint8Array, off: number, n: number): Promise<void> {
+  /** Writes buf[off, n) to the end, then gives buf back. */
+  async #writeOwned(buf: Uint8Array, off: number, n: number, seq: number): Promise<void> {
     try {
       while (off < n) off += await this.conn.write(buf.subarray(off, n));
       this.written += n;
     } finally {
-      this.#release(buf);
+      giveBack(buf);
+      this.#settled(seq);
     }
   }
 
-  /** Gives the buffer back, unless something was pushed while its write was in flight. */
-  #release(buf: Uint8Array): void {
-    if (this.#buf === buf && this.#len === 0) {
-      this.#buf = null;
-      giveBack(buf);
-    }
+  /** The write numbered `seq` ended: nothing is in flight unless a later one was issued. */
+  #settled(seq: number): void {
+    if (this.#seq === seq) this.#busy = null;
   }
 
   async #writeAll(b: Uint8Array): Promise<void> {
