@@ -383,7 +383,8 @@ export class HpackDecoder {
       }
 
       const name = nameIndex === 0 ? this.#string() : this.#nameAt(nameIndex);
-      const value = this.#string();
+      // A never-indexed value (credentials, cookies) is not kept in the literal cache either.
+      const value = this.#string(!neverIndexed);
       if (indexing) table.add(name, value);
       if (!over) {
         listSize += name.length + value.length + ENTRY_OVERHEAD;
@@ -432,8 +433,11 @@ export class HpackDecoder {
     return value;
   }
 
-  /** §5.2 string literal at the current position, as a latin1 string. */
-  #string(): string {
+  /**
+   * §5.2 string literal at the current position, as a latin1 string; `cacheable` false keeps a
+   * Huffman literal out of the one-entry literal cache.
+   */
+  #string(cacheable = true): string {
     if (this.#pos >= this.#buf.length) throw new HpackError("truncated block: string literal expected");
     const huffman = (this.#buf[this.#pos] & 0x80) !== 0;
     const len = this.#int(7);
@@ -442,7 +446,7 @@ export class HpackDecoder {
     if (end > this.#buf.length) throw new HpackError("string literal length exceeds the block");
     this.#pos = end;
     if (!huffman) return bytesToLatin1(this.#buf, start, end);
-    if (len > LITERAL_CACHE_MAX) return huffmanDecode(this.#buf, start, end);
+    if (len > LITERAL_CACHE_MAX || !cacheable) return huffmanDecode(this.#buf, start, end);
     // The same literal as last time (a client that sends :path without indexing repeats it
     // request after request): the bytes compared instead of decoded into a new string.
     const buf = this.#buf, last = this.#lastLiteral;
