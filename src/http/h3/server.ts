@@ -815,18 +815,26 @@ class RequestBody implements Body {
    * body still arriving is left alone: the response then ends it with STOP_SENDING (§4.1.1).
    */
   async checkIfArrived(): Promise<void> {
-    if (this.#touched) return;
+    // A client that asked for 100 (Continue) sends nothing until it gets one: waiting is useless.
+    if (this.#touched || this.#expectContinue) return;
     const r = this.s.reader;
-    const until = performance.now() + UNREAD_CHECK_MS;
-    while (!r.eof) {
-      if (r.available > UNREAD_CHECK_LIMIT || performance.now() > until) return;
-      const read = await Promise.race([
-        r.more().then(() => true, () => false), // true also at FIN: r.eof tells
-        new Promise<false>((res) => setTimeout(res, 1, false)),
-      ]);
-      if (!read || this.#touched) return;
+    if (!r.eof) {
+      // One timer for the whole budget, cleared however the wait ends.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const budget = new Promise<false>((res) => timer = setTimeout(res, UNREAD_CHECK_MS, false));
+      try {
+        while (!r.eof) {
+          if (r.available > UNREAD_CHECK_LIMIT) return;
+          const read = await Promise.race([
+            r.more().then(() => true, () => false), // true also at FIN: r.eof tells
+            budget,
+          ]);
+          if (!read || this.#touched) return;
+        }
+      } finally {
+        clearTimeout(timer);
+      }
     }
-    this.#expectContinue = false; // no 100 (Continue) for a body that is already here
     try {
       while ((await this.read()) !== null) { /* discard: nobody wants it */ }
     } catch { /* recorded in `failure`; an H3Error has closed the connection */ }
