@@ -11,6 +11,7 @@ import type { ListenerConfig } from "../config/types.ts";
 import { parseHostPort } from "../config/units.ts";
 import type { ProxyContext } from "../http/proxy.ts";
 import { type Deadline, sweeper } from "../net/deadlines.ts";
+import { turnNow } from "../net/clock.ts";
 import { BindError } from "../net/listener.ts";
 import type { Logger } from "../observability/log.ts";
 import type { L4Metrics } from "./metrics.ts";
@@ -38,10 +39,19 @@ class UdpSession implements Deadline {
     readonly backend: Deno.NetAddr,
     readonly backendKey: string,
     private readonly owner: UdpProxy,
-  ) {}
+  ) {
+    this.replyHost = /^\d{1,3}(\.\d{1,3}){3}$/.test(backend.hostname) ? backend.hostname : undefined;
+  }
+
+  /**
+   * The backend's address when it is an IPv4 literal, to check a reply's source host as well as
+   * its port (a name, or IPv6 with its several spellings, is checked by port only).
+   */
+  readonly replyHost: string | undefined;
 
   touch(idleMs: number): void {
-    this.deadline = performance.now() + idleMs;
+    // Per datagram, for a deadline the sweeper checks every 250 ms: the turn's clock will do.
+    this.deadline = turnNow() + idleMs;
   }
 
   onExpire(): void {
@@ -199,7 +209,9 @@ export class UdpProxy {
       for (;;) {
         const [data, from] = await s.upstream.receive(buf);
         const f = from as Deno.NetAddr;
-        if (f.port !== s.backend.port) continue; // only the chosen backend may answer this session
+        // Only the chosen backend may answer this session: another host sending from the same
+        // port number to the session's socket is ignored.
+        if (f.port !== s.backend.port || (s.replyHost !== undefined && f.hostname !== s.replyHost)) continue;
         s.touch(this.cfg.idle_timeout);
         await this.#socket.send(data, s.client);
         (this.#down ??= this.metrics.datagramsDown.with(this.cfg.name)).inc();
