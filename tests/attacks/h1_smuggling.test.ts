@@ -204,3 +204,30 @@ Deno.test("absolute-form target: its authority wins over Host, for routing and u
     assert.equal((await stats(origin)).requests, before.requests);
   });
 });
+
+Deno.test("a body the backend answered before reading is never parsed as the next request", async () => {
+  await withGateway(async (gw, origin) => {
+    const conn = await RawClient.connect(gw.ports.web);
+    try {
+      const smuggled = "GET /headers?smuggled=1 HTTP/1.1\r\nHost: h\r\n\r\n";
+      const length = 100_000;
+      // The origin's /status route answers without waiting for the body; the rest of the body,
+      // sent after that answer, starts with what looks like a request of its own.
+      await conn.write(`POST /status/200 HTTP/1.1\r\nHost: h\r\nContent-Length: ${length}\r\n\r\n0123456789`);
+      const r = await conn.readResponse();
+      assert.equal(r.status, 200);
+      const before = await stats(origin);
+      await conn.write(smuggled + "x".repeat(length - 10 - smuggled.length)).catch(() => {});
+      const rest = await conn.readToEnd(5000);
+      assert.ok(rest.closed, "the connection must end: the unread body leaves no request boundary");
+      assert.equal(rest.text.indexOf("HTTP/1.1"), -1, `a second response: ${JSON.stringify(rest.text)}`);
+      assert.equal(
+        (await stats(origin)).requests,
+        before.requests,
+        "the smuggled request reached the origin",
+      );
+    } finally {
+      conn.close();
+    }
+  });
+});

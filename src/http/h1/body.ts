@@ -111,6 +111,11 @@ abstract class DecodedBody implements Body {
     return this.finished || this.failed;
   }
 
+  /** Read to its end: the message boundary is known (a cancelled or failed body is not). */
+  get complete(): boolean {
+    return this.finished;
+  }
+
   cancel(): void {
     if (!this.finished && !this.failed) this.fail();
   }

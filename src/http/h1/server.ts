@@ -540,7 +540,9 @@ class RequestBody implements Body {
     return this.#decoder.received;
   }
   get done(): boolean {
-    return this.#decoder.done && !this.#error;
+    // complete, not done: a body cancelled unread (the backend answered early) leaves no known
+    // boundary, so the connection must not read a next request after it (keep-alive off).
+    return this.#decoder.complete && !this.#error;
   }
 
   tryRead(): Uint8Array | null | undefined {
