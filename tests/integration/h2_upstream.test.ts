@@ -10,6 +10,8 @@ import assert from "node:assert/strict";
 import { startGateway } from "../helpers/gateway.ts";
 import { rawExchange, run } from "../helpers/run.ts";
 import { h2client, makeCerts, startH2Origin } from "./h2_helpers.ts";
+import { errorCodeOf, RawH2 } from "../helpers/h2_raw.ts";
+import { ErrorCode, FrameType } from "../../src/http/h2/frames.ts";
 
 const MB = 1_000_000;
 
@@ -163,6 +165,34 @@ response_timeout = "500ms"
         assert.ok(s.sessions >= 3 && s.sessions <= 9, `sessions: ${s.sessions}`);
       },
     );
+
+    await t.step("an h2 backend resetting mid-body: the H2 client's stream is reset, not ended", async () => {
+      // A raw client: node's http2 client reports a RST_STREAM after DATA as a normal end.
+      const c = await RawH2.connect(gw.ports.c);
+      try {
+        await c.send(c.headers(1, [
+          [":method", "GET"],
+          [":scheme", "http"],
+          [":path", "/reset-midway"],
+          [":authority", "localhost"],
+        ]));
+        let data = 0;
+        for (;;) {
+          const f = await c.next(5000);
+          assert.ok(f && f !== "closed", "no RST_STREAM: the client would wait for the rest");
+          if (f.header.streamId !== 1) continue;
+          assert.equal(f.header.flags & 0x1, 0, "END_STREAM: a truncated body passed off as complete");
+          if (f.header.type === FrameType.DATA) data += f.payload.length;
+          if (f.header.type === FrameType.RST_STREAM) {
+            assert.equal(errorCodeOf(f), ErrorCode.INTERNAL_ERROR);
+            break;
+          }
+        }
+        assert.equal(data, 1000, "the part the backend sent arrives first");
+      } finally {
+        c.close();
+      }
+    });
 
     await t.step("GOAWAY from the backend: later requests go to a new connection", async () => {
       const first = await h2client({ op: "request", url: url("c", "/goaway") });

@@ -22,7 +22,7 @@ import { ErrorCode, H2ConnectionError, H2StreamError, SettingsId } from "./frame
 import { type H2RequestHead, parseRequestFields, parseTrailerFields, responseFieldList } from "./headers.ts";
 import type { HeaderField } from "./hpack.ts";
 import { type H2Limits, h2Limits } from "./limits.ts";
-import { EMPTY_BYTES, H2ConnectionLost, H2Stream, H2StreamReset } from "./stream.ts";
+import { EMPTY_BYTES, H2Stream } from "./stream.ts";
 import { trimWhenIdle } from "./writer.ts";
 import { H2TunnelStream } from "../../websocket/streams.ts";
 
@@ -405,16 +405,19 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     let sending: Promise<void> | undefined;
     try {
       sending = this.sendBodyNow(s, body);
-    } catch (e) {
-      this.#bodyFailed(s, body, rec, e);
+    } catch {
+      this.#bodyFailed(s, body, rec);
       return;
     }
-    return sending?.catch((e) => this.#bodyFailed(s, body, rec, e));
+    return sending?.catch(() => this.#bodyFailed(s, body, rec));
   }
 
-  #bodyFailed(s: ServerStream, body: Body, rec: RequestRecord, e: unknown): void {
+  #bodyFailed(s: ServerStream, body: Body, rec: RequestRecord): void {
     body.cancel();
-    if (e instanceof H2StreamReset || e instanceof H2ConnectionLost || s.closed) {
+    // Decided by the client's stream, not by the error's class: an h2 backend's body fails with
+    // the same H2StreamReset / H2ConnectionLost classes, and then the client's stream is still
+    // open and must be reset, or the client waits for an END_STREAM that never comes.
+    if (s.closed || s.sendEnded || this.failed || this.closed) {
       rec.error ??= "client_reset";
       return;
     }
