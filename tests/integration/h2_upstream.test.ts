@@ -10,8 +10,8 @@ import assert from "node:assert/strict";
 import { startGateway } from "../helpers/gateway.ts";
 import { rawExchange, run } from "../helpers/run.ts";
 import { h2client, makeCerts, startH2Origin } from "./h2_helpers.ts";
-import { errorCodeOf, RawH2 } from "../helpers/h2_raw.ts";
-import { ErrorCode, FrameType } from "../../src/http/h2/frames.ts";
+import { errorCodeOf, RawH2, u32 } from "../helpers/h2_raw.ts";
+import { encodeFrame, ErrorCode, FrameType } from "../../src/http/h2/frames.ts";
 
 const MB = 1_000_000;
 
@@ -189,6 +189,33 @@ response_timeout = "500ms"
           }
         }
         assert.equal(data, 1000, "the part the backend sent arrives first");
+      } finally {
+        c.close();
+      }
+    });
+
+    await t.step("an H2 client resetting its request body: the backend's stream is reset too", async () => {
+      const aborted = async () =>
+        JSON.parse((await h2client({ op: "request", url: `http://127.0.0.1:${plain.port}/__requests` })).text)
+          .aborted;
+      const before = await aborted();
+      const c = await RawH2.connect(gw.ports.c);
+      try {
+        await c.send(c.headers(1, [
+          [":method", "POST"],
+          [":scheme", "http"],
+          [":path", "/sha256"],
+          [":authority", "localhost"],
+        ], 0x4));
+        await c.send(encodeFrame(FrameType.DATA, 0, 1, new Uint8Array(1000)));
+        await new Promise((r) => setTimeout(r, 200)); // the request reaches the backend
+        await c.send(encodeFrame(FrameType.RST_STREAM, 0, 1, u32(ErrorCode.CANCEL)));
+        let now = before;
+        for (let i = 0; i < 30 && now === before; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          now = await aborted();
+        }
+        assert.equal(now, before + 1, "the backend still waits for the rest of a request that was cancelled");
       } finally {
         c.close();
       }

@@ -455,7 +455,10 @@ async function h2Exchange(
   const pump = { reading: false };
   if (body) {
     conn.sendBody(s, body, pump).catch((e) => {
-      if (e instanceof H2StreamReset || e instanceof H2ConnectionLost || s.closed) {
+      // Decided by the upstream stream's state, not the error's class: a downstream HTTP/2
+      // client's reset fails its body with the same classes, and then this stream is still open
+      // and must be reset so the backend does not wait for (or keep) a partial request.
+      if (s.closed || s.sendEnded || conn.failed || conn.closed) {
         // The stream ended under us. A body nobody read yet is kept for a retry; otherwise
         // stop reading it (reset, response complete).
         if (body.received > 0 || pump.reading || !retriable(e)) body.cancel();
