@@ -72,12 +72,10 @@ export class H1Upstream implements Deadline {
   /** The current request's response_timeout, armed around each response read. */
   responseTimeoutMs = 0;
   // Read hooks, made once per connection rather than per request.
-  /** When the last response read began (the pool derives the idle deadline from it). */
-  lastRead = performance.now();
   // The turn's clock (src/net/clock.ts): the sweeper checks deadlines every 250 ms anyway.
   readonly armResponse = () => {
     this.reason = "response";
-    this.deadline = (this.lastRead = turnNow()) + this.responseTimeoutMs;
+    this.deadline = turnNow() + this.responseTimeoutMs;
   };
   readonly disarm = () => {
     this.deadline = Infinity;
@@ -274,12 +272,13 @@ export class H1Pool {
       // ≈7 µs of CPU per request for them. Like HAProxy's pool-purge-delay, the surplus goes
       // only when it stays unused; then the idle list shrinks back to the cap.
       u.reason = "surplus";
-      u.deadline = u.lastRead + SURPLUS_LINGER_MS;
+      u.deadline = turnNow() + SURPLUS_LINGER_MS;
     } else {
       u.reason = "idle";
-      // From the last response read rather than a fresh clock reading (an op call per request):
-      // early by at most that read's wait, which only makes a pooled connection retire sooner.
-      u.deadline = u.lastRead + this.limits.idleTimeoutMs;
+      // From the release, on the turn's clock (no op call: the turn that ends a response has
+      // read it already). Not from when the response read began: a response slower than the
+      // idle timeout would come back already expired.
+      u.deadline = turnNow() + this.limits.idleTimeoutMs;
     }
     u.reader.shrink();
     u.idle = true;
@@ -314,7 +313,7 @@ export class H1Pool {
       return;
     }
     u.reason = "idle";
-    u.deadline = u.lastRead + this.limits.idleTimeoutMs;
+    u.deadline = turnNow() + this.limits.idleTimeoutMs;
   }
 
   dropIdle(u: H1Upstream): void {
