@@ -182,9 +182,7 @@ export class HealthManager {
   isHealthy = (key: string): boolean => {
     const e = this.#entries.get(key);
     if (e === undefined) return true;
-    // Asked twice per request: no clock reading unless an ejection was ever set.
-    const h = e.health;
-    return h.ejectedUntil === 0 ? h.activeUp : h.isUsable(Date.now());
+    return e.health.isUsableNow(); // asked twice per request
   };
 
   /** A live request on `key` ended with `status` (0: no response — connect failure or timeout). */

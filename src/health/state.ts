@@ -39,6 +39,11 @@ export class BackendHealth {
     return this.activeUp && now >= this.ejectedUntil;
   }
 
+  /** isUsable() at the present time; no clock reading unless an ejection was ever set. */
+  isUsableNow(): boolean {
+    return this.activeUp && (this.ejectedUntil === 0 || Date.now() >= this.ejectedUntil);
+  }
+
   /** An active probe finished. */
   probe(ok: boolean, detail: string, now: number): Transition {
     this.lastCheck = { at: now, ok, detail };

@@ -469,7 +469,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
   async #tunnel(res: ProxyResponse, rec: RequestRecord): Promise<boolean> {
     const upgrade = res.upgrade!;
     rec.status = res.status;
-    let text = `HTTP/1.1 ${res.status} ${reasonPhrase(res.status)}\r\n`;
+    let text = statusLine(res.status);
     const hs = res.headers;
     for (let i = 0; i < hs.length; i += 2) {
       const n = hs[i];
