@@ -5,19 +5,22 @@
 #     file's directory and every directory holding a TLS cert, key or CA the config names
 #   - --allow-write limited to the paths given with --write (none by default): the directory of
 #     control.cache_file when the config comes from etcd (the cache is rewritten by rename)
-#   - --allow-ffi only with --xdp (libbpf through Deno FFI)
+#   - --allow-ffi unless --no-ffi: libc's setsockopt(TCP_NODELAY) on https listeners
+#     (src/net/tcp_nodelay.ts; without it responses stall up to 40 ms behind delayed ACKs) and
+#     libbpf for XDP, both through Deno FFI
 #   - --no-prompt (a daemon never prompts: a missing permission is an error, reported as such)
 #   - --frozen: deno.lock must already pin every import
 #   - --include src/runtime/worker.ts: data-plane workers are loaded by URL at run time, so the
 #     module graph does not see them (under `deno run` they are read from src/ instead)
 # The binary takes the same CLI as main.ts (expressgateway [--check] CONFIG, --version, --help).
 #
-# Usage: scripts/compile.sh [--read ABS_PATH]... [--write ABS_PATH]... [--xdp] [--output PATH]
+# Usage: scripts/compile.sh [--read ABS_PATH]... [--write ABS_PATH]... [--xdp | --no-ffi] [--output PATH]
 #                           [--target TRIPLE] [--print-flags] [--download]
 #   --read PATH       allow reading PATH (absolute; repeat for each config/cert directory, and for
 #                     the directory of xdp.object_path in an XDP build)
 #   --write PATH      allow writing PATH (absolute; the etcd cache_file's directory)
-#   --xdp             XDP build: adds --allow-ffi
+#   --xdp             XDP build (needs FFI, which the default build has; refused with --no-ffi)
+#   --no-ffi          no --allow-ffi: no XDP, and https listeners log that TCP_NODELAY is not set
 #   --output PATH     where to write the binary (default: ./expressgateway)
 #   --target TRIPLE   deno compile --target (default: this machine's)
 #   --print-flags     print the flags and exit without compiling
@@ -41,6 +44,7 @@ die() {
 reads=()
 writes=()
 xdp=0
+ffi=1
 output="./expressgateway"
 target=""
 print_only=0
@@ -63,6 +67,7 @@ while [ $# -gt 0 ]; do
       ;;
     --write=*) writes+=("${1#--write=}"); shift ;;
     --xdp) xdp=1; shift ;;
+    --no-ffi) ffi=0; shift ;;
     --output | -o)
       [ $# -ge 2 ] || die "$1 needs a path"
       output="$2"
@@ -84,6 +89,7 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument '$1' (see scripts/compile.sh --help)" ;;
   esac
 done
+[ "$xdp" = 1 ] && [ "$ffi" = 0 ] && die "--xdp needs FFI (libbpf): drop --no-ffi"
 [ ${#reads[@]} -gt 0 ] || reads=(/etc/expressgateway)
 for p in "${reads[@]}" ${writes[@]+"${writes[@]}"}; do
   # A relative path would be resolved against the build machine's working directory and baked in.
@@ -113,7 +119,7 @@ mapfile -t base < <("$deno" eval --quiet \
 
 flags=("${base[@]}" "--allow-read=$(IFS=,; echo "${reads[*]}")")
 [ ${#writes[@]} -gt 0 ] && flags+=("--allow-write=$(IFS=,; echo "${writes[*]}")")
-[ "$xdp" = 1 ] && flags+=(--allow-ffi)
+[ "$ffi" = 1 ] && flags+=(--allow-ffi)
 flags+=(--no-prompt)
 
 compile_args=(compile --frozen "${flags[@]}" --include src/runtime/worker.ts --output "$output")

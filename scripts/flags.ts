@@ -2,7 +2,7 @@
  * The gateway's permission flags, from the one list in deno.json ("expressgateway".permissions),
  * plus --allow-read scoped to what the config names (the config file's directory and every
  * TLS/CA file's directory, [control] TLS files and control.cert_dirs included), --allow-ffi only when
- * runtime.xdp_enabled is true, and, when [control] names a cache_file, --allow-read and
+ * runtime.xdp_enabled is true or a listener is `https` (TCP_NODELAY through libc), and, when [control] names a cache_file, --allow-read and
  * --allow-write for that file's directory (the etcd source rewrites it atomically by rename).
  *
  *   deno run --allow-read --allow-env --allow-run scripts/flags.ts [--exec] [--print] -- main.ts CONFIG [args]
@@ -41,6 +41,7 @@ export function gatewayFlags(configPath: string, extraRead: string[] = []): stri
   // Data-plane workers are loaded from src/ at run time (deno run); a compiled binary embeds them.
   const reads = new Set<string>([dirOf(configPath), `${ROOT}src`, ...extraRead]);
   let xdp = false;
+  let https = false;
   const writes: string[] = [];
   try {
     const doc = parse(Deno.readTextFileSync(configPath)) as Record<string, unknown>;
@@ -50,6 +51,7 @@ export function gatewayFlags(configPath: string, extraRead: string[] = []): stri
     collectFiles(doc.control, files);
     for (const f of files) reads.add(dirOf(f));
     xdp = (doc.runtime as { xdp_enabled?: boolean } | undefined)?.xdp_enabled === true;
+
     if (xdp) {
       // The compiled program: bpf/ unless xdp.object_path says otherwise.
       const objectPath = (doc.xdp as { object_path?: string } | undefined)?.object_path;
@@ -60,6 +62,10 @@ export function gatewayFlags(configPath: string, extraRead: string[] = []): stri
     if (Array.isArray(certDirs)) {
       for (const d of certDirs) if (typeof d === "string" && d !== "") reads.add(d);
     }
+    // An https listener, in the file or (cert_dirs named) in an etcd document.
+    https = (Array.isArray(doc.listeners) &&
+      doc.listeners.some((l) => (l as { protocol?: unknown } | null)?.protocol === "https")) ||
+      (Array.isArray(certDirs) && certDirs.length > 0);
     const cache = (doc.control as { cache_file?: unknown } | undefined)?.cache_file;
     if (typeof cache === "string" && cache !== "") {
       reads.add(dirOf(cache));
@@ -70,7 +76,8 @@ export function gatewayFlags(configPath: string, extraRead: string[] = []): stri
   }
   flags.push(`--allow-read=${[...reads].join(",")}`);
   if (writes.length > 0) flags.push(`--allow-write=${writes.join(",")}`);
-  if (xdp) flags.push("--allow-ffi"); // libbpf through Deno.dlopen
+  // libbpf through Deno.dlopen; libc's setsockopt for TCP_NODELAY on TLS listeners (src/net/tcp_nodelay.ts).
+  if (xdp || https) flags.push("--allow-ffi");
   return flags;
 }
 

@@ -9,6 +9,7 @@ import type { ListenerConfig } from "../config/types.ts";
 import { parseHostPort } from "../config/units.ts";
 import type { Logger } from "../observability/log.ts";
 import { CertificateStore, tlsListenOptions } from "../security/tls.ts";
+import { bindWithNoDelay, type NoDelayResult } from "./tcp_nodelay.ts";
 
 export class BindError extends Error {
   constructor(readonly listener: string, readonly bind: string, cause: unknown) {
@@ -33,6 +34,11 @@ export class BoundListener {
   #listener: Deno.Listener;
   #closed = false;
   #handler: ConnHandler | undefined;
+  /**
+   * https only: whether accepted sockets get TCP_NODELAY (src/net/tcp_nodelay.ts); plain TCP
+   * connections get it per connection from setNoDelay(), so they report "set".
+   */
+  noDelay: NoDelayResult = "set";
 
   private constructor(
     readonly cfg: ListenerConfig,
@@ -48,8 +54,12 @@ export class BoundListener {
       if (cfg.protocol === "https") {
         const certs = new CertificateStore(cfg.tls!);
         await certs.load();
-        const l = Deno.listenTls(tlsListenOptions(certs, addr.host, addr.port, alpn));
-        return new BoundListener(cfg, l, certs);
+        const { listener, noDelay } = bindWithNoDelay(() =>
+          Deno.listenTls(tlsListenOptions(certs, addr.host, addr.port, alpn))
+        );
+        const bound = new BoundListener(cfg, listener, certs);
+        bound.noDelay = noDelay;
+        return bound;
       }
       const l = Deno.listen(
         { hostname: addr.host, port: addr.port, reusePort: true } as Deno.TcpListenOptions,
@@ -66,7 +76,16 @@ export class BoundListener {
 
   serve(handler: ConnHandler, log: Logger): void {
     this.#handler = handler;
+    this.#warnNoDelay(log);
     this.#acceptLoop(this.#listener, log);
+  }
+
+  #warnNoDelay(log: Logger): void {
+    if (this.noDelay === "set") return;
+    log.warn("TCP_NODELAY is not set on this https listener's sockets: a response can stall up to 40 ms", {
+      listener: this.cfg.name,
+      reason: this.noDelay === "unavailable" ? "no FFI (run with --allow-ffi)" : "listening socket not found",
+    });
   }
 
   async #acceptLoop(listener: Deno.Listener, log: Logger): Promise<void> {
@@ -102,7 +121,11 @@ export class BoundListener {
     if (!this.certs) return;
     await this.certs.load();
     const addr = parseHostPort(this.cfg.bind)!;
-    const next = Deno.listenTls(tlsListenOptions(this.certs, addr.host, this.port || addr.port, alpn));
+    const { listener: next, noDelay } = bindWithNoDelay(() =>
+      Deno.listenTls(tlsListenOptions(this.certs!, addr.host, this.port || addr.port, alpn))
+    );
+    this.noDelay = noDelay;
+    this.#warnNoDelay(log);
     const old = this.#listener;
     this.#listener = next;
     if (this.#handler) this.#acceptLoop(next, log);

@@ -168,25 +168,32 @@ Deno.test("product flags: config, http, https, tcp, udp, 2 workers, /metrics, SI
     const toml = config(certDir, origin.address, `127.0.0.1:${udp.port}`);
     await Deno.writeTextFile(configPath, toml);
 
-    await t.step("the flags are the product's: scoped read, no -A, no ffi/run/write", () => {
-      const flags = gatewayFlags(configPath);
-      assert.deepEqual(flags.slice(0, baseFlags().length), baseFlags());
-      for (const f of flags) {
-        assert.doesNotMatch(f, /^(-A|--allow-all|--allow-run|--allow-write|--allow-ffi)(=|$)/, f);
-      }
-      const reads = flags.filter((f) => f.startsWith("--allow-read"));
-      assert.equal(reads.length, 1);
-      assert.deepEqual(
-        reads[0].slice("--allow-read=".length).split(",").sort(),
-        [confDir, certDir, `${ROOT}/src`].sort(),
-      );
-    });
+    await t.step(
+      "the flags are the product's: scoped read, no -A, no run/write, ffi for the https listener",
+      () => {
+        const flags = gatewayFlags(configPath);
+        assert.deepEqual(flags.slice(0, baseFlags().length), baseFlags());
+        for (const f of flags) {
+          assert.doesNotMatch(f, /^(-A|--allow-all|--allow-run|--allow-write)(=|$)/, f);
+        }
+        // libc's setsockopt(TCP_NODELAY) on the https listener (src/net/tcp_nodelay.ts).
+        assert.equal(flags.filter((f) => f === "--allow-ffi").length, 1);
+        const reads = flags.filter((f) => f.startsWith("--allow-read"));
+        assert.equal(reads.length, 1);
+        assert.deepEqual(
+          reads[0].slice("--allow-read=".length).split(",").sort(),
+          [confDir, certDir, `${ROOT}/src`].sort(),
+        );
+      },
+    );
 
     // startGatewayAt runs `deno run --no-prompt <gatewayFlags(configPath)> main.ts configPath`.
     gw = await startGatewayAt(configPath, confDir);
     const g = gw;
     const ready = JSON.parse(await g.waitForLog(/"msg":"gateway ready"/));
     assert.equal(ready.workers, 2, "both data-plane workers loaded src/runtime/worker.ts and started");
+    // Under these flags the https listener got TCP_NODELAY through FFI (else each worker warns).
+    assert.doesNotMatch(g.logs(), /TCP_NODELAY is not set/);
 
     await t.step("http listener → node origin", async () => {
       const res = await fetch(g.url("web", "/via-http"));
@@ -378,9 +385,16 @@ Deno.test("without src/ in --allow-read, workers fail to start with a clear erro
 Deno.test("compile.sh: flags from deno.json, no build without denort, and the binary embeds exactly those flags", async () => {
   const work = await Deno.makeTempDir({ prefix: "eg-compile-" });
   try {
-    // The printed flags: deno.json's list, the --read paths, --allow-ffi only for --xdp.
+    // The printed flags: deno.json's list, the --read paths, --allow-ffi unless --no-ffi.
     const plain = await compileFlags([]);
-    assert.deepEqual(plain, [...baseFlags(), "--allow-read=/etc/expressgateway", "--no-prompt"]);
+    assert.deepEqual(plain, [
+      ...baseFlags(),
+      "--allow-read=/etc/expressgateway",
+      "--allow-ffi",
+      "--no-prompt",
+    ]);
+    const noFfi = await compileFlags([], ["--no-ffi"]);
+    assert.deepEqual(noFfi, [...baseFlags(), "--allow-read=/etc/expressgateway", "--no-prompt"]);
     const xdp = await compileFlags(["/etc/eg", "/etc/ssl/certs"], ["--xdp"]);
     assert.deepEqual(xdp, [
       ...baseFlags(),
@@ -393,8 +407,12 @@ Deno.test("compile.sh: flags from deno.json, no build without denort, and the bi
       ...baseFlags(),
       "--allow-read=/etc/eg",
       "--allow-write=/var/lib/eg",
+      "--allow-ffi",
       "--no-prompt",
     ]);
+    const both = await run("bash", [`${ROOT}/scripts/compile.sh`, "--xdp", "--no-ffi", "--print-flags"]);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /--xdp needs FFI/);
     const rel = await run("bash", [`${ROOT}/scripts/compile.sh`, "--read", "etc/eg", "--print-flags"]);
     assert.equal(rel.code, 2);
     assert.match(rel.stderr, /must be an absolute path/);
@@ -465,7 +483,8 @@ Deno.test("compile.sh: flags from deno.json, no build without denort, and the bi
     assert.deepEqual(p.allow_net, [], "--allow-net (all hosts)");
     assert.deepEqual(p.allow_env, ["LB_LOG_FORMAT", "LB_LOG_LEVEL"]);
     assert.deepEqual(p.allow_sys, ["hostname"]);
-    for (const k of ["allow_ffi", "allow_run", "allow_write"]) assert.equal(p[k], null, k);
+    for (const k of ["allow_run", "allow_write"]) assert.equal(p[k], null, k);
+    assert.deepEqual(p.allow_ffi, [], "--allow-ffi (TCP_NODELAY on https listeners)");
     assert.equal(p.prompt, false, "--no-prompt");
     const unstable = /"unstable_config":(\{[^{}]*\})/.exec(tail);
     assert.ok(unstable);
