@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# How close can an HTTP/1.1 proxy on Deno's sockets get to nginx? Same load as the h1-small row of
+# scripts/bench (wrk -t1 -c50 GET /small, 32-byte answers; wrk on CPU 0, origin and proxy on CPU 1)
+# against three proxies in alternating rounds:
+#   nginx    proxy_pass with upstream keepalive (scripts/bench's nginx config, in short)
+#   floor    scripts/bench_floor_relay.ts: read → write → read → write per request, nothing else
+#   gateway  this gateway (1 worker, no access log)
+# Prints median req/s and CPU µs per request of the proxy process (user+sys from /proc), and the
+# ratios. Nothing is asserted. About 1 minute with the defaults.
+#   scripts/bench_floor.sh [ROUNDS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DENO_NO_PACKAGE_JSON=1
+DENO=node_modules/.bin/deno
+ROUNDS="${1:-3}"
+SECS="${2:-5}"
+W="$(mktemp -d -t eg-floor.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP INT TERM PIPE
+read -r OP NP FP GP AP < <(node -e 'const n=require("net");const ps=[];for(let i=0;i<5;i++){const s=n.createServer().listen(0,"127.0.0.1",()=>{ps.push(s.address().port);if(ps.length===5){console.log(ps.join(" "));process.exit(0)}})}')
+temps="client_body_temp_path $W/t1; proxy_temp_path $W/t2; fastcgi_temp_path $W/t3; uwsgi_temp_path $W/t4; scgi_temp_path $W/t5;"
+cat >"$W/origin.conf" <<EOC
+worker_processes 1;
+pid $W/origin.pid;
+error_log $W/origin.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off; keepalive_timeout 300s; keepalive_requests 100000000; $temps
+  server { listen 127.0.0.1:$OP backlog=4096;
+    location = /small { default_type text/plain; return 200 "hello from the benchmark origin\n"; } }
+}
+EOC
+cat >"$W/nginx.conf" <<EOC
+worker_processes 1;
+pid $W/nginx.pid;
+error_log $W/nginx.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off; keepalive_timeout 300s; keepalive_requests 100000000; $temps
+  upstream o { server 127.0.0.1:$OP; keepalive 64; }
+  server { listen 127.0.0.1:$NP backlog=4096;
+    location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+EOC
+cat >"$W/gw.toml" <<EOC
+[runtime]
+workers = 1
+[observability]
+admin_bind = "127.0.0.1:$AP"
+log_level = "warn"
+access_log = false
+[[listeners]]
+name = "h1"
+bind = "127.0.0.1:$GP"
+protocol = "http"
+idle_timeout = "300s"
+  [[listeners.routes]]
+  pool = "origin"
+[[pools]]
+name = "origin"
+max_idle_per_backend = 64
+  [[pools.backends]]
+  address = "127.0.0.1:$OP"
+EOC
+taskset -c 1 nginx -c "$W/origin.conf" -g 'daemon off;' & pids+=($!)
+taskset -c 1 nginx -c "$W/nginx.conf" -g 'daemon off;' & pids+=($!)
+nginx_master=$!
+taskset -c 1 "$DENO" run --allow-net scripts/bench_floor_relay.ts "$FP" "$OP" & pids+=($!)
+floor_pid=$!
+flags="$("$DENO" run --allow-read --allow-env --allow-run scripts/flags.ts --print -- main.ts "$W/gw.toml")"
+# shellcheck disable=SC2086 # the flags are separate words
+taskset -c 1 "$DENO" run --no-prompt $flags main.ts "$W/gw.toml" >"$W/gw.log" 2>&1 & pids+=($!)
+gw_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$AP/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+nginx_worker="$(pgrep -P "$nginx_master" | head -1)"
+# CPU ticks (user+sys) of a process and all its threads.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz="$(getconf CLK_TCK)"
+declare -A rps cpu
+for name in nginx floor gateway; do rps[$name]=""; cpu[$name]=""; done
+for name in nginx floor gateway; do # warm-up, not recorded
+  case $name in nginx) port=$NP ;; floor) port=$FP ;; gateway) port=$GP ;; esac
+  curl -sf "http://127.0.0.1:$port/small" >/dev/null
+  taskset -c 0 wrk -t1 -c50 -d1s "http://127.0.0.1:$port/small" >/dev/null
+done
+for round in $(seq "$ROUNDS"); do
+  for name in nginx floor gateway; do
+    case $name in
+      nginx) port=$NP pid=$nginx_worker ;;
+      floor) port=$FP pid=$floor_pid ;;
+      gateway) port=$GP pid=$gw_pid ;;
+    esac
+    a="$(ticks "$pid")"
+    out="$(taskset -c 0 wrk -t1 -c50 "-d${SECS}s" "http://127.0.0.1:$port/small")"
+    b="$(ticks "$pid")"
+    reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
+    r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    c="$(awk -v t=$((b - a)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
+    rps[$name]+="$r "
+    cpu[$name]+="$c "
+    echo "round $round $name: $r req/s, $c µs CPU per request"
+  done
+done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo
+printf '%-8s %12s %18s\n' proxy "req/s" "CPU µs/request"
+for name in nginx floor gateway; do
+  printf '%-8s %12s %18s\n' "$name" "$(median "${rps[$name]}")" "$(median "${cpu[$name]}")"
+done
+n="$(median "${rps[nginx]}")" f="$(median "${rps[floor]}")" g="$(median "${rps[gateway]}")"
+awk -v n="$n" -v f="$f" -v g="$g" 'BEGIN {printf "floor/nginx %.2f   gateway/nginx %.2f   gateway/floor %.2f\n", f / n, g / n, g / f}'
