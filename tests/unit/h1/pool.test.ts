@@ -142,3 +142,47 @@ Deno.test("h1 pool: a connection released over max_idle_per_backend lingers, the
     assert.equal(accepts(), 3);
   }, 1);
 });
+
+Deno.test("h1 pool: an idle connection the backend closes leaves the pool; one taken again at once is not watched", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const c of listener) conns.push(c);
+  })();
+  const pool = new H1Pool("test", { hostname: "127.0.0.1", port: listener.addr.port }, {
+    maxIdle: 4,
+    maxTotal: 10,
+    idleTimeoutMs: 60_000,
+    connectTimeoutMs: 5_000,
+  });
+  try {
+    const busy = await pool.acquire();
+    const idle = await pool.acquire();
+    await settle();
+    assert.equal(conns.length, 2);
+    // Released and taken again in the same turn (the loaded case): no read is started on it.
+    pool.release(busy, true);
+    assert.equal(pool.tryAcquire(), busy);
+    pool.release(idle, true);
+    assert.equal(pool.idle, 1);
+    // The backend closes the idle one (its keep-alive timeout is shorter): within the watch
+    // delay plus the read, the pool drops it, so no request ever picks a dead connection.
+    for (const c of conns) {
+      if ((c.remoteAddr as Deno.NetAddr).port === (idle.conn.localAddr as Deno.NetAddr).port) c.close();
+    }
+    for (let i = 0; i < 100 && pool.idle > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(pool.idle, 0, "the closed connection left the idle list");
+    assert.equal(idle.closed, true);
+    assert.equal(busy.reader.pending, undefined, "the connection in use was never watched");
+    closeUp(busy);
+  } finally {
+    pool.close();
+    listener.close();
+    await accepting.catch(() => {});
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed above */ }
+    }
+  }
+});
