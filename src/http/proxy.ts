@@ -292,7 +292,9 @@ export class ListenerProxy implements H1Handler {
           const ms = turnNow() - t0;
           rec.upstreamMs = ms;
           observeLatency(stats, ms, t0 + ms, pool.config.ewma_decay);
-          ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address).observe(ms / 1000);
+          (backend.latency ??= ctx.metrics.upstreamSeconds.with(pool.name, backend.config.address)).observe(
+            ms / 1000,
+          );
           const res = answer.response;
           ctx.health.observe(backend.key, res.status);
           if (answer.tunnel) {

@@ -24,6 +24,11 @@ export interface BackendRuntime {
   readonly h2?: H2Pool;
   /** Pooled QUIC connections for protocol "h3" backends. */
   readonly h3?: H3Pool;
+  /**
+   * Its upstream latency histogram series, looked up once (src/http/proxy.ts): with several
+   * backends the family's last-series cache misses on every request and builds a key.
+   */
+  latency?: { observe(seconds: number): void };
 }
 
 export interface PoolRuntime {
@@ -84,7 +89,7 @@ export class BackendRegistry {
           const stats = newEndpointStats();
           // least_connections reads open upstream connections straight from the pool.
           Object.defineProperty(stats, "connections", { get: () => (h3 ?? h2 ?? h1).open, enumerable: true });
-          rt = { key, pool: p.name, config: b, stats, h1, h2, h3 };
+          rt = { key, pool: p.name, config: b, stats, h1, h2, h3, latency: undefined };
         }
         next.set(key, rt);
         runtimes.set(key, rt);
