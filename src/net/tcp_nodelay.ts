@@ -7,12 +7,14 @@
  * listening socket's TCP_NODELAY to every socket accepted from it, so setting it once on the
  * listener fixes every connection, with no per-connection cost.
  *
- * Deno gives no file descriptor for a listener, so the descriptor is found: the lowest free fd
- * just before the bind (`fcntl(0, F_DUPFD)`) is where the new socket lands, and a short window
- * around it is checked with getsockname + SO_ACCEPTCONN for listening TCP sockets on the bound
- * port. Any such socket belongs to this process (the kernel refuses a second owner of a port
- * unless it shares reusePort with us), so setting the option on an older one of our own
- * listeners on that port is harmless.
+ * Deno gives no file descriptor for a listener, so after the bind every open descriptor of the
+ * process is listed (getdents64 on /proc/self/fd, through libc, so Deno's file permissions do not
+ * apply) and each listening TCP socket on the bound port (getsockname + SO_ACCEPTCONN) gets the
+ * option. Any such socket is this process's own: the kernel lets a second socket bind the port
+ * only with reusePort, which means ours (the other data-plane workers, or the listener a
+ * certificate rotation is replacing), and those already have the option, so setting it again is
+ * harmless. Listing costs one getsockname per open descriptor (a few ms with 10,000 open
+ * connections), once per bind.
  *
  * Needs `--allow-ffi` (scripts/flags.ts adds it when the config has an `https` listener; the
  * default compiled binary carries it). Without it, or off Linux, nothing is set and callers get
@@ -20,8 +22,9 @@
  */
 
 const LIBC_SYMBOLS = {
-  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  getdents64: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
@@ -29,23 +32,22 @@ const LIBC_SYMBOLS = {
 
 type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
 
-const F_DUPFD = 0;
+const O_RDONLY_DIRECTORY_CLOEXEC = 0o200000 | 0o2000000;
 const SOL_SOCKET = 1;
 const SO_ACCEPTCONN = 30;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
-/** Descriptors checked below and above the predicted one (other threads may open or close fds meanwhile). */
-const WINDOW_BELOW = 16;
-const WINDOW_ABOVE = 64;
+/** Without /proc (no procfs mounted): descriptors below this are checked instead. */
+const FALLBACK_FDS = 4096;
 
 export type NoDelayResult =
   /** TCP_NODELAY is on for the listener, so for every socket it accepts. */
   | "set"
   /** No FFI permission, or not Linux/glibc: nothing was changed. */
   | "unavailable"
-  /** FFI worked but no listening socket on the port was found near the predicted descriptor. */
+  /** FFI worked but no listening socket on the port was found among the open descriptors. */
   | "not_found";
 
 let libc: Libc | null | undefined; // undefined: not tried yet; null: cannot be opened here
@@ -81,12 +83,39 @@ function isListening(c: Libc, fd: number): boolean {
   return c.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, intBytes, lenBytes) === 0 && int[0] === 1;
 }
 
-/** The lowest descriptor number not in use, or -1 (then the search starts at 0). */
-function lowestFreeFd(c: Libc): number {
-  const fd = c.fcntl(0, F_DUPFD, 0);
-  if (fd < 0) return -1;
-  c.close(fd);
-  return fd;
+const PROC_FD = new TextEncoder().encode("/proc/self/fd\0");
+const dirents = new Uint8Array(32 * 1024);
+
+/**
+ * Calls `each` with every open descriptor of the process (linux_dirent64 records: d_reclen at
+ * offset 16, the name from offset 19, NUL-terminated); false if /proc/self/fd cannot be listed.
+ */
+function forEachOpenFd(c: Libc, each: (fd: number) => void): boolean {
+  const dir = c.open(PROC_FD, O_RDONLY_DIRECTORY_CLOEXEC);
+  if (dir < 0) return false;
+  const view = new DataView(dirents.buffer);
+  try {
+    for (;;) {
+      const n = Number(c.getdents64(dir, dirents, BigInt(dirents.length)));
+      if (n <= 0) return n === 0;
+      for (let off = 0; off < n;) {
+        const reclen = view.getUint16(off + 16, true);
+        let fd = 0, digits = 0;
+        for (let i = off + 19; i < off + reclen && dirents[i] !== 0; i++, digits++) {
+          const d = dirents[i] - 0x30;
+          if (d < 0 || d > 9) {
+            digits = -1; // "." and ".."
+            break;
+          }
+          fd = fd * 10 + d;
+        }
+        if (digits > 0 && fd !== dir) each(fd);
+        off += reclen;
+      }
+    }
+  } finally {
+    c.close(dir);
+  }
 }
 
 /**
@@ -96,16 +125,15 @@ function lowestFreeFd(c: Libc): number {
 export function bindWithNoDelay<L extends Deno.Listener>(
   bind: () => L,
 ): { listener: L; noDelay: NoDelayResult } {
-  const c = openLibc();
-  const predicted = c ? lowestFreeFd(c) : -1;
   const listener = bind();
+  const c = openLibc();
   if (!c) return { listener, noDelay: "unavailable" };
   const port = (listener.addr as Deno.NetAddr).port;
   let found = false;
-  const from = Math.max(0, predicted - WINDOW_BELOW);
-  for (let fd = from; fd < Math.max(predicted, 0) + WINDOW_ABOVE; fd++) {
-    if (localPort(c, fd) !== port || !isListening(c, fd)) continue;
+  const check = (fd: number) => {
+    if (localPort(c, fd) !== port || !isListening(c, fd)) return;
     if (c.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, ONE, 4) === 0) found = true;
-  }
+  };
+  if (!forEachOpenFd(c, check)) { for (let fd = 0; fd < FALLBACK_FDS; fd++) check(fd); }
   return { listener, noDelay: found ? "set" : "not_found" };
 }

@@ -137,3 +137,47 @@ Deno.test("bindWithNoDelay: a bind that throws propagates unchanged", () => {
     taken.close();
   }
 });
+
+Deno.test("two listeners sharing a port (reusePort, as data-plane workers do): every accepted socket has TCP_NODELAY", async () => {
+  const certs = await makeCerts();
+  const clients: Deno.Conn[] = [];
+  const accepted: Deno.Conn[] = [];
+  const listeners: Deno.Listener[] = [];
+  try {
+    const [cert, key] = [await Deno.readTextFile(certs.cert), await Deno.readTextFile(certs.key)];
+    const listen = (port: number) =>
+      bindWithNoDelay(() =>
+        Deno.listenTls(
+          { hostname: "127.0.0.1", port, cert, key, reusePort: true } as
+            & Deno.ListenTlsOptions
+            & Deno.TlsCertifiedKeyPem,
+        )
+      );
+    const first = listen(0);
+    listeners.push(first.listener);
+    const port = (first.listener.addr as Deno.NetAddr).port;
+    const second = listen(port);
+    listeners.push(second.listener);
+    assert.deepEqual([first.noDelay, second.noDelay], ["set", "set"]);
+    for (const l of listeners) {
+      (async () => {
+        for await (const c of l) accepted.push(c);
+      })().catch(() => {});
+    }
+    // TCP connections are enough: the option belongs to the accepted socket, before any handshake.
+    for (let i = 0; i < 16; i++) clients.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    for (let i = 0; i < 200 && accepted.length < clients.length; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(accepted.length, clients.length);
+    assert.deepEqual(acceptedNoDelay(port), clients.map(() => 1));
+  } finally {
+    for (const c of [...clients, ...accepted]) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    for (const l of listeners) l.close();
+    await Deno.remove(certs.dir, { recursive: true });
+  }
+});
