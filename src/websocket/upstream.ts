@@ -1,15 +1,16 @@
 /**
  * Opening the backend side of a WebSocket, for both fronts and both kinds of backend:
  *
- *   client (front)             backend h1 (Upgrade)                backend h2/h2c (RFC 8441)
+ *   client (front)             backend h1 (Upgrade)                backend h2/h2c (RFC 8441), h3 (RFC 9220)
  *   HTTP/1.1 GET + Upgrade     101 passed through as is            extended CONNECT; 200 → 101 with
  *                                                                  Sec-WebSocket-Accept from the client's key
  *   HTTP/2 or HTTP/3           GET + Upgrade with a key we make;   extended CONNECT; 200 passed through
  *   extended CONNECT           101 checked (accept) → 200
  *
- * An h2/h2c backend is asked only if its SETTINGS advertised ENABLE_CONNECT_PROTOCOL; otherwise the
- * client gets 502 (a backend that speaks only HTTP/2 cannot take an HTTP/1.1 Upgrade either). An h3
- * backend gets no WebSocket at all (RFC 9220 is implemented on the client side only): 502.
+ * An h3 backend gets an RFC 9220 extended CONNECT, the same exchange as RFC 8441 over HTTP/3.
+ * An h2/h2c/h3 backend is asked only if its SETTINGS advertised ENABLE_CONNECT_PROTOCOL; otherwise
+ * the client gets 502 (a backend that speaks only HTTP/2 or HTTP/3 cannot take an HTTP/1.1 Upgrade
+ * either).
  * A backend that refuses (any answer but 101 / 2xx) has its answer relayed as a normal response.
  */
 
@@ -22,6 +23,7 @@ import {
   UpstreamError,
 } from "../http/h1/client.ts";
 import type { H2Pool } from "../http/h2/client.ts";
+import { h3Connect, type H3Pool } from "../http/h3/client.ts";
 import { ErrorCode } from "../http/h2/frames.ts";
 import { requestFields } from "../http/h2/headers.ts";
 import { H2StreamTimeout } from "../http/h2/stream.ts";
@@ -43,16 +45,13 @@ const EMPTY = new Uint8Array(0);
  * Throws UpstreamError like the plain forwarders.
  */
 export async function forwardWebSocket(
-  backend: { h1: H1Pool; h2?: H2Pool; h3?: unknown },
+  backend: { h1: H1Pool; h2?: H2Pool; h3?: H3Pool },
   req: ProxyRequest,
   mode: "h1" | "connect",
   headers: HeaderList,
   t: ForwardTimeouts,
 ): Promise<TunnelAnswer> {
-  if (backend.h3) {
-    // RFC 9220 (extended CONNECT over HTTP/3) is served to clients, not spoken to backends.
-    throw new UpstreamError(`${backend.h1.key}: WebSockets to h3 backends are not supported`, 502, false);
-  }
+  if (backend.h3) return await viaH3(backend.h3, req, mode === "h1", headers, t);
   return backend.h2
     ? await viaH2(backend.h2, req, mode === "h1", headers, t)
     : await viaH1(backend.h1, req, mode === "h1", headers, t);
@@ -177,6 +176,34 @@ async function viaH2(
     return { response: { status: 101, headers: out, body: null }, version: "2", tunnel };
   }
   return { response: { status: 200, headers: out, body: null }, version: "2", tunnel };
+}
+
+/** RFC 9220: the RFC 8441 exchange over HTTP/3 (no Sec-WebSocket-Key / -Accept on the wire). */
+async function viaH3(
+  pool: H3Pool,
+  req: ProxyRequest,
+  fromH1: boolean,
+  headers: HeaderList,
+  t: ForwardTimeouts,
+): Promise<TunnelAnswer> {
+  const key = fromH1 ? clientKey(req) : undefined;
+  if (fromH1 && !validKey(key)) {
+    return {
+      response: gatewayResponse(400, "missing or invalid Sec-WebSocket-Key\n"),
+      version: "1.1",
+    };
+  }
+  const answer = await h3Connect(pool, req.path, without(headers, "sec-websocket-key"), "websocket", t);
+  const head = answer.head;
+  if (!answer.tunnel) {
+    return { response: { status: head.status, headers: head.headers, body: answer.body }, version: "3" };
+  }
+  const out = without(downstreamResponseHeaders(head.headers, "3"), "content-length");
+  if (fromH1) {
+    out.push("connection", "upgrade", "upgrade", "websocket", "sec-websocket-accept", acceptFor(key!));
+    return { response: { status: 101, headers: out, body: null }, version: "3", tunnel: answer.tunnel };
+  }
+  return { response: { status: 200, headers: out, body: null }, version: "3", tunnel: answer.tunnel };
 }
 
 function without(headers: HeaderList, name: string): HeaderList {

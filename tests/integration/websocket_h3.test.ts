@@ -2,7 +2,9 @@
  * WebSockets over HTTP/3 (RFC 9220 extended CONNECT) through the real gateway, with real peers: the
  * Deno HTTP/3 test client (tests/helpers/h3_client.ts, on Deno's QUIC) speaking minimal RFC 6455
  * client framing (tests/helpers/ws_frames.ts) into a quic listener, bridged to an npm `ws` backend
- * over HTTP/1.1 Upgrade and to an h2c `ws` backend over RFC 8441.
+ * over HTTP/1.1 Upgrade and to an h2c `ws` backend over RFC 8441; and the other way round, WebSocket
+ * clients (node `ws`, HTTP/1.1 Upgrade and RFC 8441) through a gateway whose backend is an h3 one (a
+ * second gateway's quic listener), so the gateway speaks RFC 9220 as a client too.
  *
  * Checked: SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 only where a route allows WebSockets; text and binary
  * echo (GREASE frames between DATA frames skipped); a 20 MB message; 10,000 messages in order; close
@@ -14,13 +16,13 @@
  */
 
 import assert from "node:assert/strict";
-import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { configHead, type GatewayProcess, h3PoolConfig, startGateway } from "../helpers/gateway.ts";
 import { H3Client, type H3Tunnel, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { WsClientConn } from "../helpers/ws_frames.ts";
 import { encodeFrame, greaseType, H3, Setting } from "../../src/http/h3/frames.ts";
-import { metricValue, rssKiB, startWsServer, type WsServer } from "./websocket_helpers.ts";
-import { sha256 } from "../helpers/common.ts";
+import { metricValue, rssKiB, startWsServer, WsClient, type WsServer } from "./websocket_helpers.ts";
+import { sha256, until } from "../helpers/common.ts";
 
 const MiB = 1024 * 1024;
 const MB20 = 20 * 1000 * 1000;
@@ -438,5 +440,134 @@ Deno.test("RFC 9220 tunnels across SIGHUP (kept) and SIGTERM drain (close 1001 t
     await ws.stop();
     await wsH2.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("RFC 9220 towards an h3 backend: WebSocket clients (HTTP/1.1 Upgrade, RFC 8441) → gateway → h3 gateway → ws", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "eg-ws-to-h3-" });
+  const pki = await makeTestPki(dir);
+  const ws = await startWsServer("h1");
+  let back: GatewayProcess | undefined;
+  let front: GatewayProcess | undefined;
+  try {
+    // The h3 backend is another gateway: its quic listener speaks RFC 9220 to clients (tested above
+    // against our H3 test client) and bridges to the `ws` server; "nows" advertises no
+    // SETTINGS_ENABLE_CONNECT_PROTOCOL (no route allows WebSockets there).
+    const tls = `tls = { cert = "${pki.cert}", key = "${pki.key}" }`;
+    back = await startGateway(`${configHead()}
+[[listeners]]
+name = "h3"
+bind = "127.0.0.1:0"
+protocol = "quic"
+${tls}
+  [[listeners.routes]]
+  pool = "ws"
+[[listeners]]
+name = "nows"
+bind = "127.0.0.1:0"
+protocol = "quic"
+${tls}
+  [[listeners.routes]]
+  pool = "nows"
+[[pools]]
+name = "ws"
+  [[pools.backends]]
+  address = "127.0.0.1:${ws.port}"
+[[pools]]
+name = "nows"
+websocket = false
+  [[pools.backends]]
+  address = "127.0.0.1:${ws.port}"
+`);
+    front = await startGateway(`${configHead()}
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+protocol = "http"
+  [[listeners.routes]]
+  path_prefix = "/refused"
+  pool = "h3nows"
+  [[listeners.routes]]
+  pool = "h3ws"
+${h3PoolConfig("h3ws", `127.0.0.1:${back.ports.h3}`, pki.ca)}
+${h3PoolConfig("h3nows", `127.0.0.1:${back.ports.nows}`, pki.ca)}
+`);
+    const gw = front;
+
+    for (const transport of ["h1", "h2"] as const) {
+      await t.step(`${transport} client: echo, 2 MB, 1,000 in order, close code both ways`, async () => {
+        const c = await WsClient.connect({ url: `ws://127.0.0.1:${gw.ports.web}/chat`, transport });
+        try {
+          assert.equal(c.opened.event, "open", JSON.stringify(c.opened));
+          assert.deepEqual((await c.ask({ op: "text", text: "héllo h3" })).got, "héllo h3");
+          assert.deepEqual(await c.ask({ op: "binary", bytes: 2 * MiB }, 60_000), {
+            op: "binary",
+            ok: true,
+            bytes: 2 * MiB,
+          });
+          assert.deepEqual(await c.ask({ op: "many", n: 1000 }, 60_000), {
+            op: "many",
+            received: 1000,
+            inOrder: true,
+          });
+          await c.send({ op: "close", code: 4002, reason: "via h3" });
+          assert.equal(
+            (await c.closed()).code,
+            4002,
+            "the backend's close frame came back through both gateways",
+          );
+        } finally {
+          await c.stop();
+        }
+      });
+    }
+
+    await t.step("an h3 backend without SETTINGS_ENABLE_CONNECT_PROTOCOL: 502, counted", async () => {
+      const c = await WsClient.connect({ url: `ws://127.0.0.1:${gw.ports.web}/refused` });
+      try {
+        assert.equal(c.opened.event, "failed", JSON.stringify(c.opened));
+        assert.match(String(c.opened.error ?? c.opened.status), /502/);
+      } finally {
+        await c.stop();
+      }
+      assert.ok(
+        await metricValue(
+          gw.admin("/metrics"),
+          `expressgateway_upstream_errors_total{pool="h3nows",backend="127.0.0.1:${
+            back!.ports.nows
+          }",kind="protocol"}`,
+        ) >= 1,
+      );
+    });
+
+    await t.step(
+      "every tunnel ended on both gateways, and the h3 backend is no longer counted busy",
+      async () => {
+        const series = (g: GatewayProcess, s: string) => metricValue(g.admin("/metrics"), s);
+        // The far ends notice a moment after the clients do: polled, bounded.
+        await until(
+          "the ws server and the h3 gateway saw every tunnel end",
+          async () =>
+            (await ws.stats()).open === 0 &&
+            await series(back!, `expressgateway_tunnels_active{listener="h3",kind="websocket"}`) === 0,
+        );
+        const stats = await ws.stats();
+        assert.ok(stats.connections >= 2, "both clients reached the ws server through the h3 hop");
+        assert.equal(await series(gw, `expressgateway_tunnels_total{listener="web",kind="websocket"}`), 2);
+        assert.equal(await series(gw, `expressgateway_tunnels_active{listener="web",kind="websocket"}`), 0);
+        assert.equal(
+          await series(
+            gw,
+            `expressgateway_backend_in_flight{pool="h3ws",backend="127.0.0.1:${back!.ports.h3}"}`,
+          ),
+          0,
+        );
+      },
+    );
+  } finally {
+    await front?.stop();
+    await back?.stop();
+    await ws.stop();
+    await Deno.remove(dir, { recursive: true });
   }
 });

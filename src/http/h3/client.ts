@@ -15,7 +15,7 @@
  * the backend from taking a truncated body as complete.
  */
 
-import type { Body, HeaderList, ProxyRequest } from "../exchange.ts";
+import type { Body, ByteStream, HeaderList, ProxyRequest } from "../exchange.ts";
 import { type ForwardTimeouts, type PoolLimits, type UpstreamAnswer, UpstreamError } from "../h1/client.ts";
 import {
   type H2ResponseHead,
@@ -46,6 +46,7 @@ import {
   StreamType,
 } from "./frames.ts";
 import { DecoderStreamParser, encodeFieldSection, type HeaderField, QpackDecoder } from "./qpack.ts";
+import { H3TunnelStream } from "./tunnel.ts";
 
 export interface H3Target {
   hostname: string;
@@ -73,12 +74,16 @@ class H3ClientConn {
   });
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  #gotSettings!: (s: ReadonlyMap<number, number>) => void;
+  /** The backend's SETTINGS once its control stream delivered them (empty if it closed first). */
+  readonly peerSettings: Promise<ReadonlyMap<number, number>> = new Promise((r) => this.#gotSettings = r);
 
   constructor(readonly pool: H3Pool, readonly qc: QuicConnection) {
     qc.closed.then(() => {
       this.#closed = true;
       this.usable = false;
       clearTimeout(this.#idleTimer);
+      this.#gotSettings(new Map());
       pool.forget(this);
     });
   }
@@ -128,7 +133,7 @@ class H3ClientConn {
           if (!first) throw new H3Error(H3.FRAME_UNEXPECTED, "second SETTINGS");
           first = false;
           if (h.length > 16 * 1024) throw new H3Error(H3.EXCESSIVE_LOAD, "SETTINGS too large");
-          parseSettings(await r.payload(h.length));
+          this.#gotSettings(parseSettings(await r.payload(h.length)));
         } else if (h.type === FrameType.GOAWAY) {
           if (h.length > 8) throw new H3Error(H3.FRAME_ERROR, "GOAWAY too long");
           parseSingleVarint(await r.payload(h.length), "GOAWAY");
@@ -442,6 +447,105 @@ export async function h3Forward(
     return { response: { status: head.status, headers: head.headers, body: null }, version: "3" };
   }
   return { response: { status: head.status, headers: head.headers, body: stream }, version: "3" };
+}
+
+/** An extended CONNECT's answer: a 2xx opens `tunnel`; anything else is a response with `body`. */
+export interface H3ConnectAnswer {
+  head: H2ResponseHead;
+  tunnel?: ByteStream;
+  body: Body | null;
+}
+
+/**
+ * An extended CONNECT (RFC 9220) with `:protocol` = `protocol` on a pooled HTTP/3 connection,
+ * sent only once the backend's SETTINGS advertised ENABLE_CONNECT_PROTOCOL (§3, as RFC 8441 §3
+ * requires for HTTP/2). A 2xx leaves the stream open both ways as the tunnel, holding its slot in
+ * the connection until the tunnel is torn down; any other answer is relayed as a response.
+ * Throws UpstreamError.
+ */
+export async function h3Connect(
+  pool: H3Pool,
+  path: string,
+  headers: HeaderList,
+  protocol: string,
+  t: ForwardTimeouts,
+): Promise<H3ConnectAnswer> {
+  const conn = await pool.acquire();
+  const giveBack = () => {
+    conn.release();
+    pool.released();
+  };
+  let settings: ReadonlyMap<number, number>;
+  try {
+    settings = await withTimeout(conn.peerSettings, t.responseTimeoutMs, "SETTINGS");
+  } catch (e) {
+    giveBack();
+    throw e instanceof UpstreamError ? e : new UpstreamError(`${pool.key}: ${errText(e)}`, 502, true);
+  }
+  if (settings.get(Setting.ENABLE_CONNECT_PROTOCOL) !== 1) {
+    giveBack();
+    throw new UpstreamError(
+      `${pool.key} does not support extended CONNECT over HTTP/3 (no SETTINGS_ENABLE_CONNECT_PROTOCOL)`,
+      502,
+      false,
+    );
+  }
+  let s: QuicBidiStream;
+  try {
+    s = await withTimeout(conn.qc.openBidi(), t.responseTimeoutMs, "stream credit");
+  } catch (e) {
+    giveBack();
+    throw new UpstreamError(`cannot open a stream to ${pool.key}: ${errText(e)}`, 502, true);
+  }
+  const stream = new UpstreamStream(pool, conn, s);
+  let head: H2ResponseHead;
+  try {
+    const fields = requestFields("CONNECT", "https", path, headers, undefined, protocol);
+    await s.send.write(encodeFrame(FrameType.HEADERS, encodeFieldSection(fields)));
+    head = await stream.readHead(t.responseTimeoutMs);
+  } catch (e) {
+    stream.abandon(e);
+    s.send.resetStream(H3.REQUEST_CANCELLED);
+    if (e instanceof UpstreamError) throw e;
+    throw new UpstreamError(`${pool.key}: ${errText(e)}`, 502, false);
+  }
+  if (head.status >= 200 && head.status < 300) {
+    return { head, tunnel: new UpstreamTunnel(stream, conn), body: null };
+  }
+  // Refused: our side of the stream ends; the answer (and its body, if any) is relayed.
+  s.send.finish().catch(() => {});
+  stream.expectedLength = head.contentLength >= 0 ? head.contentLength : -1;
+  stream.responseTimeoutMs = t.responseTimeoutMs;
+  if (head.status === 204 || head.status === 304 || head.contentLength === 0) {
+    stream.finishQuietly();
+    return { head, body: null };
+  }
+  return { head, body: stream };
+}
+
+/**
+ * The tunnel over an upstream request stream: DATA frames both ways (src/http/h3/tunnel.ts, the
+ * same adapter the quic front uses), a protocol error closes the backend connection with its code,
+ * and the stream's slot is given back when the relay tears the tunnel down (it always ends with
+ * abort(), src/websocket/tunnel.ts).
+ */
+class UpstreamTunnel extends H3TunnelStream {
+  #upstream: UpstreamStream;
+
+  constructor(stream: UpstreamStream, conn: H3ClientConn) {
+    super({
+      reader: stream.reader,
+      send: stream.s.send,
+      write: (b) => stream.s.send.write(b),
+      fail: (e) => conn.fail(e),
+    });
+    this.#upstream = stream;
+  }
+
+  override abort(): void {
+    super.abort();
+    this.#upstream.finishQuietly();
+  }
 }
 
 /** One request stream, and the response body as the proxy reads it. */
