@@ -117,12 +117,7 @@ async function viaH2(
   t: ForwardTimeouts,
 ): Promise<TunnelAnswer> {
   const key = fromH1 ? clientKey(req) : undefined;
-  if (fromH1 && !validKey(key)) {
-    return {
-      response: gatewayResponse(400, "missing or invalid Sec-WebSocket-Key\n"),
-      version: "1.1",
-    };
-  }
+  if (fromH1 && !validKey(key)) return badKey();
   const conn = await pool.acquire();
   if (!conn.peerConnectProtocol) {
     conn.unreserve();
@@ -169,13 +164,7 @@ async function viaH2(
     const ended = s.recvEnded && s.queued === 0;
     return { response: { status: head.status, headers: head.headers, body: ended ? null : s }, version: "2" };
   }
-  const tunnel = new H2TunnelStream(conn, s);
-  const out = without(downstreamResponseHeaders(head.headers, "2"), "content-length");
-  if (fromH1) {
-    out.push("connection", "upgrade", "upgrade", "websocket", "sec-websocket-accept", acceptFor(key!));
-    return { response: { status: 101, headers: out, body: null }, version: "2", tunnel };
-  }
-  return { response: { status: 200, headers: out, body: null }, version: "2", tunnel };
+  return opened(head.headers, key, "2", new H2TunnelStream(conn, s));
 }
 
 /** RFC 9220: the RFC 8441 exchange over HTTP/3 (no Sec-WebSocket-Key / -Accept on the wire). */
@@ -187,23 +176,36 @@ async function viaH3(
   t: ForwardTimeouts,
 ): Promise<TunnelAnswer> {
   const key = fromH1 ? clientKey(req) : undefined;
-  if (fromH1 && !validKey(key)) {
-    return {
-      response: gatewayResponse(400, "missing or invalid Sec-WebSocket-Key\n"),
-      version: "1.1",
-    };
-  }
+  if (fromH1 && !validKey(key)) return badKey();
   const answer = await h3Connect(pool, req.path, without(headers, "sec-websocket-key"), "websocket", t);
   const head = answer.head;
   if (!answer.tunnel) {
     return { response: { status: head.status, headers: head.headers, body: answer.body }, version: "3" };
   }
-  const out = without(downstreamResponseHeaders(head.headers, "3"), "content-length");
-  if (fromH1) {
-    out.push("connection", "upgrade", "upgrade", "websocket", "sec-websocket-accept", acceptFor(key!));
-    return { response: { status: 101, headers: out, body: null }, version: "3", tunnel: answer.tunnel };
+  return opened(head.headers, key, "3", answer.tunnel);
+}
+
+/** An HTTP/1.1 client whose Sec-WebSocket-Key a CONNECT-based backend exchange cannot carry. */
+function badKey(): TunnelAnswer {
+  return { response: gatewayResponse(400, "missing or invalid Sec-WebSocket-Key\n"), version: "1.1" };
+}
+
+/**
+ * A CONNECT-based backend (RFC 8441 / RFC 9220) opened the tunnel: an HTTP/1.1 client (`key` set)
+ * gets 101 with the Sec-WebSocket-Accept for its own key, an extended-CONNECT client 200.
+ */
+function opened(
+  headers: HeaderList,
+  key: string | undefined,
+  version: string,
+  tunnel: ByteStream,
+): TunnelAnswer {
+  const out = without(downstreamResponseHeaders(headers, version), "content-length");
+  if (key !== undefined) {
+    out.push("connection", "upgrade", "upgrade", "websocket", "sec-websocket-accept", acceptFor(key));
+    return { response: { status: 101, headers: out, body: null }, version, tunnel };
   }
-  return { response: { status: 200, headers: out, body: null }, version: "3", tunnel: answer.tunnel };
+  return { response: { status: 200, headers: out, body: null }, version, tunnel };
 }
 
 function without(headers: HeaderList, name: string): HeaderList {
