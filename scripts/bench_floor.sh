@@ -10,20 +10,12 @@
 #   scripts/bench_floor.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export DENO_NO_PACKAGE_JSON=1
-DENO=node_modules/.bin/deno
+BENCH_NAME=floor
+# shellcheck source=scripts/bench_common.sh
+source scripts/bench_common.sh
 ROUNDS="${1:-3}"
 SECS="${2:-5}"
-W="$(mktemp -d -t eg-floor.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP INT TERM PIPE
-read -r OP NP FP GP AP < <(node -e 'const n=require("net");const ps=[];for(let i=0;i<5;i++){const s=n.createServer().listen(0,"127.0.0.1",()=>{ps.push(s.address().port);if(ps.length===5){console.log(ps.join(" "));process.exit(0)}})}')
+read -r OP NP FP GP AP < <(free_ports 5)
 temps="client_body_temp_path $W/t1; proxy_temp_path $W/t2; fastcgi_temp_path $W/t3; uwsgi_temp_path $W/t4; scgi_temp_path $W/t5;"
 cat >"$W/origin.conf" <<EOC
 worker_processes 1;

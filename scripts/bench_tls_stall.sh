@@ -7,17 +7,9 @@
 # Prints the times; nothing is asserted (timings belong here, not in tests). About 20 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export DENO_NO_PACKAGE_JSON=1
-DENO=node_modules/.bin/deno
-W="$(mktemp -d -t eg-tls-stall.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 129' HUP INT TERM PIPE # so the EXIT trap runs (a closed stdout would otherwise kill us untidily)
+BENCH_NAME=tls-stall
+# shellcheck source=scripts/bench_common.sh
+source scripts/bench_common.sh
 mkdir -p "$W/www"
 chmod 755 "$W" "$W/www" # nginx workers run as an unprivileged user
 head -c 20000000 /dev/urandom >"$W/www/20m"
@@ -25,7 +17,7 @@ head -c 200000 /dev/urandom >"$W/www/200k"
 head -c 100 /dev/urandom >"$W/www/100b"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
   -keyout "$W/k.pem" -out "$W/c.pem" 2>/dev/null
-read -r OP GP AP < <(node -e 'const n=require("net");const ps=[];let k=0;for(let i=0;i<3;i++){const s=n.createServer().listen(0,"127.0.0.1",()=>{ps.push(s.address().port);if(++k===3){console.log(ps.join(" "));process.exit(0)}})}')
+read -r OP GP AP < <(free_ports 3)
 cat >"$W/origin.conf" <<EOC
 worker_processes 1;
 pid $W/o.pid;
