@@ -1,0 +1,54 @@
+/**
+ * The two small benchmark scripts cannot rot: scripts/bench_floor.sh (nginx, the bare Deno relay and
+ * the gateway in alternating h1-small rounds) and scripts/bench_tls_stall.sh (an https download with
+ * and without TCP_NODELAY on the listener) run for real, briefly, and print every number they promise;
+ * afterwards none of the processes they started is left and their work directories are gone. No
+ * timing is asserted.
+ */
+
+import assert from "node:assert/strict";
+import { run } from "../helpers/run.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+/** The eg-<name>.* work directories in the temp dir (the scripts create one each). */
+async function workDirs(prefix: string): Promise<string[]> {
+  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+  const out: string[] = [];
+  for await (const e of Deno.readDir(tmp)) if (e.name.startsWith(prefix)) out.push(e.name);
+  return out;
+}
+
+/** Processes whose command line mentions `needle` (other than this test's own). */
+async function running(needle: string): Promise<string[]> {
+  const r = await run("pgrep", ["-af", needle]);
+  return r.stdout.split("\n").filter((l) => l.trim() !== "" && !l.includes("pgrep"));
+}
+
+Deno.test("scripts/bench_floor.sh: a row per proxy with req/s and CPU per request, ratios, nothing left", async () => {
+  const before = await workDirs("eg-floor.");
+  const r = await run("bash", [`${ROOT}scripts/bench_floor.sh`, "1", "1"], { timeoutMs: 120_000 });
+  assert.equal(r.code, 0, r.stderr);
+  for (const proxy of ["nginx", "floor", "gateway"]) {
+    const row = r.stdout.split("\n").find((l) => l.startsWith(`${proxy} `));
+    assert.ok(row, `no ${proxy} row in:\n${r.stdout}`);
+    const [, rps, cpu] = row.trim().split(/\s+/);
+    assert.ok(Number(rps) > 0 && Number(cpu) > 0, row);
+  }
+  assert.match(r.stdout, /floor\/nginx \d+\.\d\d +gateway\/nginx \d+\.\d\d +gateway\/floor \d+\.\d\d/);
+  assert.deepEqual(await workDirs("eg-floor."), before, "the work directory was removed");
+  assert.deepEqual(await running("bench_floor_relay.ts"), [], "the relay was stopped");
+});
+
+Deno.test("scripts/bench_tls_stall.sh: both modes download 20 MB and time 20 requests each, nothing left", async () => {
+  const before = await workDirs("eg-tls-stall.");
+  const r = await run("bash", [`${ROOT}scripts/bench_tls_stall.sh`], { timeoutMs: 240_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const out = r.stdout;
+  assert.match(out, /^with TCP_NODELAY on the listener$/m, out);
+  assert.match(out, /^without TCP_NODELAY on the listener \(the gateway warned at start\)$/m, out);
+  assert.equal(out.match(/20 MB: 20000000 bytes in \d+\.\d\d s/g)?.length, 2, out);
+  assert.equal(out.match(/curl --http(1\.1|2), 20 sequential requests: \d+ over 30 ms/g)?.length, 4, out);
+  assert.deepEqual(await workDirs("eg-tls-stall."), before, "the work directory was removed");
+  assert.deepEqual(await running("eg-tls-stall"), [], "the gateways and nginx were stopped");
+});
