@@ -126,7 +126,7 @@ Deno.test("xdp layout: network byte order and the flow hash", () => {
   assert.ok(hits[0] > 1700 && hits[1] > 1700, `uneven spread ${hits}`);
 });
 
-Deno.test("xdp: only dynamic imports reach src/xdp and ffi/ (no FFI unless XDP is on)", async () => {
+Deno.test("xdp: only dynamic imports reach src/xdp and ffi/ (libbpf is never opened unless XDP is on)", async () => {
   const root = new URL("../../", import.meta.url).pathname;
   const offenders: string[] = [];
   const scan = async (dir: string) => {
