@@ -331,6 +331,14 @@ const LISTENER: TableSpec = {
     doc: "tcp listeners: send a PROXY protocol v2 header to the backend first (client address).",
   },
   alt_svc_h3: { type: "string", doc: "Name of a quic listener to advertise in Alt-Svc." },
+  udp_max_datagram: {
+    type: "int",
+    default: 65535,
+    min: 512,
+    max: 65535,
+    doc:
+      "udp listeners: receive buffer per session for the backend's replies (bytes); a reply that fills it may have been cut and is dropped (oversize).",
+  },
   quic_max_streams: {
     type: "int",
     default: 100,

@@ -97,6 +97,8 @@ export interface ListenerConfig {
   idle_timeout: number;
   proxy_protocol: "off" | "v2";
   alt_svc_h3?: string;
+  /** udp listeners: each session's buffer for the backend's replies (bytes). */
+  udp_max_datagram: number;
   /** quic listeners: concurrent request streams per connection. */
   quic_max_streams: number;
   /** quic listeners: SETTINGS_QPACK_MAX_TABLE_CAPACITY (0 = static table and literals only). */

@@ -190,6 +190,9 @@ export async function validateSemantics(
     if (l.protocol === "udp" && l.proxy_protocol !== "off") {
       report(`${at}.proxy_protocol`, "proxy_protocol applies to tcp listeners only");
     }
+    if (l.protocol !== "udp" && l.udp_max_datagram !== 65535) {
+      report(`${at}.udp_max_datagram`, "udp_max_datagram applies to udp listeners only");
+    }
     for (const [j, r] of l.routes.entries()) {
       const rat = `${at}.routes[${j}]`;
       if ((r.pool === undefined) === (r.respond === undefined)) {

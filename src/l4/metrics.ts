@@ -43,7 +43,7 @@ export function l4Metrics(r: Registry): L4Metrics {
     ]),
     udpDrops: r.counter(
       `${P}udp_drops_total`,
-      "UDP datagrams dropped (session_cap, no_backend, send_failed).",
+      "UDP datagrams dropped (session_cap, no_backend, send_failed, oversize).",
       [
         "listener",
         "reason",

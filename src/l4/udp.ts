@@ -151,7 +151,7 @@ export class UdpProxy {
     return this.#newSession(client);
   }
 
-  #drop(reason: "session_cap" | "no_backend" | "send_failed"): void {
+  #drop(reason: "session_cap" | "no_backend" | "send_failed" | "oversize"): void {
     this.metrics.udpDrops.with(this.cfg.name, reason).inc();
   }
 
@@ -201,10 +201,17 @@ export class UdpProxy {
     return s;
   }
 
-  /** Backend → client, sent from the listener's socket so the client sees the address it used. */
+  /**
+   * Backend → client, sent from the listener's socket so the client sees the address it used.
+   * One buffer for the session's life (the send is awaited before the next receive), of
+   * udp_max_datagram bytes: the per-session memory (10,000 sessions × 64 KiB is 640 MiB; DNS-sized
+   * replies need 4 KiB). A reply that fills a smaller buffer may have been cut by the kernel, so it
+   * is dropped and counted (oversize) rather than relayed truncated.
+   */
   async #replyLoop(s: UdpSession, onEnd: () => void): Promise<void> {
-    // One buffer for the session's life: the send is awaited before the next receive.
-    const buf = new Uint8Array(MAX_DATAGRAM);
+    const size = this.cfg.udp_max_datagram;
+    const buf = new Uint8Array(size);
+    const mayTruncate = size < MAX_DATAGRAM;
     try {
       for (;;) {
         const [data, from] = await s.upstream.receive(buf);
@@ -213,6 +220,10 @@ export class UdpProxy {
         // port number to the session's socket is ignored.
         if (f.port !== s.backend.port || (s.replyHost !== undefined && f.hostname !== s.replyHost)) continue;
         s.touch(this.cfg.idle_timeout);
+        if (mayTruncate && data.length === size) {
+          this.#drop("oversize");
+          continue;
+        }
         await this.#socket.send(data, s.client);
         (this.#down ??= this.metrics.datagramsDown.with(this.cfg.name)).inc();
       }

@@ -259,3 +259,31 @@ Deno.test("udp: clients sharing a port on two addresses, datagrams in order, reu
     await echo.stop();
   }
 });
+
+Deno.test("udp: udp_max_datagram bounds each session's reply buffer; a reply that fills it is dropped, counted", async () => {
+  const echo = await startNodePeer("l4_peers.mjs", ["udp-echo", "u1"]);
+  const gw = await startGateway(l4Config("udp", [echo.port], "udp_max_datagram = 1024"));
+  const sock = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    // "u1:" + 1000 bytes = 1003 bytes back: fits.
+    const small = "a".repeat(1000);
+    assert.equal((await udpRoundTrip(sock, gw.ports.l4, small)).text, `u1:${small}`);
+    // "u1:" + 1500 bytes = 1503 bytes: the kernel cuts it to 1024, so it must not be relayed cut.
+    await sock.send(new TextEncoder().encode("b".repeat(1500)), {
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: gw.ports.l4,
+    });
+    const dropped = 'expressgateway_l4_udp_drops_total{listener="l4",reason="oversize"}';
+    for (let i = 0; i < 50 && await metric(gw, dropped) < 1; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await metric(gw, dropped), 1);
+    // The session goes on: the next reply that fits arrives (and nothing cut came before it).
+    assert.equal((await udpRoundTrip(sock, gw.ports.l4, "after")).text, "u1:after");
+  } finally {
+    try {
+      sock.close();
+    } catch { /* closed */ }
+    await gw.stop();
+    await echo.stop();
+  }
+});

@@ -42,6 +42,18 @@ const ROWS: Row[] = [
     at: "5:1",
   },
   {
+    name: "udp_max_datagram on a listener that is not udp",
+    toml: listener("udp_max_datagram = 4096") + OK_POOL,
+    path: "listeners[0].udp_max_datagram",
+    message: "udp_max_datagram applies to udp listeners only",
+  },
+  {
+    name: "udp_max_datagram below a minimal datagram",
+    toml: listener("udp_max_datagram = 100") + OK_POOL,
+    path: "listeners[0].udp_max_datagram",
+    message: "512",
+  },
+  {
     name: "float where an integer is expected",
     toml: listener("max_connections_per_ip = 1.5") + OK_POOL,
     path: "listeners[0].max_connections_per_ip",
