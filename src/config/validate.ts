@@ -338,11 +338,11 @@ export async function validateSemantics(
       if (b.tls?.ca && !opts.skipFileChecks) await checkPemFile(b.tls.ca, `${bat}.tls.ca`, "ca", report);
     }
     const h3Backend = p.backends.find((b) => b.protocol === "h3");
-    if (h3Backend && p.health) {
+    if (h3Backend && p.health?.kind === "grpc") {
       report(
-        `${at}.health`,
-        `active health probes speak HTTP/1.1 or TCP, not QUIC, so they cannot check h3 backend ${h3Backend.address}; ` +
-          "remove the health table (passive outlier detection still applies)",
+        `${at}.health.kind`,
+        `gRPC health checks speak HTTP/2, so they cannot check h3 backend ${h3Backend.address}; ` +
+          'use kind = "http" (a request over HTTP/3) or "tcp" (the QUIC handshake)',
       );
     }
     if (p.backends.length > 0 && p.backends.every((b) => b.weight === 0)) {

@@ -10,7 +10,8 @@ import { backendKey, type ConfigSnapshot, type PoolConfig } from "../config/type
 import type { Logger } from "../observability/log.ts";
 import type { Counter, Gauge } from "../observability/metrics.ts";
 import { connectTarget } from "../net/connect.ts";
-import { parseStatusRanges, type ProbeSpec, runProbe } from "./probe.ts";
+import { h3TargetOf } from "../http/h3/client.ts";
+import { h3Probe, parseStatusRanges, type ProbeSpec, runProbe } from "./probe.ts";
 import { BackendHealth, type Transition } from "./state.ts";
 
 export interface HealthMetrics {
@@ -165,10 +166,14 @@ export class HealthManager {
       const pool = this.#snapshot?.config.pools.find((x) => x.name === e.pool);
       const b = pool?.backends.find((x) => backendKey(e.pool, x) === e.key);
       if (!b) return;
-      const isH2 = b.protocol === "h2" || b.protocol === "h2c";
-      const useTls = b.tls !== undefined || b.protocol === "h2";
-      const target = await connectTarget(b, useTls, useTls && isH2 ? ["h2"] : undefined);
-      const r = await runProbe(target, p.spec, p.timeout);
+      let r;
+      if (b.protocol === "h3") r = await h3Probe(await h3TargetOf(b), p.spec, p.timeout);
+      else {
+        const isH2 = b.protocol === "h2" || b.protocol === "h2c";
+        const useTls = b.tls !== undefined || b.protocol === "h2";
+        const target = await connectTarget(b, useTls, useTls && isH2 ? ["h2"] : undefined);
+        r = await runProbe(target, p.spec, p.timeout);
+      }
       this.metrics.probes.with(e.pool, e.address, r.ok ? "pass" : "fail").inc();
       this.#record(e, e.health.probe(r.ok, r.detail, Date.now()));
     } catch (err) {

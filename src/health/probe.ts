@@ -1,17 +1,20 @@
 /**
  * Active probes: one bounded attempt each, on a fresh connection (never a pooled one, so a
  * probe measures what a new request would meet), over the backend's own TLS settings and
- * protocol (h2 / h2c backends are probed over HTTP/2: an h2c backend may not speak HTTP/1.1).
+ * protocol (h2 / h2c backends are probed over HTTP/2: an h2c backend may not speak HTTP/1.1;
+ * h3 backends over HTTP/3 on a QUIC connection of the probe's own).
  *   http: a request (HTTP/1.1 with `Connection: close`, or one HTTP/2 stream), status in the
  *         expected ranges, optional body substring (first 64 KiB only);
  *   grpc: grpc.health.v1.Health/Check over HTTP/2: grpc-status 0 and status SERVING;
- *   tcp:  the connect (and TLS handshake) succeeds.
+ *   tcp:  the connect (and TLS handshake) succeeds; for an h3 backend, the QUIC handshake.
  */
 
 import { bytesBody, type HeaderList, type ProxyRequest } from "../http/exchange.ts";
 import { findHeadEnd, newScanState, parseResponseHead } from "../http/h1/parse.ts";
 import { ConnReader } from "../http/h1/reader.ts";
 import { h2Forward, H2Pool } from "../http/h2/client.ts";
+import { h3Forward, H3Pool, type H3Target } from "../http/h3/client.ts";
+import type { Body } from "../http/exchange.ts";
 import { type ConnectTarget, openConnection } from "../net/connect.ts";
 import { HEALTH_CHECK_PATH } from "../grpc/health.ts";
 import {
@@ -154,29 +157,8 @@ async function h2Probe(
       maxResponseHead: 65536,
     });
     const res = answer.response;
-    let body = new Uint8Array(0);
-    if (res.body) {
-      for (;;) {
-        const c = await res.body.read();
-        if (c === null) break;
-        if (body.length + c.length > MAX_PROBE_BODY) {
-          res.body.cancel();
-          break;
-        }
-        const next = new Uint8Array(body.length + c.length);
-        next.set(body);
-        next.set(c, body.length);
-        body = next;
-      }
-    }
-    if (!grpc) {
-      const inRange = spec.expected.some(([lo, hi]) => res.status >= lo && res.status <= hi);
-      if (!inRange) return { ok: false, detail: `status ${res.status} (h2)` };
-      if (spec.bodyContains === undefined) return { ok: true, detail: `status ${res.status} (h2)` };
-      return new TextDecoder().decode(body).includes(spec.bodyContains)
-        ? { ok: true, detail: `status ${res.status} (h2), body matched` }
-        : { ok: false, detail: `status ${res.status} (h2), body lacks ${JSON.stringify(spec.bodyContains)}` };
-    }
+    const body = await probeBody(res.body);
+    if (!grpc) return httpVerdict(spec, res.status, body, "h2");
     if (res.status !== 200) return { ok: false, detail: `HTTP status ${res.status}` };
     const trailers = res.body?.trailers() ?? res.headers;
     const field = (name: string) => {
@@ -208,6 +190,91 @@ async function h2Probe(
     clearTimeout(timer);
     pool.abort();
   }
+}
+
+/**
+ * An h3 backend: one HTTP/3 exchange (kind http) or just the QUIC handshake with our SETTINGS
+ * sent (kind tcp) on a one-connection pool of its own, closed afterwards (or at the timeout).
+ */
+export async function h3Probe(
+  target: H3Target,
+  spec: ProbeSpec,
+  timeoutMs: number,
+): Promise<ProbeResult> {
+  if (spec.kind === "grpc") return { ok: false, detail: "gRPC health checks need HTTP/2" };
+  const pool = new H3Pool("health-probe", target, {
+    maxIdle: 0,
+    maxTotal: 1,
+    idleTimeoutMs: timeoutMs,
+    connectTimeoutMs: timeoutMs,
+  });
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    pool.abort();
+  }, timeoutMs);
+  try {
+    if (spec.kind === "tcp") {
+      const conn = await pool.acquire();
+      conn.release();
+      return { ok: true, detail: "QUIC handshake completed" };
+    }
+    const headers: HeaderList = ["host", spec.host, "user-agent", USER_AGENT, "accept", "*/*"];
+    const req: ProxyRequest = {
+      method: spec.method,
+      scheme: "https",
+      authority: spec.host,
+      path: spec.path,
+      headers,
+      body: null,
+      version: "3",
+      acceptsTrailers: false,
+      client: PROBE_CLIENT,
+    };
+    const answer = await h3Forward(pool, req, headers, {
+      responseTimeoutMs: timeoutMs,
+      maxResponseHead: 65536,
+    });
+    const res = answer.response;
+    return httpVerdict(spec, res.status, await probeBody(res.body), "h3");
+  } catch (e) {
+    return {
+      ok: false,
+      detail: late ? `timed out after ${timeoutMs}ms` : e instanceof Error ? e.message : String(e),
+    };
+  } finally {
+    clearTimeout(timer);
+    pool.abort();
+  }
+}
+
+/** A response body up to MAX_PROBE_BODY bytes (the rest is cancelled). */
+async function probeBody(b: Body | null): Promise<Uint8Array> {
+  let body = new Uint8Array(0);
+  if (!b) return body;
+  for (;;) {
+    const c = await b.read();
+    if (c === null) break;
+    if (body.length + c.length > MAX_PROBE_BODY) {
+      b.cancel();
+      break;
+    }
+    const next = new Uint8Array(body.length + c.length);
+    next.set(body);
+    next.set(c, body.length);
+    body = next;
+  }
+  return body;
+}
+
+/** An http probe's answer judged: status in range, then the body substring if one is asked for. */
+function httpVerdict(spec: HttpProbeSpec, status: number, body: Uint8Array, via: string): ProbeResult {
+  const inRange = spec.expected.some(([lo, hi]) => status >= lo && status <= hi);
+  if (!inRange) return { ok: false, detail: `status ${status} (${via})` };
+  if (spec.bodyContains === undefined) return { ok: true, detail: `status ${status} (${via})` };
+  return new TextDecoder().decode(body).includes(spec.bodyContains)
+    ? { ok: true, detail: `status ${status} (${via}), body matched` }
+    : { ok: false, detail: `status ${status} (${via}), body lacks ${JSON.stringify(spec.bodyContains)}` };
 }
 
 /** "200-399,404" → [[200,399],[404,404]]; undefined when malformed. */

@@ -11,7 +11,7 @@ import { type Endpoint, type EndpointStats, newEndpointStats, type Picker } from
 import { type BackendConfig, backendKey, type ConfigSnapshot, type PoolConfig } from "../config/types.ts";
 import { H1Pool } from "../http/h1/client.ts";
 import { H2Pool } from "../http/h2/client.ts";
-import { H3Pool, type H3Target } from "../http/h3/client.ts";
+import { H3Pool, type H3Target, h3TargetOf } from "../http/h3/client.ts";
 import { connectTarget } from "../net/connect.ts";
 
 export interface BackendRuntime {
@@ -135,10 +135,4 @@ export class BackendRegistry {
       b.h3?.close();
     }
   }
-}
-
-/** QUIC target of an h3 backend: SNI/verification name and extra roots from its tls table. */
-async function h3TargetOf(b: BackendConfig): Promise<H3Target> {
-  const t = await connectTarget(b, true, ["h3"]);
-  return { hostname: t.hostname, port: t.port, serverName: t.tls!.serverName, caCerts: t.tls!.caCerts };
 }

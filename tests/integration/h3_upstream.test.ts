@@ -22,7 +22,7 @@ import {
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
-import { freeTcpUdpPort as freePort, sha256, stopChild } from "../helpers/common.ts";
+import { freeTcpUdpPort as freePort, sha256, stopChild, until } from "../helpers/common.ts";
 import { type CaddyH3, startCaddyH3, waitForH3 as waitH3 } from "../helpers/caddy.ts";
 
 /** GET through gateway B with a Host header (fetch cannot set Host); body saved to `out`. */
@@ -261,5 +261,108 @@ name = "p"
     await caddy?.stop();
     await origin.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("active health checks of h3 backends: an HTTP/3 request (kind http) or the QUIC handshake (kind tcp)", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "eg-h3health-" });
+  const pki = await makeTestPki(dir);
+  const dead = freePort(); // nothing answers QUIC there: every probe times out
+  let back: GatewayProcess | undefined;
+  let front: GatewayProcess | undefined;
+  try {
+    // The live h3 backend is another gateway: /healthz answers 200 "ready", /sick 503.
+    back = await startGateway(quicGatewayConfig(pki, "127.0.0.1:9", {
+      routes: `  [[listeners.routes]]
+  path_prefix = "/healthz"
+  respond = { status = 200, body = "ready" }
+  [[listeners.routes]]
+  path_prefix = "/sick"
+  respond = { status = 503, body = "down" }
+  [[listeners.routes]]
+  respond = { status = 200, body = "from the h3 backend" }`,
+    }));
+    const live = `127.0.0.1:${back.ports.q}`;
+    const deadAddr = `127.0.0.1:${dead}`;
+    const health = (kind: string, extra = "") =>
+      `[pools.health]\nkind = "${kind}"\ninterval = "100ms"\njitter = "0s"\ntimeout = "300ms"\nrise = 1\nfall = 1\n${extra}`;
+    const pool = (name: string, h: string) => `
+[[pools]]
+name = "${name}"
+${h}
+  [[pools.backends]]
+  address = "${live}"
+  protocol = "h3"
+  tls = { ca = "${pki.ca}", server_name = "localhost" }
+  [[pools.backends]]
+  address = "${deadAddr}"
+  protocol = "h3"
+  tls = { ca = "${pki.ca}", server_name = "localhost" }
+`;
+    front = await startGateway(`${configHead()}
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+protocol = "http"
+  [[listeners.routes]]
+  path_prefix = "/tcp"
+  pool = "bytcp"
+  [[listeners.routes]]
+  path_prefix = "/sick"
+  pool = "bysick"
+  [[listeners.routes]]
+  pool = "byhttp"
+${pool("byhttp", health("http", 'path = "/healthz"\nbody_contains = "ready"'))}
+${pool("bytcp", health("tcp"))}
+${pool("bysick", health("http", 'path = "/sick"'))}
+`);
+    const gw = front;
+    const status = async () =>
+      (await (await fetch(gw.admin("/status/backends"))).json()).backends as Array<
+        { pool: string; address: string; up: boolean; reason: string }
+      >;
+    const upOf = async (pool: string, address: string) =>
+      (await status()).find((b) => b.pool === pool && b.address === address);
+
+    await t.step(
+      "kind http over HTTP/3: the live backend passes, the silent one is marked down",
+      async () => {
+        await until("probes settled", async () => (await upOf("byhttp", deadAddr))?.up === false);
+        assert.equal((await upOf("byhttp", live))?.up, true);
+        const probes = await (await fetch(gw.admin("/metrics"))).text();
+        assert.match(
+          probes,
+          new RegExp(
+            `expressgateway_health_probes_total\\{pool="byhttp",backend="${live}",result="pass"\\} [1-9]`,
+          ),
+        );
+        assert.match(
+          probes,
+          new RegExp(
+            `expressgateway_health_probes_total\\{pool="byhttp",backend="${deadAddr}",result="fail"\\} [1-9]`,
+          ),
+        );
+        // Every request now goes to the live backend (no 502 from picking the dead one).
+        for (let i = 0; i < 6; i++) {
+          const r = await fetch(gw.url("web", `/x${i}`));
+          assert.equal(r.status, 200);
+          assert.equal(await r.text(), "from the h3 backend");
+        }
+      },
+    );
+
+    await t.step("kind tcp for an h3 backend: the QUIC handshake decides", async () => {
+      await until("tcp probes settled", async () => (await upOf("bytcp", deadAddr))?.up === false);
+      assert.equal((await upOf("bytcp", live))?.up, true);
+    });
+
+    await t.step("a 503 from the probe path over HTTP/3 marks the backend down", async () => {
+      await until("sick probe settled", async () => (await upOf("bysick", live))?.up === false);
+      assert.match((await upOf("bysick", live))!.reason, /503/);
+    });
+  } finally {
+    await front?.stop();
+    await back?.stop();
+    await Deno.remove(dir, { recursive: true });
   }
 });

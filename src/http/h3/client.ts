@@ -15,6 +15,8 @@
  * the backend from taking a truncated body as complete.
  */
 
+import type { BackendConfig } from "../../config/types.ts";
+import { connectTarget } from "../../net/connect.ts";
 import type { Body, ByteStream, HeaderList, ProxyRequest } from "../exchange.ts";
 import { type ForwardTimeouts, type PoolLimits, type UpstreamAnswer, UpstreamError } from "../h1/client.ts";
 import {
@@ -47,6 +49,12 @@ import {
 } from "./frames.ts";
 import { DecoderStreamParser, encodeFieldSection, type HeaderField, QpackDecoder } from "./qpack.ts";
 import { H3TunnelStream } from "./tunnel.ts";
+
+/** QUIC target of an h3 backend: SNI/verification name and extra roots from its tls table. */
+export async function h3TargetOf(b: BackendConfig): Promise<H3Target> {
+  const t = await connectTarget(b, true, ["h3"]);
+  return { hostname: t.hostname, port: t.port, serverName: t.tls!.serverName, caCerts: t.tls!.caCerts };
+}
 
 export interface H3Target {
   hostname: string;

@@ -42,6 +42,13 @@ const ROWS: Row[] = [
     at: "5:1",
   },
   {
+    name: "a gRPC health check on a pool with an h3 backend",
+    toml: OK_LISTENER +
+      `[[pools]]\nname = "api"\n[pools.health]\nkind = "grpc"\n[[pools.backends]]\naddress = "127.0.0.1:9"\nprotocol = "h3"\n`,
+    path: "pools[0].health.kind",
+    message: "gRPC health checks speak HTTP/2",
+  },
+  {
     name: "udp_max_datagram on a listener that is not udp",
     toml: listener("udp_max_datagram = 4096") + OK_POOL,
     path: "listeners[0].udp_max_datagram",
