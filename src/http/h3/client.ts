@@ -222,8 +222,18 @@ export class H3Pool {
   #waiters: Waiter[] = [];
   #closed = false;
   #endpoint: QuicClientEndpoint | undefined;
+  /** An endpoint passed in belongs to the caller and outlives the pool (never closed here). */
+  readonly #sharedEndpoint: boolean;
 
-  constructor(readonly key: string, public target: H3Target, public limits: PoolLimits) {}
+  constructor(
+    readonly key: string,
+    public target: H3Target,
+    public limits: PoolLimits,
+    endpoint?: QuicClientEndpoint,
+  ) {
+    this.#endpoint = endpoint;
+    this.#sharedEndpoint = endpoint !== undefined;
+  }
 
   get open(): number {
     return this.#conns.length + this.#connecting;
@@ -322,6 +332,9 @@ export class H3Pool {
     } catch (e) {
       this.#connecting--;
       qc?.close(H3.INTERNAL_ERROR, "");
+      // A pool closed meanwhile (a backend removed, a health probe done) frees its socket now: the
+      // handshake quinn may still be attempting dies with it instead of running to its idle timeout.
+      if (this.#closed && this.#conns.length === 0 && this.#connecting === 0) this.#closeEndpoint();
       if (this.#connecting === 0 && !this.#conns.some((x) => x.usable)) {
         const err = new UpstreamError(e instanceof Error ? e.message : String(e), 502, true);
         for (const w of this.#waiters.splice(0)) {
@@ -349,6 +362,7 @@ export class H3Pool {
   }
 
   #closeEndpoint(): void {
+    if (this.#sharedEndpoint) return;
     this.#endpoint?.close();
     this.#endpoint = undefined;
   }
