@@ -337,7 +337,7 @@ const LISTENER: TableSpec = {
     min: 512,
     max: 65535,
     doc:
-      "udp listeners: receive buffer per session for the backend's replies (bytes); a reply that fills it may have been cut and is dropped (oversize).",
+      "udp listeners: largest backend reply relayed (bytes; each session's receive buffer); a longer one is dropped (oversize).",
   },
   quic_max_streams: {
     type: "int",

@@ -204,14 +204,16 @@ export class UdpProxy {
   /**
    * Backend → client, sent from the listener's socket so the client sees the address it used.
    * One buffer for the session's life (the send is awaited before the next receive), of
-   * udp_max_datagram bytes: the per-session memory (10,000 sessions × 64 KiB is 640 MiB; DNS-sized
-   * replies need 4 KiB). A reply that fills a smaller buffer may have been cut by the kernel, so it
-   * is dropped and counted (oversize) rather than relayed truncated.
+   * udp_max_datagram bytes (+1): the per-session memory (10,000 sessions × 64 KiB is 640 MiB;
+   * DNS-sized replies need 4 KiB). A reply longer than udp_max_datagram may have been cut by the
+   * kernel, so it is dropped and counted (oversize) rather than relayed truncated.
    */
   async #replyLoop(s: UdpSession, onEnd: () => void): Promise<void> {
     const size = this.cfg.udp_max_datagram;
-    const buf = new Uint8Array(size);
+    // One byte of slack: a reply of exactly `size` bytes fits and is relayed; only one that
+    // reaches the slack byte may have been cut.
     const mayTruncate = size < MAX_DATAGRAM;
+    const buf = new Uint8Array(mayTruncate ? size + 1 : size);
     try {
       for (;;) {
         const [data, from] = await s.upstream.receive(buf);
@@ -220,7 +222,7 @@ export class UdpProxy {
         // port number to the session's socket is ignored.
         if (f.port !== s.backend.port || (s.replyHost !== undefined && f.hostname !== s.replyHost)) continue;
         s.touch(this.cfg.idle_timeout);
-        if (mayTruncate && data.length === size) {
+        if (mayTruncate && data.length > size) {
           this.#drop("oversize");
           continue;
         }

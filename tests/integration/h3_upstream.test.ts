@@ -354,6 +354,13 @@ ${pool("bysick", health("http", 'path = "/sick"'))}
     await t.step("kind tcp for an h3 backend: the QUIC handshake decides", async () => {
       await until("tcp probes settled", async () => (await upOf("bytcp", deadAddr))?.up === false);
       assert.equal((await upOf("bytcp", live))?.up, true);
+      const probes = await (await fetch(gw.admin("/metrics"))).text();
+      assert.match(
+        probes,
+        new RegExp(
+          `expressgateway_health_probes_total\\{pool="bytcp",backend="${live}",result="pass"\\} [1-9]`,
+        ),
+      );
     });
 
     await t.step("a 503 from the probe path over HTTP/3 marks the backend down", async () => {

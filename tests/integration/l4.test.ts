@@ -268,7 +268,10 @@ Deno.test("udp: udp_max_datagram bounds each session's reply buffer; a reply tha
     // "u1:" + 1000 bytes = 1003 bytes back: fits.
     const small = "a".repeat(1000);
     assert.equal((await udpRoundTrip(sock, gw.ports.l4, small)).text, `u1:${small}`);
-    // "u1:" + 1500 bytes = 1503 bytes: the kernel cuts it to 1024, so it must not be relayed cut.
+    // "u1:" + 1021 bytes = exactly 1024: the limit itself is relayed whole.
+    const exact = "e".repeat(1021);
+    assert.equal((await udpRoundTrip(sock, gw.ports.l4, exact)).text, `u1:${exact}`);
+    // "u1:" + 1500 bytes = 1503 bytes: over the limit (the kernel would cut it), never relayed cut.
     await sock.send(new TextEncoder().encode("b".repeat(1500)), {
       transport: "udp",
       hostname: "127.0.0.1",

@@ -461,6 +461,9 @@ bind = "127.0.0.1:0"
 protocol = "quic"
 ${tls}
   [[listeners.routes]]
+  path_prefix = "/forbidden"
+  respond = { status = 403, body = "no websockets here" }
+  [[listeners.routes]]
   pool = "ws"
 [[listeners]]
 name = "nows"
@@ -522,6 +525,25 @@ ${h3PoolConfig("h3nows", `127.0.0.1:${back.ports.nows}`, pki.ca)}
       });
     }
 
+    await t.step("a refusal from the h3 backend (403 with a body) reaches the client as it is", async () => {
+      const c = await WsClient.connect({ url: `ws://127.0.0.1:${gw.ports.web}/forbidden` });
+      try {
+        assert.deepEqual(c.opened, { event: "failed", status: 403 });
+      } finally {
+        await c.stop();
+      }
+      // The refused stream gave its slot back: the next WebSocket on the same h3 connection opens.
+      const ok = await WsClient.connect({ url: `ws://127.0.0.1:${gw.ports.web}/again` });
+      try {
+        assert.equal(ok.opened.event, "open", JSON.stringify(ok.opened));
+        assert.deepEqual((await ok.ask({ op: "text", text: "still here" })).got, "still here");
+        await ok.send({ op: "close", code: 1000, reason: "" });
+        await ok.closed();
+      } finally {
+        await ok.stop();
+      }
+    });
+
     await t.step("an h3 backend without SETTINGS_ENABLE_CONNECT_PROTOCOL: 502, counted", async () => {
       const c = await WsClient.connect({ url: `ws://127.0.0.1:${gw.ports.web}/refused` });
       try {
@@ -553,7 +575,7 @@ ${h3PoolConfig("h3nows", `127.0.0.1:${back.ports.nows}`, pki.ca)}
         );
         const stats = await ws.stats();
         assert.ok(stats.connections >= 2, "both clients reached the ws server through the h3 hop");
-        assert.equal(await series(gw, `expressgateway_tunnels_total{listener="web",kind="websocket"}`), 2);
+        assert.equal(await series(gw, `expressgateway_tunnels_total{listener="web",kind="websocket"}`), 3);
         assert.equal(await series(gw, `expressgateway_tunnels_active{listener="web",kind="websocket"}`), 0);
         assert.equal(
           await series(

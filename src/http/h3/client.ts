@@ -291,10 +291,11 @@ export class H3Pool {
   async #connect(): Promise<void> {
     this.#connecting++;
     let qc: QuicConnection | undefined;
+    let connecting: ReturnType<typeof connectQuic> | undefined;
     try {
       this.#endpoint ??= new QuicClientEndpoint(this.target.hostname.includes(":") ? "::" : "0.0.0.0");
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const connecting = connectQuic({
+      connecting = connectQuic({
         hostname: this.target.hostname,
         port: this.target.port,
         serverName: this.target.serverName,
@@ -332,8 +333,10 @@ export class H3Pool {
     } catch (e) {
       this.#connecting--;
       qc?.close(H3.INTERNAL_ERROR, "");
-      // A pool closed meanwhile (a backend removed, a health probe done) frees its socket now: the
-      // handshake quinn may still be attempting dies with it instead of running to its idle timeout.
+      // Timed out (or failed after it): a handshake that still completes later is closed at once,
+      // not left up by its keep-alives (a health probe's endpoint is shared and stays open).
+      if (qc === undefined) connecting?.then((r) => r.conn.close(H3.NO_ERROR, ""), () => {});
+      // A pool closed meanwhile (a backend removed) frees its own socket now.
       if (this.#closed && this.#conns.length === 0 && this.#connecting === 0) this.#closeEndpoint();
       if (this.#connecting === 0 && !this.#conns.some((x) => x.usable)) {
         const err = new UpstreamError(e instanceof Error ? e.message : String(e), 502, true);
@@ -503,6 +506,10 @@ export async function h3Connect(
   } catch (e) {
     giveBack();
     throw e instanceof UpstreamError ? e : new UpstreamError(`${pool.key}: ${errText(e)}`, 502, true);
+  }
+  if (conn.closed && settings.size === 0) {
+    giveBack();
+    throw new UpstreamError(`connection to ${pool.key} closed before its SETTINGS arrived`, 502, true);
   }
   if (settings.get(Setting.ENABLE_CONNECT_PROTOCOL) !== 1) {
     giveBack();
