@@ -403,15 +403,8 @@ export async function h3Forward(
   t: ForwardTimeouts,
 ): Promise<UpstreamAnswer> {
   const conn = await pool.acquire();
-  let s: QuicBidiStream;
-  try {
-    s = await withTimeout(conn.qc.openBidi(), t.responseTimeoutMs, "stream credit");
-  } catch (e) {
-    conn.release();
-    pool.released();
-    throw new UpstreamError(`cannot open a stream to ${pool.key}: ${errText(e)}`, 502, true);
-  }
-  const stream = new UpstreamStream(pool, conn, s);
+  const stream = await openStream(pool, conn, t);
+  const s = stream.s;
   const body = req.body;
   const m = req.method;
   const length = body ? body.length : m === "POST" || m === "PUT" || m === "PATCH" ? 0 : undefined;
@@ -496,10 +489,7 @@ export async function h3Connect(
   t: ForwardTimeouts,
 ): Promise<H3ConnectAnswer> {
   const conn = await pool.acquire();
-  const giveBack = () => {
-    conn.release();
-    pool.released();
-  };
+  const giveBack = () => giveSlotBack(pool, conn);
   let settings: ReadonlyMap<number, number>;
   try {
     settings = await withTimeout(conn.peerSettings, t.responseTimeoutMs, "SETTINGS");
@@ -519,14 +509,8 @@ export async function h3Connect(
       false,
     );
   }
-  let s: QuicBidiStream;
-  try {
-    s = await withTimeout(conn.qc.openBidi(), t.responseTimeoutMs, "stream credit");
-  } catch (e) {
-    giveBack();
-    throw new UpstreamError(`cannot open a stream to ${pool.key}: ${errText(e)}`, 502, true);
-  }
-  const stream = new UpstreamStream(pool, conn, s);
+  const stream = await openStream(pool, conn, t);
+  const s = stream.s;
   let head: H2ResponseHead;
   try {
     const fields = requestFields("CONNECT", "https", path, headers, undefined, protocol);
@@ -577,6 +561,26 @@ class UpstreamTunnel extends H3TunnelStream {
   }
 }
 
+/** Frees a reserved stream slot that never got (or no longer has) a stream. */
+function giveSlotBack(pool: H3Pool, conn: H3ClientConn): void {
+  conn.release();
+  pool.released();
+}
+
+/** A request stream in `conn`'s reserved slot; on failure the slot is given back. */
+async function openStream(pool: H3Pool, conn: H3ClientConn, t: ForwardTimeouts): Promise<UpstreamStream> {
+  try {
+    return new UpstreamStream(
+      pool,
+      conn,
+      await withTimeout(conn.qc.openBidi(), t.responseTimeoutMs, "stream credit"),
+    );
+  } catch (e) {
+    giveSlotBack(pool, conn);
+    throw new UpstreamError(`cannot open a stream to ${pool.key}: ${errText(e)}`, 502, true);
+  }
+}
+
 /** One request stream, and the response body as the proxy reads it. */
 class UpstreamStream implements Body {
   readonly reader: FrameReader;
@@ -599,8 +603,7 @@ class UpstreamStream implements Body {
   #release(): void {
     if (this.#released) return;
     this.#released = true;
-    this.conn.release();
-    this.pool.released();
+    giveSlotBack(this.pool, this.conn);
   }
 
   /** Stops reading and frees the slot (errors, cancel). */
