@@ -120,43 +120,26 @@ const PROBE_CLIENT = { ip: "127.0.0.1", port: 0, listener: "health", tls: false 
 const USER_AGENT = "expressgateway-health";
 
 /** One HTTP/2 exchange on a one-connection pool of its own, closed afterwards (or at the timeout). */
-async function h2Probe(
+function h2Probe(
   target: ConnectTarget,
   spec: HttpProbeSpec | GrpcProbeSpec,
   timeoutMs: number,
 ): Promise<ProbeResult> {
-  const pool = new H2Pool("health-probe", target, {
-    maxIdle: 0,
-    maxTotal: 1,
-    idleTimeoutMs: timeoutMs,
-    connectTimeoutMs: timeoutMs,
-  });
-  let late = false;
-  const timer = setTimeout(() => {
-    late = true;
-    pool.abort();
-  }, timeoutMs);
-  try {
+  const pool = new H2Pool("health-probe", target, probePoolLimits(timeoutMs));
+  return onOwnPool(pool, timeoutMs, async () => {
     const grpc = spec.kind === "grpc";
     const authority = grpc ? spec.authority : spec.host;
-    const headers: HeaderList = grpc
-      ? ["host", authority, "user-agent", USER_AGENT, "content-type", "application/grpc", "te", "trailers"]
-      : ["host", authority, "user-agent", USER_AGENT, "accept", "*/*"];
-    const req: ProxyRequest = {
-      method: grpc ? "POST" : spec.method,
-      scheme: target.tls ? "https" : "http",
-      authority,
-      path: grpc ? HEALTH_CHECK_PATH : spec.path,
-      headers,
-      body: grpc ? bytesBody(frameMessage(encodeHealthRequest(spec.service))) : null,
-      version: "2",
-      acceptsTrailers: true,
-      client: PROBE_CLIENT,
-    };
-    const answer = await h2Forward(pool, req, headers, {
-      responseTimeoutMs: timeoutMs,
-      maxResponseHead: 65536,
-    });
+    const on = { authority, version: "2", scheme: target.tls ? "https" : "http", trailers: true } as const;
+    const req = grpc
+      ? probeRequest({
+        ...on,
+        method: "POST",
+        path: HEALTH_CHECK_PATH,
+        extra: ["content-type", "application/grpc", "te", "trailers"],
+        body: bytesBody(frameMessage(encodeHealthRequest(spec.service))),
+      })
+      : probeRequest({ ...on, method: spec.method, path: spec.path });
+    const answer = await h2Forward(pool, req, req.headers, PROBE_LIMITS(timeoutMs));
     const res = answer.response;
     const body = await probeBody(res.body);
     if (!grpc) return httpVerdict(spec, res.status, body, "h2");
@@ -182,15 +165,7 @@ async function h2Probe(
       ok: false,
       detail: status === undefined ? "malformed HealthCheckResponse" : names[status] ?? `status ${status}`,
     };
-  } catch (e) {
-    return {
-      ok: false,
-      detail: late ? `timed out after ${timeoutMs}ms` : e instanceof Error ? e.message : String(e),
-    };
-  } finally {
-    clearTimeout(timer);
-    pool.abort();
-  }
+  });
 }
 
 /**
@@ -212,47 +187,79 @@ function probeEndpoint(target: H3Target): QuicClientEndpoint {
  * An h3 backend: one HTTP/3 exchange (kind http) or just the QUIC handshake with our SETTINGS
  * sent (kind tcp) on a one-connection pool of its own, closed afterwards (or at the timeout).
  */
-export async function h3Probe(
+export function h3Probe(
   target: H3Target,
   spec: ProbeSpec,
   timeoutMs: number,
 ): Promise<ProbeResult> {
-  if (spec.kind === "grpc") return { ok: false, detail: "gRPC health checks need HTTP/2" };
-  const pool = new H3Pool("health-probe", target, {
-    maxIdle: 0,
-    maxTotal: 1,
-    idleTimeoutMs: timeoutMs,
-    connectTimeoutMs: timeoutMs,
-  }, probeEndpoint(target));
+  if (spec.kind === "grpc") return Promise.resolve({ ok: false, detail: "gRPC health checks need HTTP/2" });
+  const pool = new H3Pool("health-probe", target, probePoolLimits(timeoutMs), probeEndpoint(target));
+  return onOwnPool(pool, timeoutMs, async () => {
+    if (spec.kind === "tcp") {
+      const conn = await pool.acquire();
+      conn.release();
+      return { ok: true, detail: "QUIC handshake completed" };
+    }
+    const req = probeRequest({
+      method: spec.method,
+      authority: spec.host,
+      path: spec.path,
+      version: "3",
+      scheme: "https",
+      trailers: false,
+    });
+    const answer = await h3Forward(pool, req, req.headers, PROBE_LIMITS(timeoutMs));
+    return httpVerdict(spec, answer.response.status, await probeBody(answer.response.body), "h3");
+  });
+}
+
+/** A one-connection pool per probe: nothing kept idle, the probe's timeout for everything. */
+function probePoolLimits(timeoutMs: number) {
+  return { maxIdle: 0, maxTotal: 1, idleTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs };
+}
+
+const PROBE_LIMITS = (timeoutMs: number) => ({ responseTimeoutMs: timeoutMs, maxResponseHead: 65536 });
+
+/** A probe's request: host, our user-agent, then `extra` fields (by default an accept-anything field). */
+function probeRequest(r: {
+  method: string;
+  authority: string;
+  path: string;
+  version: ProxyRequest["version"];
+  scheme: ProxyRequest["scheme"];
+  trailers: boolean;
+  extra?: HeaderList;
+  body?: Body;
+}): ProxyRequest {
+  return {
+    method: r.method,
+    scheme: r.scheme,
+    authority: r.authority,
+    path: r.path,
+    headers: ["host", r.authority, "user-agent", USER_AGENT, ...(r.extra ?? ["accept", "*/*"])],
+    body: r.body ?? null,
+    version: r.version,
+    acceptsTrailers: r.trailers,
+    client: PROBE_CLIENT,
+  };
+}
+
+/**
+ * Runs one probe on `pool`, which is aborted at the timeout and afterwards whatever happened;
+ * a failure becomes a failed result ("timed out after …" when the timeout caused it).
+ */
+async function onOwnPool(
+  pool: { abort(): void },
+  timeoutMs: number,
+  probe: () => Promise<ProbeResult>,
+): Promise<ProbeResult> {
   let late = false;
   const timer = setTimeout(() => {
     late = true;
     pool.abort();
   }, timeoutMs);
   try {
-    if (spec.kind === "tcp") {
-      const conn = await pool.acquire();
-      conn.release();
-      return { ok: true, detail: "QUIC handshake completed" };
-    }
-    const headers: HeaderList = ["host", spec.host, "user-agent", USER_AGENT, "accept", "*/*"];
-    const req: ProxyRequest = {
-      method: spec.method,
-      scheme: "https",
-      authority: spec.host,
-      path: spec.path,
-      headers,
-      body: null,
-      version: "3",
-      acceptsTrailers: false,
-      client: PROBE_CLIENT,
-    };
-    const answer = await h3Forward(pool, req, headers, {
-      responseTimeoutMs: timeoutMs,
-      maxResponseHead: 65536,
-    });
-    const res = answer.response;
-    return httpVerdict(spec, res.status, await probeBody(res.body), "h3");
+    return await probe();
   } catch (e) {
     return {
       ok: false,
