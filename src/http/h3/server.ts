@@ -75,13 +75,22 @@ export const DEFAULT_H3_OPTIONS: H3Options = { qpackMaxTableCapacity: 4096, qpac
 const MAX_CONTROL_FRAME = 16 * 1024;
 
 /**
- * A GOAWAY, MAX_PUSH_ID or CANCEL_PUSH announcing more than we would ever buffer: refused on its
- * length alone, before any of it arrives (RFC 9114 §10.5: a peer generating excessive load,
+ * The one-varint payload of a GOAWAY, MAX_PUSH_ID or CANCEL_PUSH. A frame announcing more than we
+ * would ever buffer is refused on its length alone, before any of it arrives (RFC 9114 §10.5: a peer generating excessive load,
  * H3_EXCESSIVE_LOAD §8.1; h3spec "MUST NOT buffer a frame longer than …", which takes only that
  * code). A shorter one that is still longer than its one varint is H3_FRAME_ERROR (§7.1, §10.8).
  */
-function excessiveControlFrame(type: number, length: number): H3Error {
-  return new H3Error(H3.EXCESSIVE_LOAD, `control frame 0x${type.toString(16)} of ${length} octets`);
+async function singleVarintFrame(
+  r: FrameReader,
+  type: number,
+  length: number,
+  name: string,
+): Promise<number> {
+  if (length > MAX_CONTROL_FRAME) {
+    throw new H3Error(H3.EXCESSIVE_LOAD, `control frame 0x${type.toString(16)} of ${length} octets`);
+  }
+  if (length > 8) throw new H3Error(H3.FRAME_ERROR, `${name} frame too long`);
+  return parseSingleVarint(await r.payload(length), name);
 }
 /**
  * After the last stream of a draining connection finished, wait this long (or until the client
@@ -355,9 +364,7 @@ export class H3ServerConn implements ServerConnection, Deadline {
           break;
         }
         case FrameType.GOAWAY: {
-          if (length > MAX_CONTROL_FRAME) throw excessiveControlFrame(type, length);
-          if (length > 8) throw new H3Error(H3.FRAME_ERROR, "GOAWAY frame too long");
-          const id = parseSingleVarint(await r.payload(length), "GOAWAY");
+          const id = await singleVarintFrame(r, type, length, "GOAWAY");
           // A client's GOAWAY carries a push ID; it may only shrink (§5.2).
           if (this.#peerGoaway >= 0 && id > this.#peerGoaway) {
             throw new H3Error(H3.ID_ERROR, "GOAWAY push ID increased");
@@ -367,15 +374,11 @@ export class H3ServerConn implements ServerConnection, Deadline {
           break;
         }
         case FrameType.MAX_PUSH_ID: {
-          if (length > MAX_CONTROL_FRAME) throw excessiveControlFrame(type, length);
-          if (length > 8) throw new H3Error(H3.FRAME_ERROR, "MAX_PUSH_ID frame too long");
-          parseSingleVarint(await r.payload(length), "MAX_PUSH_ID"); // we never push
+          await singleVarintFrame(r, type, length, "MAX_PUSH_ID"); // we never push
           break;
         }
         case FrameType.CANCEL_PUSH: {
-          if (length > MAX_CONTROL_FRAME) throw excessiveControlFrame(type, length);
-          if (length > 8) throw new H3Error(H3.FRAME_ERROR, "CANCEL_PUSH frame too long");
-          parseSingleVarint(await r.payload(length), "CANCEL_PUSH");
+          await singleVarintFrame(r, type, length, "CANCEL_PUSH");
           // We never sent a PUSH_PROMISE, so no push ID can be valid (§7.2.3).
           throw new H3Error(H3.ID_ERROR, "CANCEL_PUSH for a push that was never promised");
         }
