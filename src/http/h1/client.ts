@@ -316,13 +316,7 @@ export class H1Pool {
       // only when it stays unused; then the idle list shrinks back to the cap.
       u.reason = "surplus";
       u.deadline = turnNow() + SURPLUS_LINGER_MS;
-    } else {
-      u.reason = "idle";
-      // From the release, on the turn's clock (no op call: the turn that ends a response has
-      // read it already). Not from when the response read began: a response slower than the
-      // idle timeout would come back already expired.
-      u.deadline = turnNow() + this.limits.idleTimeoutMs;
-    }
+    } else this.#armIdle(u);
     u.reader.shrink();
     u.idle = true;
     this.#idle.push(u);
@@ -355,6 +349,15 @@ export class H1Pool {
       this.dropIdle(u);
       return;
     }
+    this.#armIdle(u);
+  }
+
+  /**
+   * The idle timeout from now, on the turn's clock (no op call: the turn that ends a response
+   * has read it already). From the release, not from when the response read began: a response
+   * slower than the idle timeout would come back already expired.
+   */
+  #armIdle(u: H1Upstream): void {
     u.reason = "idle";
     u.deadline = turnNow() + this.limits.idleTimeoutMs;
   }
