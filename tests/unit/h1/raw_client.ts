@@ -4,6 +4,8 @@
  * the gateway's own codec (so a codec bug cannot hide itself). Every wait is bounded.
  */
 
+import { concat } from "../../helpers/common.ts";
+
 const enc = new TextEncoder();
 const dec = new TextDecoder("latin1");
 
@@ -230,18 +232,6 @@ export function latin1(s: string): Uint8Array {
   const b = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
   return b;
-}
-
-export function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 export function text(b: Uint8Array): string {

@@ -1,6 +1,7 @@
 /** Shared helpers for the h2 codec tests. */
 
 import assert from "node:assert/strict";
+import { concat as concatParts } from "../../helpers/common.ts";
 
 /** "82 86 8441" → bytes; whitespace is ignored. */
 export function hex(s: string): Uint8Array {
@@ -37,12 +38,7 @@ export function thrown(fn: () => unknown): unknown {
   assert.fail("expected an exception");
 }
 
+/** tests/helpers/common.ts concat() with the parts as arguments (the frame tests join a few). */
 export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatParts(parts);
 }
