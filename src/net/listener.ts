@@ -30,6 +30,11 @@ export const HTTPS_ALPN: string[] = ["h2", "http/1.1"];
 
 export type ConnHandler = (conn: Deno.Conn, tls: boolean) => void;
 
+/** A TLS listener on the store's certificates, with TCP_NODELAY for what it accepts. */
+function bindTls(certs: CertificateStore, host: string, port: number, alpn: string[]) {
+  return bindWithNoDelay(() => Deno.listenTls(tlsListenOptions(certs, host, port, alpn)));
+}
+
 export class BoundListener {
   #listener: Deno.Listener;
   #closed = false;
@@ -54,9 +59,7 @@ export class BoundListener {
       if (cfg.protocol === "https") {
         const certs = new CertificateStore(cfg.tls!);
         await certs.load();
-        const { listener, noDelay } = bindWithNoDelay(() =>
-          Deno.listenTls(tlsListenOptions(certs, addr.host, addr.port, alpn))
-        );
+        const { listener, noDelay } = bindTls(certs, addr.host, addr.port, alpn);
         const bound = new BoundListener(cfg, listener, certs);
         bound.noDelay = noDelay;
         return bound;
@@ -121,9 +124,7 @@ export class BoundListener {
     if (!this.certs) return;
     await this.certs.load();
     const addr = parseHostPort(this.cfg.bind)!;
-    const { listener: next, noDelay } = bindWithNoDelay(() =>
-      Deno.listenTls(tlsListenOptions(this.certs!, addr.host, this.port || addr.port, alpn))
-    );
+    const { listener: next, noDelay } = bindTls(this.certs, addr.host, this.port || addr.port, alpn);
     this.noDelay = noDelay;
     this.#warnNoDelay(log);
     const old = this.#listener;
