@@ -331,7 +331,7 @@ export class DataPlane {
         ? new H2ServerConn(d.conn, cfg, client, proxy, d.initial, {
           enableConnectProtocol: this.#allowsWebSocket(cfg.name),
         })
-        : new H1ServerConn(d.conn, cfg, client, proxy);
+        : new H1ServerConn(d.conn, cfg, client, proxy, d.initial);
       this.#connections.add(server);
       return server.run().catch(() => {}).finally(() => this.#connections.delete(server));
     }).catch(() => {}).finally(done);

@@ -477,7 +477,8 @@ export async function h1Forward(
       // wakes once for several instead of preempting the gateway after each write when both
       // share a CPU (h2-small: involuntary context switches per request 0.62 → 0.47).
       await null;
-      await writer.flush();
+      // Not waited for (ConnWriter.send): if it fails, so does the read of the answer below.
+      if (!writer.send()) await writer.flush();
     }
   } catch (e) {
     pool.release(up, false);
@@ -501,7 +502,7 @@ export async function h1Forward(
       for (;;) {
         len = findHeadEnd(reader.buf, reader.start, reader.end, st, limits, false);
         if (len >= 0) break;
-        if (!(await reader.fill())) {
+        if (!reader.commit(await reader.readRaw())) {
           if (requestFailed) throw requestFailed;
           const stale = up.reused && reader.end === reader.start;
           throw new UpstreamError(

@@ -22,6 +22,7 @@ const HEAD_BUFFER = 4096;
 const MIN_BODY_ROOM = 16 * 1024;
 const EMPTY = new Uint8Array(0);
 const FALSE = Promise.resolve(false);
+const NO_BYTES: Promise<number | null> = Promise.resolve(null);
 
 export class ConnReader {
   buf: Uint8Array;
@@ -44,6 +45,14 @@ export class ConnReader {
     this.buf = initial > 0 ? new Uint8Array(initial) : EMPTY;
   }
 
+  /** Starts with `bytes` as unread (read from the socket by someone else), before any read. */
+  preload(bytes: Uint8Array): void {
+    if (bytes.length > this.buf.length) this.buf = new Uint8Array(bytes.length);
+    this.buf.set(bytes);
+    this.start = 0;
+    this.end = bytes.length;
+  }
+
   get available(): number {
     return this.end - this.start;
   }
@@ -56,6 +65,33 @@ export class ConnReader {
   fill(want = HEAD_BUFFER): Promise<boolean> {
     if (this.eof) return FALSE;
     if (this.pending) return this.#takePending(this.pending);
+    return this.#read(this.#headRoom(want));
+  }
+
+  /**
+   * fill() in two halves, for the head loops that run once or twice per message:
+   * `r.commit(await r.readRaw(want))` is the same as `await r.fill(want)` with one promise and
+   * one hop less (the socket read's own promise is awaited). A failed read skips afterRead:
+   * the callers drop the connection then.
+   */
+  readRaw(want = HEAD_BUFFER): Promise<number | null> {
+    if (this.eof) return NO_BYTES;
+    const p = this.pending;
+    this.beforeRead?.();
+    if (p) {
+      this.pending = undefined;
+      return p;
+    }
+    return this.conn.read(this.#headRoom(want));
+  }
+
+  /** The result of readRaw(): false at EOF. */
+  commit(n: number | null): boolean {
+    return this.#settled(n);
+  }
+
+  /** Makes room for a head read of at least `want` bytes; the view to read into. */
+  #headRoom(want: number): Uint8Array {
     if (this.start === this.end) {
       this.start = this.end = 0;
     }
@@ -69,7 +105,7 @@ export class ConnReader {
       this.start = 0;
       this.end = live;
     }
-    return this.#read(this.end === 0 ? this.buf : this.buf.subarray(this.end));
+    return this.end === 0 ? this.buf : this.buf.subarray(this.end);
   }
 
   /**

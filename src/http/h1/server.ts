@@ -95,8 +95,11 @@ export class H1ServerConn implements Deadline, ServerConnection {
     readonly cfg: ListenerConfig,
     readonly client: ClientInfo,
     readonly handler: H1Handler,
+    /** Bytes already read from `conn` (while telling HTTP/1.1 from h2c), to parse first. */
+    initial?: Uint8Array,
   ) {
     this.#reader = new ConnReader(conn);
+    if (initial !== undefined) this.#reader.preload(initial);
     this.#writer = new ConnWriter(conn);
     this.#limits = { maxLine: cfg.max_request_line, maxHead: cfg.max_header_size };
   }
@@ -107,7 +110,8 @@ export class H1ServerConn implements Deadline, ServerConnection {
 
   drain(): void {
     this.#draining = true;
-    if (!this.#inRequest) this.abort();
+    // Between requests, a response may still be on its way out (ConnWriter.send).
+    if (!this.#inRequest) this.#writer.idle().then(() => this.abort());
   }
 
   abort(): void {
@@ -166,7 +170,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
         resetScanState(this.#scan);
         let head = this.#scanHead();
         while (head === undefined) {
-          if (!this.#filled(await this.#fillHead())) break; // a clean EOF between requests
+          if (!this.#filled(this.#reader.commit(await this.#fillHead()))) break; // a clean EOF between requests
           head = this.#scanHead();
         }
         if (head === undefined) break;
@@ -183,6 +187,8 @@ export class H1ServerConn implements Deadline, ServerConnection {
       // Socket errors (reset, closed by a timeout) end this connection only.
     } finally {
       if (this.#linger && !this.#closed && this.#timedOut === undefined) await this.#lingerClose();
+      // The last response may still be on its way out (ConnWriter.send): closing would cut it.
+      if (!this.#closed) await this.#writer.idle();
       this.abort();
     }
   }
@@ -216,12 +222,12 @@ export class H1ServerConn implements Deadline, ServerConnection {
     return head;
   }
 
-  /** Reads more of a head (the header timeout runs from its first byte). */
-  #fillHead(): Promise<boolean> {
+  /** Reads more of a head (the header timeout runs from its first byte); see ConnReader.readRaw. */
+  #fillHead(): Promise<number | null> {
     const r = this.#reader;
     const pending = r.end - r.start - this.#scan.skip;
     if (this.reason === "idle" && pending > 0) this.#arm("header", this.cfg.header_timeout);
-    return r.fill(Math.min(this.#limits.maxHead + 4, Math.max(4096, pending * 2)));
+    return r.readRaw(Math.min(this.#limits.maxHead + 4, Math.max(4096, pending * 2)));
   }
 
   /** After #fillHead: false on a clean EOF between requests; an EOF inside a head is an error. */
@@ -305,7 +311,8 @@ export class H1ServerConn implements Deadline, ServerConnection {
         this.#linger = true;
       }
       if (this.#draining) keepAlive = false;
-      return await this.#respond(res, head, keepAlive, rec) && keepAlive;
+      const written = this.#respond(res, head, keepAlive, rec);
+      return (written === true || written === false ? written : await written) && keepAlive;
     } catch (e) {
       if (e instanceof H1ParseError) {
         rec.status = e.status === 502 ? 400 : e.status;
@@ -393,12 +400,18 @@ export class H1ServerConn implements Deadline, ServerConnection {
     return this.#timedOut;
   }
 
-  async #respond(
+  /**
+   * Writes the response. Not async: a response whose body is already here (a gateway answer, a
+   * small upstream body whole in the read buffer) is pushed and sent without waiting for the
+   * write (ConnWriter.send: the next step is reading the next request, which fails too if the
+   * write did), and the answer is a plain boolean; streaming bodies go through #streamBody.
+   */
+  #respond(
     res: ProxyResponse,
     head: RequestHead,
     keepAlive: boolean,
     rec: RequestRecord,
-  ): Promise<boolean> {
+  ): boolean | Promise<boolean> {
     const w = this.#writer;
     const isHead = head.method === "HEAD";
     const status = res.status;
@@ -439,25 +452,50 @@ export class H1ServerConn implements Deadline, ServerConnection {
     w.pushStr("\r\n");
     if (!body || mode === "none") {
       body?.cancel();
-      await w.flush();
-      return keepAlive;
+      return this.#send(keepAlive);
     }
+    let chunk: Uint8Array | null | undefined;
     try {
       // A small response is usually whole in the upstream read buffer: copied next to the head
       // and sent in one write here, without writeBody's async layer (it takes over otherwise).
-      let chunk = mode === "length" && body.tryRead !== undefined ? body.tryRead() : undefined;
+      chunk = mode === "length" && body.tryRead !== undefined ? body.tryRead() : undefined;
       while (chunk != null && w.tryPush(chunk)) chunk = body.tryRead!();
-      if (chunk === null) await w.flush();
-      else {
-        if (chunk !== undefined) await w.pushBytes(chunk);
-        await writeBody(w, body, mode, true);
-      }
     } catch (e) {
-      body.cancel();
-      rec.error ??= e instanceof TruncatedBodyError ? "upstream_truncated" : "client_write_failed";
-      return false;
+      return this.#bodyFailed(body, e, rec);
+    }
+    if (chunk === null) return this.#send(keepAlive);
+    return this.#streamBody(body, chunk, mode, keepAlive, rec);
+  }
+
+  /**
+   * The pushed response goes out. When the connection stays open, it is not waited for (see
+   * ConnWriter.send); when it closes next, it is: closing cuts an unfinished write.
+   */
+  #send(keepAlive: boolean): boolean | Promise<boolean> {
+    if (keepAlive && !this.#draining && this.#writer.send()) return true;
+    return this.#writer.flush().then(() => keepAlive, () => false);
+  }
+
+  async #streamBody(
+    body: Body,
+    first: Uint8Array | undefined,
+    mode: "length" | "chunked" | "close",
+    keepAlive: boolean,
+    rec: RequestRecord,
+  ): Promise<boolean> {
+    try {
+      if (first !== undefined) await this.#writer.pushBytes(first);
+      await writeBody(this.#writer, body, mode, true);
+    } catch (e) {
+      return this.#bodyFailed(body, e, rec);
     }
     return keepAlive;
+  }
+
+  #bodyFailed(body: Body, e: unknown, rec: RequestRecord): false {
+    body.cancel();
+    rec.error ??= e instanceof TruncatedBodyError ? "upstream_truncated" : "client_write_failed";
+    return false;
   }
 
   /**

@@ -34,8 +34,13 @@ function giveBack(b: Uint8Array): void {
 export class ConnWriter {
   #buf: Uint8Array | null = null;
   #len = 0;
-  /** Total bytes handed to the socket (for access logs and metrics). */
+  /**
+   * Total bytes handed to the socket (for access logs and metrics), counted when each write is
+   * issued: a write that send() does not wait for is counted with the message it carries.
+   */
   written = 0;
+  /** Why a write that send() did not wait for failed; the next flush() reports it. */
+  #sendError: unknown = undefined;
 
   constructor(readonly conn: Writable) {}
 
@@ -132,6 +137,12 @@ export class ConnWriter {
    */
   flush(): Promise<void> {
     const buf = this.#buf;
+    if (this.#sendError !== undefined) {
+      if (buf !== null) giveBack(buf);
+      this.#buf = null;
+      this.#len = 0;
+      return Promise.reject(this.#sendError);
+    }
     if (buf === null) return this.#busy ?? RESOLVED;
     const n = this.#len;
     this.#buf = null;
@@ -140,6 +151,7 @@ export class ConnWriter {
       giveBack(buf);
       return this.#busy ?? RESOLVED;
     }
+    this.written += n;
     const seq = ++this.#seq;
     let p: Promise<void>;
     if (this.#busy !== null) {
@@ -168,6 +180,67 @@ export class ConnWriter {
     return p;
   }
 
+  /**
+   * flush() for a caller whose next step is a read that fails too if this write fails: a
+   * response written whole before reading the next request, a bodiless request before reading
+   * its answer. The write is issued and not waited for (a promise hop and a resumption less per
+   * message); a failure is kept and rejects the next flush(). Only when no other write is in
+   * flight, so a connection holds at most one write nobody waits for (a client that pipelines
+   * without reading is still held back by the flushes after it); returns false otherwise, and
+   * the caller awaits flush() as usual. Closing the socket cuts an unfinished write: a caller
+   * that closes next must flush() instead, or wait for idle().
+   */
+  send(): boolean {
+    if (this.#busy !== null || this.#sendError !== undefined) return false;
+    const buf = this.#buf;
+    if (buf === null) return true;
+    const n = this.#len;
+    this.#buf = null;
+    this.#len = 0;
+    if (n === 0) {
+      giveBack(buf);
+      return true;
+    }
+    let w: Promise<number>;
+    try {
+      w = this.conn.write(buf.subarray(0, n));
+    } catch (e) {
+      giveBack(buf);
+      this.#sendError = e;
+      return true;
+    }
+    this.written += n;
+    const seq = ++this.#seq;
+    this.#flushing = buf;
+    this.#flushLen = n;
+    this.#flushSeq = seq;
+    this.#busy = w.then(this.#sent, this.#sendFailed);
+    return true;
+  }
+
+  /** Resolves when no write is in flight any more (never rejects). */
+  idle(): Promise<void> {
+    const busy = this.#busy;
+    return busy === null ? RESOLVED : busy.then(undefined, () => {});
+  }
+
+  readonly #sent = (k: number): Promise<void> | undefined => {
+    const p = this.#wrote(k);
+    return p === undefined ? undefined : p.catch(this.#sendFailedLate);
+  };
+
+  readonly #sendFailed = (e: unknown): void => {
+    try {
+      this.#failed(e);
+    } catch {
+      this.#sendError = e;
+    }
+  };
+
+  readonly #sendFailedLate = (e: unknown): void => {
+    this.#sendError = e;
+  };
+
   /** The latest write issued and not yet ended (null: none), and its sequence number. */
   #busy: Promise<void> | null = null;
   #seq = 0;
@@ -180,7 +253,6 @@ export class ConnWriter {
     const buf = this.#flushing!, n = this.#flushLen, seq = this.#flushSeq;
     this.#flushing = null;
     if (k < n) return this.#writeOwned(buf, k, n, seq);
-    this.written += n;
     giveBack(buf);
     this.#settled(seq);
   };
@@ -196,8 +268,9 @@ export class ConnWriter {
   /** Writes buf[off, n) to the end, then gives buf back. */
   async #writeOwned(buf: Uint8Array, off: number, n: number, seq: number): Promise<void> {
     try {
+      // A write send() did not wait for failed meanwhile: the connection is broken.
+      if (this.#sendError !== undefined) throw this.#sendError;
       while (off < n) off += await this.conn.write(buf.subarray(off, n));
-      this.written += n;
     } finally {
       giveBack(buf);
       this.#settled(seq);
@@ -211,8 +284,8 @@ export class ConnWriter {
 
   async #writeAll(b: Uint8Array): Promise<void> {
     let off = 0;
-    while (off < b.length) off += await this.conn.write(off === 0 ? b : b.subarray(off));
     this.written += b.length;
+    while (off < b.length) off += await this.conn.write(off === 0 ? b : b.subarray(off));
   }
 }
 

@@ -227,3 +227,17 @@ Deno.test("a body whose end is already buffered never waits on a read (the peer 
   assert.deepEqual(await drain(body), data);
   assert.equal(conn.readPastEnd, false, "a read waited for bytes after the message");
 });
+
+Deno.test("ConnReader.readRaw + commit: the same bytes and EOF as fill(), read hooks included", async () => {
+  const data = enc.encode("GET / HTTP/1.1\r\nhost: a\r\n\r\n".repeat(50));
+  const r = new ConnReader(new PieceConn(randomPieces(data, 7)));
+  let before = 0, after = 0;
+  r.beforeRead = () => before++;
+  r.afterRead = () => after++;
+  const got: Uint8Array[] = [];
+  for (let i = 0; i < 10_000 && r.commit(await r.readRaw()); i++) got.push(r.take(r.available).slice());
+  assert.deepEqual(concat(got), data);
+  assert.equal(r.eof, true);
+  assert.equal(before, after, "each read's afterRead ran");
+  assert.equal(await r.readRaw(), null, "after EOF: no more reads");
+});

@@ -69,3 +69,28 @@ Deno.test("ConnWriter: a failed write rejects its flush and those queued behind 
   await assert.rejects(w.flush(), /broken pipe/);
   assert.equal(calls, 2);
 });
+
+Deno.test("ConnWriter.send: issues the write without waiting; later flushes queue behind it", async () => {
+  const sock = new LazySocket(2); // partial writes: send()'s write needs several turns
+  const w = new ConnWriter(sock);
+  w.pushText("response-1;");
+  assert.equal(w.send(), true);
+  assert.equal(sock.writes, 1);
+  assert.equal(w.written, 11, "counted when issued");
+  w.pushText("response-2;");
+  assert.equal(w.send(), false, "one write nobody waits for at a time: the caller must flush()");
+  await w.flush();
+  await w.idle();
+  assert.equal(new TextDecoder().decode(new Uint8Array(sock.received)), "response-1;response-2;");
+  assert.equal(w.send(), true, "nothing pushed, nothing in flight: nothing to do");
+});
+
+Deno.test("ConnWriter.send: a failure nobody waited for rejects the next flush, not the event loop", async () => {
+  const w = new ConnWriter({ write: () => Promise.reject(new Error("connection reset")) });
+  w.pushText("a");
+  assert.equal(w.send(), true);
+  await w.idle(); // never rejects
+  assert.equal(w.send(), false, "a broken connection sends nothing more without waiting");
+  w.pushText("b");
+  await assert.rejects(w.flush(), /connection reset/);
+});
