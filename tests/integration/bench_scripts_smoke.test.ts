@@ -1,7 +1,8 @@
 /**
- * The two small benchmark scripts cannot rot: scripts/bench_floor.sh (nginx, the bare Deno relay and
- * the gateway in alternating h1-small rounds) and scripts/bench_tls_stall.sh (an https download with
- * and without TCP_NODELAY on the listener) run for real, briefly, and print every number they promise;
+ * The small benchmark scripts cannot rot: scripts/bench_floor.sh (nginx, the bare Deno relay and
+ * the gateway in alternating h1-small rounds), scripts/bench_tls_stall.sh (an https download with
+ * and without TCP_NODELAY on the listener) and scripts/bench_ab.sh (two revisions of the gateway in
+ * interleaved slices) run for real, briefly, and print every number they promise;
  * afterwards none of the processes they started is left and their work directories are gone. No
  * timing is asserted.
  */
@@ -51,4 +52,31 @@ Deno.test("scripts/bench_tls_stall.sh: both modes download 20 MB and time 20 req
   assert.equal(out.match(/curl --http(1\.1|2), 20 sequential requests: \d+ over 30 ms/g)?.length, 4, out);
   assert.deepEqual(await workDirs("eg-tls-stall."), before, "the work directory was removed");
   assert.deepEqual(await running("eg-tls-stall"), [], "the gateways and nginx were stopped");
+});
+
+Deno.test("scripts/bench_ab.sh: HEAD against the working tree, paired ratios, worktree and processes gone", async () => {
+  const before = await workDirs("eg-ab.");
+  for (const mode of [[], ["--h2"]]) {
+    const r = await run("bash", [`${ROOT}scripts/bench_ab.sh`, ...mode, "HEAD", "2", "1"], {
+      timeoutMs: 120_000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const out = r.stdout;
+    assert.equal(
+      out.match(/^slice \d: A \d+\.\d+ req\/s \d+\.\d\d µs\/req +B \d+\.\d+ req\/s \d+\.\d\d µs\/req$/gm)
+        ?.length,
+      2,
+      out,
+    );
+    assert.match(out, mode.length ? /load: h2load -c10 -m10 \(h2c\)/ : /load: wrk -c50 \(HTTP\/1\.1\)/);
+    assert.match(out, /^B\/A req\/s, paired: \d+\.\d{3} \(q1 \d+\.\d{3}, q3 \d+\.\d{3}\)/m, out);
+    assert.match(out, /^B\/A CPU per request, paired: \d+\.\d{3} /m, out);
+  }
+  const bad = await run("bash", [`${ROOT}scripts/bench_ab.sh`, "no-such-revision"], { timeoutMs: 60_000 });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /cannot check out no-such-revision/);
+  assert.deepEqual(await workDirs("eg-ab."), before, "the work directories were removed");
+  const trees = await run("git", ["-C", ROOT, "worktree", "list"]);
+  assert.doesNotMatch(trees.stdout, /eg-ab\./, "the temporary worktree was unregistered");
+  assert.deepEqual(await running("eg-ab."), [], "the gateways and nginx were stopped");
 });
