@@ -34,42 +34,9 @@ git worktree add --detach "$W/a" "$REV_A" >/dev/null 2>&1 || {
 }
 ln -s "$ROOT/node_modules" "$W/a/node_modules"
 read -r OP AAP BAP AP BP < <(free_ports 5)
-temps="client_body_temp_path $W/t1; proxy_temp_path $W/t2; fastcgi_temp_path $W/t3; uwsgi_temp_path $W/t4; scgi_temp_path $W/t5;"
-cat >"$W/origin.conf" <<EOC
-worker_processes 1;
-pid $W/origin.pid;
-error_log $W/origin.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off; keepalive_timeout 300s; keepalive_requests 100000000; $temps
-  server { listen 127.0.0.1:$OP backlog=4096;
-    location = /small { default_type text/plain; return 200 "hello from the benchmark origin\n"; } }
-}
-EOC
-gateway_toml() { # admin port, listener port
-  cat <<EOC
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:$1"
-log_level = "warn"
-access_log = false
-[[listeners]]
-name = "h1"
-bind = "127.0.0.1:$2"
-protocol = "http"
-idle_timeout = "300s"
-  [[listeners.routes]]
-  pool = "origin"
-[[pools]]
-name = "origin"
-max_idle_per_backend = 128
-  [[pools.backends]]
-  address = "127.0.0.1:$OP"
-EOC
-}
-gateway_toml "$AAP" "$AP" >"$W/a.toml"
-gateway_toml "$BAP" "$BP" >"$W/b.toml"
+origin_conf "$W/origin.conf" "$OP"
+gateway_toml "$AAP" "$AP" "$OP" 128 >"$W/a.toml"
+gateway_toml "$BAP" "$BP" "$OP" 128 >"$W/b.toml"
 taskset -c 1 nginx -c "$W/origin.conf" -g 'daemon off;' & pids+=($!)
 flags="$("$DENO" run --allow-read --allow-env --allow-run scripts/flags.ts --print -- main.ts "$W/a.toml")"
 # shellcheck disable=SC2086 # the flags are separate words

@@ -1,4 +1,4 @@
-# Shared by the small benchmark scripts (scripts/bench_floor.sh, scripts/bench_tls_stall.sh):
+# Shared by the small benchmark scripts (scripts/bench_floor.sh, bench_tls_stall.sh, bench_ab.sh):
 # sourced, not run. Sets W to a fresh work directory, tracks the processes a script starts in
 # `pids`, and on any exit kills them and removes W. free_ports N prints N free loopback ports.
 # shellcheck shell=bash
@@ -23,4 +23,46 @@ free_ports() {
         if (ps.length === want) { console.log(ps.join(" ")); process.exit(0); }
       });
     }' "$1"
+}
+
+# The h1-small origin: nginx answering GET /small with 32 bytes, keep-alive without limits.
+#   origin_conf FILE PORT
+origin_conf() {
+  cat >"$1" <<EOC
+worker_processes 1;
+pid $W/origin.pid;
+error_log $W/origin.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off; keepalive_timeout 300s; keepalive_requests 100000000;
+  client_body_temp_path $W/t1; proxy_temp_path $W/t2; fastcgi_temp_path $W/t3; uwsgi_temp_path $W/t4; scgi_temp_path $W/t5;
+  server { listen 127.0.0.1:$2 backlog=4096;
+    location = /small { default_type text/plain; return 200 "hello from the benchmark origin\n"; } }
+}
+EOC
+}
+
+# A one-worker gateway without access log, one http listener routing everything to one origin.
+#   gateway_toml ADMIN_PORT LISTEN_PORT ORIGIN_PORT MAX_IDLE_PER_BACKEND
+gateway_toml() {
+  cat <<EOC
+[runtime]
+workers = 1
+[observability]
+admin_bind = "127.0.0.1:$1"
+log_level = "warn"
+access_log = false
+[[listeners]]
+name = "h1"
+bind = "127.0.0.1:$2"
+protocol = "http"
+idle_timeout = "300s"
+  [[listeners.routes]]
+  pool = "origin"
+[[pools]]
+name = "origin"
+max_idle_per_backend = $4
+  [[pools.backends]]
+  address = "127.0.0.1:$3"
+EOC
 }

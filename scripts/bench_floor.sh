@@ -17,17 +17,7 @@ ROUNDS="${1:-3}"
 SECS="${2:-5}"
 read -r OP NP FP GP AP < <(free_ports 5)
 temps="client_body_temp_path $W/t1; proxy_temp_path $W/t2; fastcgi_temp_path $W/t3; uwsgi_temp_path $W/t4; scgi_temp_path $W/t5;"
-cat >"$W/origin.conf" <<EOC
-worker_processes 1;
-pid $W/origin.pid;
-error_log $W/origin.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off; keepalive_timeout 300s; keepalive_requests 100000000; $temps
-  server { listen 127.0.0.1:$OP backlog=4096;
-    location = /small { default_type text/plain; return 200 "hello from the benchmark origin\n"; } }
-}
-EOC
+origin_conf "$W/origin.conf" "$OP"
 cat >"$W/nginx.conf" <<EOC
 worker_processes 1;
 pid $W/nginx.pid;
@@ -40,26 +30,7 @@ http {
     location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; } }
 }
 EOC
-cat >"$W/gw.toml" <<EOC
-[runtime]
-workers = 1
-[observability]
-admin_bind = "127.0.0.1:$AP"
-log_level = "warn"
-access_log = false
-[[listeners]]
-name = "h1"
-bind = "127.0.0.1:$GP"
-protocol = "http"
-idle_timeout = "300s"
-  [[listeners.routes]]
-  pool = "origin"
-[[pools]]
-name = "origin"
-max_idle_per_backend = 64
-  [[pools.backends]]
-  address = "127.0.0.1:$OP"
-EOC
+gateway_toml "$AP" "$GP" "$OP" 64 >"$W/gw.toml"
 taskset -c 1 nginx -c "$W/origin.conf" -g 'daemon off;' & pids+=($!)
 taskset -c 1 nginx -c "$W/nginx.conf" -g 'daemon off;' & pids+=($!)
 nginx_master=$!
