@@ -68,11 +68,15 @@ export class RawH2 {
     return c;
   }
 
+  /**
+   * Writes the parts as one write, so frames sent together arrive together: the gateway then
+   * handles them in one pass, before any answer to the first (a `respond` route answers within
+   * the same turn) can change the state the later ones are judged in.
+   */
   async send(...parts: Uint8Array[]): Promise<void> {
-    for (const p of parts) {
-      let off = 0;
-      while (off < p.length) off += await this.conn.write(p.subarray(off));
-    }
+    const p = parts.length === 1 ? parts[0] : concat(parts);
+    let off = 0;
+    while (off < p.length) off += await this.conn.write(p.subarray(off));
   }
 
   /** A header block for `fields`, with the connection's encoder. */
