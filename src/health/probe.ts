@@ -9,13 +9,13 @@
  *   tcp:  the connect (and TLS handshake) succeeds; for an h3 backend, the QUIC handshake.
  */
 
-import { bytesBody, type HeaderList, type ProxyRequest } from "../http/exchange.ts";
+import { type Body, bytesBody, type HeaderList, type ProxyRequest } from "../http/exchange.ts";
+import { concat } from "../http/h1/bytes.ts";
 import { findHeadEnd, newScanState, parseResponseHead } from "../http/h1/parse.ts";
 import { ConnReader } from "../http/h1/reader.ts";
 import { h2Forward, H2Pool } from "../http/h2/client.ts";
 import { h3Forward, H3Pool, type H3Target } from "../http/h3/client.ts";
 import { QuicClientEndpoint } from "../quic/engine.ts";
-import type { Body } from "../http/exchange.ts";
 import { type ConnectTarget, openConnection } from "../net/connect.ts";
 import { HEALTH_CHECK_PATH } from "../grpc/health.ts";
 import {
@@ -90,20 +90,17 @@ export async function runProbe(
     }
     const head = parseResponseHead(r.buf, r.start + st.skip, r.start + len);
     r.start += len;
-    const inRange = spec.expected.some(([lo, hi]) => head.status >= lo && head.status <= hi);
-    if (!inRange) return { ok: false, detail: `status ${head.status}` };
-    if (spec.bodyContains === undefined) return { ok: true, detail: `status ${head.status}` };
+    const wanted = spec.bodyContains;
+    if (wanted === undefined || !inRange(spec, head.status)) return httpVerdict(spec, head.status, "");
     // Connection: close lets us read until EOF, bounded; chunk framing bytes may sit in
     // between, which is harmless for a substring search over a small body.
     let body = new TextDecoder().decode(r.buf.subarray(r.start, r.end));
-    while (body.length < MAX_PROBE_BODY && !body.includes(spec.bodyContains)) {
+    while (body.length < MAX_PROBE_BODY && !body.includes(wanted)) {
       r.start = r.end;
       if (!(await r.fill())) break;
       body += new TextDecoder().decode(r.buf.subarray(r.start, r.end));
     }
-    return body.includes(spec.bodyContains)
-      ? { ok: true, detail: `status ${head.status}, body matched` }
-      : { ok: false, detail: `status ${head.status}, body lacks ${JSON.stringify(spec.bodyContains)}` };
+    return httpVerdict(spec, head.status, body);
   } catch (e) {
     const late = performance.now() >= deadline;
     return {
@@ -139,10 +136,10 @@ function h2Probe(
         body: bytesBody(frameMessage(encodeHealthRequest(spec.service))),
       })
       : probeRequest({ ...on, method: spec.method, path: spec.path });
-    const answer = await h2Forward(pool, req, req.headers, PROBE_LIMITS(timeoutMs));
+    const answer = await h2Forward(pool, req, req.headers, probeTimeouts(timeoutMs));
     const res = answer.response;
     const body = await probeBody(res.body);
-    if (!grpc) return httpVerdict(spec, res.status, body, "h2");
+    if (!grpc) return httpVerdict(spec, res.status, new TextDecoder().decode(body), "h2");
     if (res.status !== 200) return { ok: false, detail: `HTTP status ${res.status}` };
     const trailers = res.body?.trailers() ?? res.headers;
     const field = (name: string) => {
@@ -208,8 +205,9 @@ export function h3Probe(
       scheme: "https",
       trailers: false,
     });
-    const answer = await h3Forward(pool, req, req.headers, PROBE_LIMITS(timeoutMs));
-    return httpVerdict(spec, answer.response.status, await probeBody(answer.response.body), "h3");
+    const answer = await h3Forward(pool, req, req.headers, probeTimeouts(timeoutMs));
+    const body = await probeBody(answer.response.body);
+    return httpVerdict(spec, answer.response.status, new TextDecoder().decode(body), "h3");
   });
 }
 
@@ -218,7 +216,10 @@ function probePoolLimits(timeoutMs: number) {
   return { maxIdle: 0, maxTotal: 1, idleTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs };
 }
 
-const PROBE_LIMITS = (timeoutMs: number) => ({ responseTimeoutMs: timeoutMs, maxResponseHead: 65536 });
+/** The probe's timeout for the answer, and the response head cap. */
+function probeTimeouts(timeoutMs: number) {
+  return { responseTimeoutMs: timeoutMs, maxResponseHead: 65536 };
+}
 
 /** A probe's request: host, our user-agent, then `extra` fields (by default an accept-anything field). */
 function probeRequest(r: {
@@ -273,7 +274,7 @@ async function onOwnPool(
 
 /** A response body up to MAX_PROBE_BODY bytes (the rest is cancelled). */
 async function probeBody(b: Body | null): Promise<Uint8Array> {
-  let body = new Uint8Array(0);
+  let body: Uint8Array = new Uint8Array(0);
   if (!b) return body;
   for (;;) {
     const c = await b.read();
@@ -282,22 +283,26 @@ async function probeBody(b: Body | null): Promise<Uint8Array> {
       b.cancel();
       break;
     }
-    const next = new Uint8Array(body.length + c.length);
-    next.set(body);
-    next.set(c, body.length);
-    body = next;
+    body = concat(body, c);
   }
   return body;
 }
 
-/** An http probe's answer judged: status in range, then the body substring if one is asked for. */
-function httpVerdict(spec: HttpProbeSpec, status: number, body: Uint8Array, via: string): ProbeResult {
-  const inRange = spec.expected.some(([lo, hi]) => status >= lo && status <= hi);
-  if (!inRange) return { ok: false, detail: `status ${status} (${via})` };
-  if (spec.bodyContains === undefined) return { ok: true, detail: `status ${status} (${via})` };
-  return new TextDecoder().decode(body).includes(spec.bodyContains)
-    ? { ok: true, detail: `status ${status} (${via}), body matched` }
-    : { ok: false, detail: `status ${status} (${via}), body lacks ${JSON.stringify(spec.bodyContains)}` };
+function inRange(spec: HttpProbeSpec, status: number): boolean {
+  return spec.expected.some(([lo, hi]) => status >= lo && status <= hi);
+}
+
+/**
+ * An http probe's answer judged: status in range, then the body substring if one is asked for.
+ * `via` names the protocol in the detail ("h2", "h3"; none for HTTP/1.1).
+ */
+function httpVerdict(spec: HttpProbeSpec, status: number, body: string, via?: string): ProbeResult {
+  const what = via === undefined ? `status ${status}` : `status ${status} (${via})`;
+  if (!inRange(spec, status)) return { ok: false, detail: what };
+  if (spec.bodyContains === undefined) return { ok: true, detail: what };
+  return body.includes(spec.bodyContains)
+    ? { ok: true, detail: `${what}, body matched` }
+    : { ok: false, detail: `${what}, body lacks ${JSON.stringify(spec.bodyContains)}` };
 }
 
 /** "200-399,404" → [[200,399],[404,404]]; undefined when malformed. */

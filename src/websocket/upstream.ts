@@ -51,10 +51,15 @@ export async function forwardWebSocket(
   headers: HeaderList,
   t: ForwardTimeouts,
 ): Promise<TunnelAnswer> {
-  if (backend.h3) return await viaH3(backend.h3, req, mode === "h1", headers, t);
-  return backend.h2
-    ? await viaH2(backend.h2, req, mode === "h1", headers, t)
-    : await viaH1(backend.h1, req, mode === "h1", headers, t);
+  const { h2, h3 } = backend;
+  if (!h2 && !h3) return await viaH1(backend.h1, req, mode === "h1", headers, t);
+  // A CONNECT-based exchange (RFC 8441 / RFC 9220) carries no Sec-WebSocket-Key: an HTTP/1.1
+  // client's key is checked here and answered by us (Sec-WebSocket-Accept in `opened`).
+  const key = mode === "h1" ? clientKey(req) : undefined;
+  if (mode === "h1" && !validKey(key)) {
+    return { response: gatewayResponse(400, "missing or invalid Sec-WebSocket-Key\n"), version: "1.1" };
+  }
+  return h3 ? await viaH3(h3, req, key, headers, t) : await viaH2(h2!, req, key, headers, t);
 }
 
 async function viaH1(
@@ -109,15 +114,14 @@ async function viaH1(
   };
 }
 
+/** RFC 8441. `key`: the HTTP/1.1 client's Sec-WebSocket-Key (undefined for an extended-CONNECT client). */
 async function viaH2(
   pool: H2Pool,
   req: ProxyRequest,
-  fromH1: boolean,
+  key: string | undefined,
   headers: HeaderList,
   t: ForwardTimeouts,
 ): Promise<TunnelAnswer> {
-  const key = fromH1 ? clientKey(req) : undefined;
-  if (fromH1 && !validKey(key)) return badKey();
   const conn = await pool.acquire();
   if (!conn.peerConnectProtocol) {
     conn.unreserve();
@@ -171,23 +175,16 @@ async function viaH2(
 async function viaH3(
   pool: H3Pool,
   req: ProxyRequest,
-  fromH1: boolean,
+  key: string | undefined,
   headers: HeaderList,
   t: ForwardTimeouts,
 ): Promise<TunnelAnswer> {
-  const key = fromH1 ? clientKey(req) : undefined;
-  if (fromH1 && !validKey(key)) return badKey();
   const answer = await h3Connect(pool, req.path, without(headers, "sec-websocket-key"), "websocket", t);
   const head = answer.head;
   if (!answer.tunnel) {
     return { response: { status: head.status, headers: head.headers, body: answer.body }, version: "3" };
   }
   return opened(head.headers, key, "3", answer.tunnel);
-}
-
-/** An HTTP/1.1 client whose Sec-WebSocket-Key a CONNECT-based backend exchange cannot carry. */
-function badKey(): TunnelAnswer {
-  return { response: gatewayResponse(400, "missing or invalid Sec-WebSocket-Key\n"), version: "1.1" };
 }
 
 /**

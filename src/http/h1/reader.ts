@@ -45,12 +45,16 @@ export class ConnReader {
     this.buf = initial > 0 ? new Uint8Array(initial) : EMPTY;
   }
 
-  /** Starts with `bytes` as unread (read from the socket by someone else), before any read. */
-  preload(bytes: Uint8Array): void {
-    if (bytes.length > this.buf.length) this.buf = new Uint8Array(bytes.length);
-    this.buf.set(bytes);
-    this.start = 0;
-    this.end = bytes.length;
+  /**
+   * A reader whose first bytes were read from the socket by someone else (telling HTTP/1.1 from
+   * h2c): it takes over the buffer they are in, from their start to the buffer's end, so they
+   * are neither copied nor given a second buffer.
+   */
+  static holding(conn: Readable, bytes: Uint8Array): ConnReader {
+    const r = new ConnReader(conn, 0);
+    r.buf = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset);
+    r.end = bytes.length;
+    return r;
   }
 
   get available(): number {
@@ -76,13 +80,10 @@ export class ConnReader {
    */
   readRaw(want = HEAD_BUFFER): Promise<number | null> {
     if (this.eof) return NO_BYTES;
-    const p = this.pending;
     this.beforeRead?.();
-    if (p) {
-      this.pending = undefined;
-      return p;
-    }
-    return this.conn.read(this.#headRoom(want));
+    const p = this.pending ?? this.conn.read(this.#headRoom(want));
+    this.pending = undefined;
+    return p;
   }
 
   /** The result of readRaw(): false at EOF. */

@@ -98,8 +98,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
     /** Bytes already read from `conn` (while telling HTTP/1.1 from h2c), to parse first. */
     initial?: Uint8Array,
   ) {
-    this.#reader = new ConnReader(conn);
-    if (initial !== undefined) this.#reader.preload(initial);
+    this.#reader = initial === undefined ? new ConnReader(conn) : ConnReader.holding(conn, initial);
     this.#writer = new ConnWriter(conn);
     this.#limits = { maxLine: cfg.max_request_line, maxHead: cfg.max_header_size };
   }
@@ -312,7 +311,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
       }
       if (this.#draining) keepAlive = false;
       const written = this.#respond(res, head, keepAlive, rec);
-      return (written === true || written === false ? written : await written) && keepAlive;
+      return (typeof written === "boolean" ? written : await written) && keepAlive;
     } catch (e) {
       if (e instanceof H1ParseError) {
         rec.status = e.status === 502 ? 400 : e.status;

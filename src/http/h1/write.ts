@@ -153,31 +153,41 @@ export class ConnWriter {
     }
     this.written += n;
     const seq = ++this.#seq;
-    let p: Promise<void>;
-    if (this.#busy !== null) {
-      p = this.#busy.then(
-        () => this.#writeOwned(buf, 0, n, seq),
-        (e) => {
-          giveBack(buf);
-          this.#settled(seq);
-          throw e;
-        },
-      );
-    } else {
-      let w: Promise<number>;
-      try {
-        w = this.conn.write(buf.subarray(0, n));
-      } catch (e) {
+    if (this.#busy === null) return this.#issue(buf, n, seq, this.#wrote, this.#failed);
+    const p = this.#busy.then(
+      () => this.#writeOwned(buf, 0, n, seq),
+      (e) => {
         giveBack(buf);
-        return Promise.reject(e);
-      }
-      this.#flushing = buf;
-      this.#flushLen = n;
-      this.#flushSeq = seq;
-      p = w.then(this.#wrote, this.#failed);
-    }
+        this.#settled(seq);
+        throw e;
+      },
+    );
     this.#busy = p;
     return p;
+  }
+
+  /**
+   * Writes buf[0, n) while nothing else is in flight: the buffer is owned by this write
+   * (#flushing) until `done` (a partial write continues in #writeOwned) or `failed` runs; a
+   * write that throws at once fails the same way.
+   */
+  #issue(
+    buf: Uint8Array,
+    n: number,
+    seq: number,
+    done: (k: number) => Promise<void> | undefined,
+    failed: (e: unknown) => void,
+  ): Promise<void> {
+    this.#flushing = buf;
+    this.#flushLen = n;
+    this.#flushSeq = seq;
+    let w: Promise<number>;
+    try {
+      w = this.conn.write(buf.subarray(0, n));
+    } catch (e) {
+      w = Promise.reject(e);
+    }
+    return this.#busy = w.then(done, failed);
   }
 
   /**
@@ -201,20 +211,8 @@ export class ConnWriter {
       giveBack(buf);
       return true;
     }
-    let w: Promise<number>;
-    try {
-      w = this.conn.write(buf.subarray(0, n));
-    } catch (e) {
-      giveBack(buf);
-      this.#sendError = e;
-      return true;
-    }
     this.written += n;
-    const seq = ++this.#seq;
-    this.#flushing = buf;
-    this.#flushLen = n;
-    this.#flushSeq = seq;
-    this.#busy = w.then(this.#sent, this.#sendFailed);
+    this.#issue(buf, n, ++this.#seq, this.#sent, this.#sendFailed);
     return true;
   }
 
@@ -224,27 +222,25 @@ export class ConnWriter {
     return busy === null ? RESOLVED : busy.then(undefined, () => {});
   }
 
-  readonly #sent = (k: number): Promise<void> | undefined => {
-    const p = this.#wrote(k);
-    return p === undefined ? undefined : p.catch(this.#sendFailedLate);
-  };
+  // send()'s completions: #wrote and #failed, with the failure kept instead of thrown.
+  readonly #sent = (k: number): Promise<void> | undefined => this.#wrote(k)?.catch(this.#keepError);
 
   readonly #sendFailed = (e: unknown): void => {
     try {
       this.#failed(e);
     } catch {
-      this.#sendError = e;
+      this.#keepError(e);
     }
   };
 
-  readonly #sendFailedLate = (e: unknown): void => {
+  readonly #keepError = (e: unknown): void => {
     this.#sendError = e;
   };
 
   /** The latest write issued and not yet ended (null: none), and its sequence number. */
   #busy: Promise<void> | null = null;
   #seq = 0;
-  /** The buffer of the write issued by flush()'s fast path (only when nothing was in flight). */
+  /** The buffer of the write #issue() started (only when nothing was in flight). */
   #flushing: Uint8Array | null = null;
   #flushLen = 0;
   #flushSeq = 0;

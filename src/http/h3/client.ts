@@ -457,14 +457,8 @@ export async function h3Forward(
     if (e instanceof UpstreamError) throw e;
     throw new UpstreamError(`${pool.key}: ${errText(e)}`, 502, false);
   }
-  const hasBody = !(req.method === "HEAD" || head.status === 204 || head.status === 304);
-  stream.expectedLength = hasBody && head.contentLength >= 0 ? head.contentLength : -1;
-  stream.responseTimeoutMs = t.responseTimeoutMs;
-  if (!hasBody) {
-    stream.finishQuietly();
-    return { response: { status: head.status, headers: head.headers, body: null }, version: "3" };
-  }
-  return { response: { status: head.status, headers: head.headers, body: stream }, version: "3" };
+  const resBody = stream.bodyAfter(head, req.method, t.responseTimeoutMs);
+  return { response: { status: head.status, headers: head.headers, body: resBody }, version: "3" };
 }
 
 /** An extended CONNECT's answer: a 2xx opens `tunnel`; anything else is a response with `body`. */
@@ -527,13 +521,7 @@ export async function h3Connect(
   }
   // Refused: our side of the stream ends; the answer (and its body, if any) is relayed.
   s.send.finish().catch(() => {});
-  stream.expectedLength = head.contentLength >= 0 ? head.contentLength : -1;
-  stream.responseTimeoutMs = t.responseTimeoutMs;
-  if (head.status === 204 || head.status === 304 || head.contentLength === 0) {
-    stream.finishQuietly();
-    return { head, body: null };
-  }
-  return { head, body: stream };
+  return { head, body: stream.bodyAfter(head, "CONNECT", t.responseTimeoutMs) };
 }
 
 /**
@@ -585,8 +573,8 @@ async function openStream(pool: H3Pool, conn: H3ClientConn, t: ForwardTimeouts):
 class UpstreamStream implements Body {
   readonly reader: FrameReader;
   received = 0;
-  expectedLength = -1;
-  responseTimeoutMs = 0;
+  #expectedLength = -1;
+  #responseTimeoutMs = 0;
   done = false;
   #remaining = 0;
   #trailers: HeaderList | undefined;
@@ -597,13 +585,26 @@ class UpstreamStream implements Body {
   }
 
   get length(): number | undefined {
-    return this.expectedLength >= 0 ? this.expectedLength : undefined;
+    return this.#expectedLength >= 0 ? this.#expectedLength : undefined;
   }
 
   #release(): void {
     if (this.#released) return;
     this.#released = true;
     giveSlotBack(this.pool, this.conn);
+  }
+
+  /**
+   * The response body once `head` is in: this stream, reading DATA up to the head's
+   * content-length; null when the method or status allow none (the stream is finished now).
+   */
+  bodyAfter(head: H2ResponseHead, method: string, timeoutMs: number): Body | null {
+    const hasBody = !(method === "HEAD" || head.status === 204 || head.status === 304);
+    this.#expectedLength = hasBody && head.contentLength >= 0 ? head.contentLength : -1;
+    this.#responseTimeoutMs = timeoutMs;
+    if (hasBody) return this;
+    this.finishQuietly();
+    return null;
   }
 
   /** Stops reading and frees the slot (errors, cancel). */
@@ -664,7 +665,7 @@ class UpstreamStream implements Body {
   async read(): Promise<Uint8Array | null> {
     if (this.done) return null;
     try {
-      return await withTimeout(this.#next(), this.responseTimeoutMs, "response body");
+      return await withTimeout(this.#next(), this.#responseTimeoutMs, "response body");
     } catch (e) {
       this.abandon(e);
       throw e instanceof UpstreamError ? e : new UpstreamError(`${this.pool.key}: ${errText(e)}`, 502, false);
@@ -682,9 +683,9 @@ class UpstreamStream implements Body {
       }
       const h = await r.frameHeader();
       if (h === null) {
-        if (this.expectedLength >= 0 && this.received !== this.expectedLength) {
+        if (this.#expectedLength >= 0 && this.received !== this.#expectedLength) {
           throw new UpstreamError(
-            `${this.pool.key}: body of ${this.received} bytes, content-length ${this.expectedLength}`,
+            `${this.pool.key}: body of ${this.received} bytes, content-length ${this.#expectedLength}`,
             502,
             false,
           );
@@ -695,7 +696,7 @@ class UpstreamStream implements Body {
       }
       if (h.type === FrameType.DATA) {
         if (this.#trailers) throw new UpstreamError(`${this.pool.key}: DATA after trailers`, 502, false);
-        if (this.expectedLength >= 0 && this.received + h.length > this.expectedLength) {
+        if (this.#expectedLength >= 0 && this.received + h.length > this.#expectedLength) {
           throw new UpstreamError(`${this.pool.key}: body longer than content-length`, 502, false);
         }
         this.#remaining = h.length;

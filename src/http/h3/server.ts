@@ -75,10 +75,11 @@ export const DEFAULT_H3_OPTIONS: H3Options = { qpackMaxTableCapacity: 4096, qpac
 const MAX_CONTROL_FRAME = 16 * 1024;
 
 /**
- * The one-varint payload of a GOAWAY, MAX_PUSH_ID or CANCEL_PUSH. A frame announcing more than we
- * would ever buffer is refused on its length alone, before any of it arrives (RFC 9114 §10.5: a peer generating excessive load,
- * H3_EXCESSIVE_LOAD §8.1; h3spec "MUST NOT buffer a frame longer than …", which takes only that
- * code). A shorter one that is still longer than its one varint is H3_FRAME_ERROR (§7.1, §10.8).
+ * The one-varint payload of a GOAWAY, MAX_PUSH_ID or CANCEL_PUSH. A frame announcing more than
+ * we would ever buffer is refused on its length alone, before any of it arrives (RFC 9114
+ * §10.5: a peer generating excessive load, H3_EXCESSIVE_LOAD §8.1; h3spec "MUST NOT buffer a
+ * frame longer than …", which takes only that code). A shorter one that is still longer than
+ * its one varint is H3_FRAME_ERROR (§7.1, §10.8).
  */
 async function singleVarintFrame(
   r: FrameReader,

@@ -241,3 +241,13 @@ Deno.test("ConnReader.readRaw + commit: the same bytes and EOF as fill(), read h
   assert.equal(before, after, "each read's afterRead ran");
   assert.equal(await r.readRaw(), null, "after EOF: no more reads");
 });
+
+Deno.test("ConnReader.holding: the bytes read ahead come first, in the buffer they were read into", async () => {
+  const ahead = new Uint8Array(4096);
+  ahead.set(enc.encode("GET / HT"));
+  const r = ConnReader.holding(new PieceConn([enc.encode("TP/1.1\r\n\r\n")]), ahead.subarray(0, 8));
+  assert.equal(r.buf.buffer, ahead.buffer, "no copy, no second buffer");
+  assert.equal(r.available, 8);
+  assert.equal(r.commit(await r.readRaw()), true);
+  assert.equal(new TextDecoder().decode(r.take(r.available)), "GET / HTTP/1.1\r\n\r\n");
+});
