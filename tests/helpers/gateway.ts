@@ -223,23 +223,24 @@ ${poolConfig(pool, [backend])}`;
 }
 
 /**
- * A pool `name` of one HTTP/3 backend at `address` whose certificate is checked against `ca` for
- * "localhost"; `pool` adds lines to the pool, `backend` to the backend.
+ * A pool `name` of HTTP/3 backends at `address` (one or several) whose certificates are checked
+ * against `ca` for "localhost"; `pool` adds lines to the pool, `backend` to each backend.
  */
 export function h3PoolConfig(
   name: string,
-  address: string,
+  address: string | string[],
   ca: string,
   opts: { pool?: string; backend?: string } = {},
 ): string {
+  const backends = (Array.isArray(address) ? address : [address]).map((a) => `
+  [[pools.backends]]
+  address = "${a}"
+  protocol = "h3"
+${opts.backend ?? ""}
+  tls = { ca = "${ca}", server_name = "localhost" }`);
   return `
 [[pools]]
 name = "${name}"
-${opts.pool ?? ""}
-  [[pools.backends]]
-  address = "${address}"
-  protocol = "h3"
-${opts.backend ?? ""}
-  tls = { ca = "${ca}", server_name = "localhost" }
+${opts.pool ?? ""}${backends.join("")}
 `;
 }

@@ -286,19 +286,7 @@ Deno.test("active health checks of h3 backends: an HTTP/3 request (kind http) or
     const deadAddr = `127.0.0.1:${dead}`;
     const health = (kind: string, extra = "") =>
       `[pools.health]\nkind = "${kind}"\ninterval = "100ms"\njitter = "0s"\ntimeout = "300ms"\nrise = 1\nfall = 1\n${extra}`;
-    const pool = (name: string, h: string) => `
-[[pools]]
-name = "${name}"
-${h}
-  [[pools.backends]]
-  address = "${live}"
-  protocol = "h3"
-  tls = { ca = "${pki.ca}", server_name = "localhost" }
-  [[pools.backends]]
-  address = "${deadAddr}"
-  protocol = "h3"
-  tls = { ca = "${pki.ca}", server_name = "localhost" }
-`;
+    const pool = (name: string, h: string) => h3PoolConfig(name, [live, deadAddr], pki.ca, { pool: h });
     front = await startGateway(`${configHead()}
 [[listeners]]
 name = "web"

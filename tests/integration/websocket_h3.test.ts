@@ -70,32 +70,41 @@ ${opts.extraRoute ?? ""}
   [[listeners.routes]]
   pool = "ws"
 
-[[listeners]]
-name = "nows"
-bind = "127.0.0.1:0"
-protocol = "quic"
-${tls}
-  [[listeners.routes]]
-  pool = "nows"
-
-[[pools]]
-name = "ws"
-${opts.poolExtra ?? ""}
-  [[pools.backends]]
-  address = "127.0.0.1:${ws.port}"
+${noWebSocketsListener(tls)}
+${wsPools(ws.port, opts.poolExtra)}
 
 [[pools]]
 name = "wsh2"
   [[pools.backends]]
   address = "127.0.0.1:${wsH2.port}"
   protocol = "h2c"
+`;
+}
+
+/** A quic listener "nows" whose only route goes to a pool with websocket = false. */
+function noWebSocketsListener(tls: string): string {
+  return `[[listeners]]
+name = "nows"
+bind = "127.0.0.1:0"
+protocol = "quic"
+${tls}
+  [[listeners.routes]]
+  pool = "nows"`;
+}
+
+/** Pools "ws" (WebSockets allowed) and "nows" (websocket = false), both to the ws server. */
+function wsPools(wsPort: number, wsExtra = ""): string {
+  return `[[pools]]
+name = "ws"
+${wsExtra}
+  [[pools.backends]]
+  address = "127.0.0.1:${wsPort}"
 
 [[pools]]
 name = "nows"
 websocket = false
   [[pools.backends]]
-  address = "127.0.0.1:${ws.port}"
-`;
+  address = "127.0.0.1:${wsPort}"`;
 }
 
 /** An RFC 9220 WebSocket: extended CONNECT, 200, then RFC 6455 frames in DATA frames. */
@@ -465,22 +474,8 @@ ${tls}
   respond = { status = 403, body = "no websockets here" }
   [[listeners.routes]]
   pool = "ws"
-[[listeners]]
-name = "nows"
-bind = "127.0.0.1:0"
-protocol = "quic"
-${tls}
-  [[listeners.routes]]
-  pool = "nows"
-[[pools]]
-name = "ws"
-  [[pools.backends]]
-  address = "127.0.0.1:${ws.port}"
-[[pools]]
-name = "nows"
-websocket = false
-  [[pools.backends]]
-  address = "127.0.0.1:${ws.port}"
+${noWebSocketsListener(tls)}
+${wsPools(ws.port)}
 `);
     front = await startGateway(`${configHead()}
 [[listeners]]
