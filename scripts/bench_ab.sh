@@ -38,22 +38,18 @@ origin_conf "$W/origin.conf" "$OP"
 gateway_toml "$AAP" "$AP" "$OP" 128 >"$W/a.toml"
 gateway_toml "$BAP" "$BP" "$OP" 128 >"$W/b.toml"
 taskset -c 1 nginx -c "$W/origin.conf" -g 'daemon off;' & pids+=($!)
-flags="$("$DENO" run --allow-read --allow-env --allow-run scripts/flags.ts --print -- main.ts "$W/a.toml")"
+# The two configs differ in their ports only: one set of flags for both.
+flags="$(gateway_flags "$W/a.toml")"
 # shellcheck disable=SC2086 # the flags are separate words
 (cd "$W/a" && exec taskset -c 1 "$DENO" run --no-prompt $flags main.ts "$W/a.toml") >"$W/a.log" 2>&1 & pids+=($!)
 a_pid=$!
-flags="$("$DENO" run --allow-read --allow-env --allow-run scripts/flags.ts --print -- main.ts "$W/b.toml")"
 # shellcheck disable=SC2086
 taskset -c 1 "$DENO" run --no-prompt $flags main.ts "$W/b.toml" >"$W/b.log" 2>&1 & pids+=($!)
 b_pid=$!
-for admin in $AAP $BAP; do
-  for _ in $(seq 150); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null || {
-    echo "bench_ab: a gateway did not start" >&2
-    cat "$W/a.log" "$W/b.log" >&2
-    exit 1
-  }
-done
+wait_ready "$AAP" && wait_ready "$BAP" || {
+  cat "$W/a.log" "$W/b.log" >&2
+  exit 1
+}
 # CPU ticks (user+sys) of a process and all its threads.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"

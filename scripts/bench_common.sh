@@ -66,3 +66,17 @@ max_idle_per_backend = $4
   address = "127.0.0.1:$3"
 EOC
 }
+
+# The permission flags the gateway needs for a config (scripts/flags.ts, as the test suite uses).
+#   gateway_flags TOML
+gateway_flags() {
+  "$DENO" run --allow-read --allow-env --allow-run scripts/flags.ts --print -- main.ts "$1"
+}
+
+# Waits (at most 15 s) until the gateway with this admin port answers /readyz; fails otherwise.
+#   wait_ready ADMIN_PORT
+wait_ready() {
+  for _ in $(seq 150); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "the gateway with admin port $1 did not become ready" >&2
+  return 1
+}

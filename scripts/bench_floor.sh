@@ -36,11 +36,11 @@ taskset -c 1 nginx -c "$W/nginx.conf" -g 'daemon off;' & pids+=($!)
 nginx_master=$!
 taskset -c 1 "$DENO" run --allow-net scripts/bench_floor_relay.ts "$FP" "$OP" & pids+=($!)
 floor_pid=$!
-flags="$("$DENO" run --allow-read --allow-env --allow-run scripts/flags.ts --print -- main.ts "$W/gw.toml")"
+flags="$(gateway_flags "$W/gw.toml")"
 # shellcheck disable=SC2086 # the flags are separate words
 taskset -c 1 "$DENO" run --no-prompt $flags main.ts "$W/gw.toml" >"$W/gw.log" 2>&1 & pids+=($!)
 gw_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$AP/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_ready "$AP"
 nginx_worker="$(pgrep -P "$nginx_master" | head -1)"
 # CPU ticks (user+sys) of a process and all its threads.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

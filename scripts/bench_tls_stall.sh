@@ -56,7 +56,7 @@ req.on("data", (d) => (n += d.length));
 req.on("end", () => { console.log("  node http2, 64 KiB windows, 20 MB: " + n + " bytes in " + ((Date.now() - t0) / 1000).toFixed(2) + " s"); s.close(); });
 EOC
 nginx -c "$W/origin.conf" -g 'daemon off;' & pids+=($!)
-flags="$("$DENO" run --allow-read --allow-env --allow-run scripts/flags.ts --print -- main.ts "$W/gw.toml")"
+flags="$(gateway_flags "$W/gw.toml")"
 for mode in with without; do
   f="$flags"
   [ "$mode" = without ] && f="${f// --allow-ffi/}"
@@ -64,7 +64,7 @@ for mode in with without; do
   "$DENO" run --no-prompt $f main.ts "$W/gw.toml" >"$W/gw-$mode.log" 2>&1 &
   gpid=$!
   pids+=("$gpid")
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$AP/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  wait_ready "$AP"
   echo "$mode TCP_NODELAY on the listener$(grep -q 'TCP_NODELAY is not set' "$W/gw-$mode.log" && echo ' (the gateway warned at start)')"
   timeout 120 node "$W/h2dl.mjs"
   for v in 1.1 2; do
