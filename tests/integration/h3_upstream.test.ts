@@ -311,6 +311,14 @@ ${pool("bysick", health("http", 'path = "/sick"'))}
       >;
     const upOf = async (pool: string, address: string) =>
       (await status()).find((b) => b.pool === pool && b.address === address);
+    /** health_probes_total of one backend and result is at least 1 in `metrics`. */
+    const assertProbed = (metrics: string, pool: string, backend: string, result: "pass" | "fail") =>
+      assert.match(
+        metrics,
+        new RegExp(
+          `expressgateway_health_probes_total\\{pool="${pool}",backend="${backend}",result="${result}"\\} [1-9]`,
+        ),
+      );
 
     await t.step(
       "kind http over HTTP/3: the live backend passes, the silent one is marked down",
@@ -318,18 +326,8 @@ ${pool("bysick", health("http", 'path = "/sick"'))}
         await until("probes settled", async () => (await upOf("byhttp", deadAddr))?.up === false);
         assert.equal((await upOf("byhttp", live))?.up, true);
         const probes = await (await fetch(gw.admin("/metrics"))).text();
-        assert.match(
-          probes,
-          new RegExp(
-            `expressgateway_health_probes_total\\{pool="byhttp",backend="${live}",result="pass"\\} [1-9]`,
-          ),
-        );
-        assert.match(
-          probes,
-          new RegExp(
-            `expressgateway_health_probes_total\\{pool="byhttp",backend="${deadAddr}",result="fail"\\} [1-9]`,
-          ),
-        );
+        assertProbed(probes, "byhttp", live, "pass");
+        assertProbed(probes, "byhttp", deadAddr, "fail");
         // Every request now goes to the live backend (no 502 from picking the dead one).
         for (let i = 0; i < 6; i++) {
           const r = await fetch(gw.url("web", `/x${i}`));
@@ -342,13 +340,7 @@ ${pool("bysick", health("http", 'path = "/sick"'))}
     await t.step("kind tcp for an h3 backend: the QUIC handshake decides", async () => {
       await until("tcp probes settled", async () => (await upOf("bytcp", deadAddr))?.up === false);
       assert.equal((await upOf("bytcp", live))?.up, true);
-      const probes = await (await fetch(gw.admin("/metrics"))).text();
-      assert.match(
-        probes,
-        new RegExp(
-          `expressgateway_health_probes_total\\{pool="bytcp",backend="${live}",result="pass"\\} [1-9]`,
-        ),
-      );
+      assertProbed(await (await fetch(gw.admin("/metrics"))).text(), "bytcp", live, "pass");
     });
 
     await t.step("a 503 from the probe path over HTTP/3 marks the backend down", async () => {
