@@ -10,6 +10,7 @@
  */
 
 import { BODY_BUFFER, giveBodyBuffer, isBodyBuffer, takeBodyBuffer } from "../../net/buffers.ts";
+import { rawReadRid, readSocket } from "../../net/socket_read.ts";
 
 export { BODY_BUFFER };
 
@@ -41,8 +42,17 @@ export class ConnReader {
   /** The small head buffer, kept while a body buffer is in use so shrink() need not allocate. */
   #small: Uint8Array | undefined;
 
+  /** The socket's resource id for the raw read (net/socket_read.ts), or -1: use conn.read(). */
+  readonly #rid: number;
+
   constructor(readonly conn: Readable, initial = HEAD_BUFFER) {
     this.buf = initial > 0 ? new Uint8Array(initial) : EMPTY;
+    this.#rid = rawReadRid(conn);
+  }
+
+  /** One socket read into `into` (never empty): bytes read, 0 or null at EOF. */
+  #sock(into: Uint8Array): Promise<number | null> {
+    return readSocket(this.conn, this.#rid, into);
   }
 
   /**
@@ -81,12 +91,12 @@ export class ConnReader {
   readRaw(want = HEAD_BUFFER): Promise<number | null> {
     if (this.eof) return NO_BYTES;
     this.beforeRead?.();
-    const p = this.pending ?? this.conn.read(this.#headRoom(want));
+    const p = this.pending ?? this.#sock(this.#headRoom(want));
     this.pending = undefined;
     return p;
   }
 
-  /** The result of readRaw(): false at EOF. */
+  /** The result of readRaw() (0 or null at EOF): false at EOF. */
   commit(n: number | null): boolean {
     return this.#settled(n);
   }
@@ -143,7 +153,7 @@ export class ConnReader {
     this.beforeRead?.();
     let p: Promise<number | null>;
     try {
-      p = this.conn.read(into);
+      p = this.#sock(into);
     } catch (e) {
       this.afterRead?.();
       return Promise.reject(e);
@@ -159,7 +169,7 @@ export class ConnReader {
 
   readonly #settled = (n: number | null): boolean => {
     this.afterRead?.();
-    if (n === null) {
+    if (n === null || n === 0) {
       this.eof = true;
       return false;
     }
@@ -184,7 +194,7 @@ export class ConnReader {
       this.start = 0;
       this.end = live;
     }
-    return this.pending = this.conn.read(this.end === 0 ? this.buf : this.buf.subarray(this.end));
+    return this.pending = this.#sock(this.end === 0 ? this.buf : this.buf.subarray(this.end));
   }
 
   /** Takes up to n buffered bytes as a view valid until the next fill*(). */

@@ -52,6 +52,7 @@ import { trailerFields } from "./headers.ts";
 import { FloodMeter, type H2Limits } from "./limits.ts";
 import { H2ConnectionLost, H2Stream, H2StreamReset, type StreamHost } from "./stream.ts";
 import { FrameWriter } from "./writer.ts";
+import { rawReadRid, readSocket } from "../../net/socket_read.ts";
 
 /** How a stream that is no longer in the table ended (closed-stream memory, §5.1). */
 export const Closed = {
@@ -289,6 +290,7 @@ export abstract class H2Session implements StreamHost, Deadline {
     let size = SLAB_MIN;
     let slab = new Uint8Array(size);
     let off = 0;
+    const rid = rawReadRid(this.conn);
     try {
       if (initial && initial.length > 0) {
         this.#reader.push(initial.slice());
@@ -300,8 +302,8 @@ export abstract class H2Session implements StreamHost, Deadline {
           off = 0;
         }
         const space = slab.length - off;
-        const n = await this.conn.read(slab.subarray(off));
-        if (n === null) break;
+        const n = await readSocket(this.conn, rid, slab.subarray(off));
+        if (n === null || n === 0) break;
         if (n === space && size < SLAB_MAX) size *= 2;
         if (this.failed) continue; // lingering after GOAWAY: drain and drop
         this.#reader.push(slab.subarray(off, off + n));
