@@ -4,10 +4,13 @@
  * relay does read → write → read → write per request, which is correct only for a client that
  * sends one small request at a time and an origin whose answer fits one read (wrk GET /small
  * against the bench origin). What it costs per request is what Deno's four socket ops cost;
- * whatever the gateway spends above it is its own.
+ * whatever the gateway spends above it is its own. Reads go through the same call as the
+ * gateway's (src/net/socket_read.ts: Deno's read op without the async wrapper of conn.read()).
  *
  *   deno run --allow-net scripts/bench_floor_relay.ts LISTEN_PORT ORIGIN_PORT
  */
+
+import { rawReadRid, readSocket } from "../src/net/socket_read.ts";
 
 const [listenPort, originPort] = Deno.args.map(Number);
 const listener = Deno.listen({ hostname: "127.0.0.1", port: listenPort });
@@ -19,12 +22,13 @@ async function relay(client: Deno.TcpConn): Promise<void> {
     client.setNoDelay(true);
     origin.setNoDelay(true);
     const up = new Uint8Array(16 * 1024), down = new Uint8Array(16 * 1024);
+    const clientRid = rawReadRid(client), originRid = rawReadRid(origin);
     for (;;) {
-      const n = await client.read(up);
-      if (n === null) break;
+      const n = await readSocket(client, clientRid, up);
+      if (!n) break;
       await origin.write(up.subarray(0, n));
-      const m = await origin.read(down);
-      if (m === null) break;
+      const m = await readSocket(origin, originRid, down);
+      if (!m) break;
       await client.write(down.subarray(0, m));
     }
   } catch { /* a reset ends this pair only */ }

@@ -17,6 +17,7 @@ import { type Deadline, sweeper } from "../net/deadlines.ts";
 import type { L4Metrics } from "./metrics.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
 import { giveBodyBuffer, takeBodyBuffer } from "../net/buffers.ts";
+import { rawReadRid, readSocket } from "../net/socket_read.ts";
 
 export class TcpRelay implements Deadline, ServerConnection {
   deadline = Infinity;
@@ -123,10 +124,11 @@ export class TcpRelay implements Deadline, ServerConnection {
     // connection, and writes that fit one loopback segment. Returned once this direction ended:
     // every write from it has settled by then.
     const buf = takeBodyBuffer();
+    const rid = rawReadRid(from);
     try {
       for (;;) {
-        const n = await from.read(buf);
-        if (n === null) break;
+        const n = await readSocket(from, rid, buf);
+        if (!n) break;
         this.#touch();
         await writeAll(to, buf.subarray(0, n));
         bytes.inc(n);

@@ -10,6 +10,7 @@ import type { ByteStream } from "../http/exchange.ts";
 import type { H2Session } from "../http/h2/connection.ts";
 import { ErrorCode } from "../http/h2/frames.ts";
 import type { H2Stream } from "../http/h2/stream.ts";
+import { rawReadRid, readSocket } from "../net/socket_read.ts";
 
 /** Read buffers start small (idle WebSockets should be cheap) and grow while reads fill them. */
 const BUFFER_MIN = 16 * 1024;
@@ -20,6 +21,8 @@ export class ConnStream implements ByteStream {
   #pre: Uint8Array | null;
   #buf: Uint8Array | undefined;
   #aborted = false;
+  /** For the raw socket read (src/net/socket_read.ts); -1: conn.read(). */
+  readonly #rid: number;
 
   constructor(
     readonly conn: Deno.Conn,
@@ -29,6 +32,7 @@ export class ConnStream implements ByteStream {
     private readonly onAbort?: () => void,
   ) {
     this.#pre = pre && pre.length > 0 ? pre : null;
+    this.#rid = rawReadRid(conn);
   }
 
   async read(): Promise<Uint8Array | null> {
@@ -38,8 +42,8 @@ export class ConnStream implements ByteStream {
       return pre;
     }
     let buf = this.#buf ??= new Uint8Array(BUFFER_MIN);
-    const n = await this.conn.read(buf);
-    if (n === null) return null;
+    const n = await readSocket(this.conn, this.#rid, buf);
+    if (!n) return null;
     const out = buf.subarray(0, n);
     if (n === buf.length && buf.length < BUFFER_MAX) {
       buf = new Uint8Array(buf.length * 2); // the chunk handed out stays valid: it views the old one
