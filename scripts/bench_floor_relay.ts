@@ -4,13 +4,14 @@
  * relay does read → write → read → write per request, which is correct only for a client that
  * sends one small request at a time and an origin whose answer fits one read (wrk GET /small
  * against the bench origin). What it costs per request is what Deno's four socket ops cost;
- * whatever the gateway spends above it is its own. Reads go through the same call as the
- * gateway's (src/net/socket_read.ts: Deno's read op without the async wrapper of conn.read()).
+ * whatever the gateway spends above it is its own. Reads and writes go through the same calls as
+ * the gateway's (src/net/raw_socket.ts: Deno's ops without the async wrappers of conn.read()
+ * and conn.write()).
  *
  *   deno run --allow-net scripts/bench_floor_relay.ts LISTEN_PORT ORIGIN_PORT
  */
 
-import { rawReadRid, readSocket } from "../src/net/socket_read.ts";
+import { rawSocketRid, readSocket, writeSocket } from "../src/net/raw_socket.ts";
 
 const [listenPort, originPort] = Deno.args.map(Number);
 const listener = Deno.listen({ hostname: "127.0.0.1", port: listenPort });
@@ -22,14 +23,14 @@ async function relay(client: Deno.TcpConn): Promise<void> {
     client.setNoDelay(true);
     origin.setNoDelay(true);
     const up = new Uint8Array(16 * 1024), down = new Uint8Array(16 * 1024);
-    const clientRid = rawReadRid(client), originRid = rawReadRid(origin);
+    const clientRid = rawSocketRid(client), originRid = rawSocketRid(origin);
     for (;;) {
       const n = await readSocket(client, clientRid, up);
       if (!n) break;
-      await origin.write(up.subarray(0, n));
+      await writeSocket(origin, originRid, up.subarray(0, n));
       const m = await readSocket(origin, originRid, down);
       if (!m) break;
-      await client.write(down.subarray(0, m));
+      await writeSocket(client, clientRid, down.subarray(0, m));
     }
   } catch { /* a reset ends this pair only */ }
   try {

@@ -17,7 +17,7 @@ import { type Deadline, sweeper } from "../net/deadlines.ts";
 import type { L4Metrics } from "./metrics.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
 import { giveBodyBuffer, takeBodyBuffer } from "../net/buffers.ts";
-import { rawReadRid, readSocket } from "../net/socket_read.ts";
+import { rawSocketRid, readSocket, writeSocket } from "../net/raw_socket.ts";
 
 export class TcpRelay implements Deadline, ServerConnection {
   deadline = Infinity;
@@ -124,13 +124,13 @@ export class TcpRelay implements Deadline, ServerConnection {
     // connection, and writes that fit one loopback segment. Returned once this direction ended:
     // every write from it has settled by then.
     const buf = takeBodyBuffer();
-    const rid = rawReadRid(from);
+    const rid = rawSocketRid(from), toRid = rawSocketRid(to);
     try {
       for (;;) {
         const n = await readSocket(from, rid, buf);
         if (!n) break;
         this.#touch();
-        await writeAll(to, buf.subarray(0, n));
+        await writeAll(to, buf.subarray(0, n), toRid);
         bytes.inc(n);
       }
       try {
@@ -145,9 +145,9 @@ export class TcpRelay implements Deadline, ServerConnection {
   }
 }
 
-async function writeAll(c: Deno.Conn, b: Uint8Array): Promise<void> {
+async function writeAll(c: Deno.Conn, b: Uint8Array, rid = rawSocketRid(c)): Promise<void> {
   let off = 0;
-  while (off < b.length) off += await c.write(off === 0 ? b : b.subarray(off));
+  while (off < b.length) off += await writeSocket(c, rid, off === 0 ? b : b.subarray(off));
 }
 
 function closeQuietly(c: Deno.Conn): void {

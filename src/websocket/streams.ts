@@ -10,7 +10,7 @@ import type { ByteStream } from "../http/exchange.ts";
 import type { H2Session } from "../http/h2/connection.ts";
 import { ErrorCode } from "../http/h2/frames.ts";
 import type { H2Stream } from "../http/h2/stream.ts";
-import { rawReadRid, readSocket } from "../net/socket_read.ts";
+import { rawSocketRid, readSocket, writeSocket } from "../net/raw_socket.ts";
 
 /** Read buffers start small (idle WebSockets should be cheap) and grow while reads fill them. */
 const BUFFER_MIN = 16 * 1024;
@@ -21,7 +21,7 @@ export class ConnStream implements ByteStream {
   #pre: Uint8Array | null;
   #buf: Uint8Array | undefined;
   #aborted = false;
-  /** For the raw socket read (src/net/socket_read.ts); -1: conn.read(). */
+  /** For the raw socket ops (src/net/raw_socket.ts); -1: conn.read() and conn.write(). */
   readonly #rid: number;
 
   constructor(
@@ -32,7 +32,7 @@ export class ConnStream implements ByteStream {
     private readonly onAbort?: () => void,
   ) {
     this.#pre = pre && pre.length > 0 ? pre : null;
-    this.#rid = rawReadRid(conn);
+    this.#rid = rawSocketRid(conn);
   }
 
   async read(): Promise<Uint8Array | null> {
@@ -54,7 +54,9 @@ export class ConnStream implements ByteStream {
 
   async write(chunk: Uint8Array): Promise<void> {
     let off = 0;
-    while (off < chunk.length) off += await this.conn.write(off === 0 ? chunk : chunk.subarray(off));
+    while (off < chunk.length) {
+      off += await writeSocket(this.conn, this.#rid, off === 0 ? chunk : chunk.subarray(off));
+    }
   }
 
   async closeWrite(): Promise<void> {

@@ -10,7 +10,7 @@
  */
 
 import { BODY_BUFFER, giveBodyBuffer, isBodyBuffer, takeBodyBuffer } from "../../net/buffers.ts";
-import { rawReadRid, readSocket } from "../../net/socket_read.ts";
+import { rawSocketRid, readSocket } from "../../net/raw_socket.ts";
 
 export { BODY_BUFFER };
 
@@ -42,12 +42,12 @@ export class ConnReader {
   /** The small head buffer, kept while a body buffer is in use so shrink() need not allocate. */
   #small: Uint8Array | undefined;
 
-  /** The socket's resource id for the raw read (net/socket_read.ts), or -1: use conn.read(). */
+  /** The socket's resource id for the raw read (net/raw_socket.ts), or -1: conn.read(). */
   readonly #rid: number;
 
   constructor(readonly conn: Readable, initial = HEAD_BUFFER) {
     this.buf = initial > 0 ? new Uint8Array(initial) : EMPTY;
-    this.#rid = rawReadRid(conn);
+    this.#rid = rawSocketRid(conn);
   }
 
   /** One socket read into `into` (never empty): bytes read, 0 or null at EOF. */

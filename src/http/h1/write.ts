@@ -5,6 +5,7 @@
  */
 
 import type { Body, HeaderList } from "../exchange.ts";
+import { rawSocketRid, writeSocket } from "../../net/raw_socket.ts";
 import { writeLatin1 } from "./bytes.ts";
 
 export interface Writable {
@@ -42,7 +43,12 @@ export class ConnWriter {
   /** Why a write that send() did not wait for failed; the next flush() reports it. */
   #sendError: unknown = undefined;
 
-  constructor(readonly conn: Writable) {}
+  /** The socket's resource id for the raw write (net/raw_socket.ts), or -1: conn.write(). */
+  readonly #rid: number;
+
+  constructor(readonly conn: Writable) {
+    this.#rid = rawSocketRid(conn);
+  }
 
   /** The scratch buffer with room for `extra` more bytes (taken from the shared free list). */
   #room(extra: number): Uint8Array {
@@ -183,7 +189,7 @@ export class ConnWriter {
     this.#flushSeq = seq;
     let w: Promise<number>;
     try {
-      w = this.conn.write(buf.subarray(0, n));
+      w = writeSocket(this.conn, this.#rid, buf.subarray(0, n));
     } catch (e) {
       w = Promise.reject(e);
     }
@@ -266,7 +272,7 @@ export class ConnWriter {
     try {
       // A write send() did not wait for failed meanwhile: the connection is broken.
       if (this.#sendError !== undefined) throw this.#sendError;
-      while (off < n) off += await this.conn.write(buf.subarray(off, n));
+      while (off < n) off += await writeSocket(this.conn, this.#rid, buf.subarray(off, n));
     } finally {
       giveBack(buf);
       this.#settled(seq);
@@ -281,7 +287,7 @@ export class ConnWriter {
   async #writeAll(b: Uint8Array): Promise<void> {
     let off = 0;
     this.written += b.length;
-    while (off < b.length) off += await this.conn.write(off === 0 ? b : b.subarray(off));
+    while (off < b.length) off += await writeSocket(this.conn, this.#rid, off === 0 ? b : b.subarray(off));
   }
 }
 

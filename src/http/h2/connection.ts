@@ -52,7 +52,7 @@ import { trailerFields } from "./headers.ts";
 import { FloodMeter, type H2Limits } from "./limits.ts";
 import { H2ConnectionLost, H2Stream, H2StreamReset, type StreamHost } from "./stream.ts";
 import { FrameWriter } from "./writer.ts";
-import { rawReadRid, readSocket } from "../../net/socket_read.ts";
+import { rawSocketRid, readSocket } from "../../net/raw_socket.ts";
 
 /** How a stream that is no longer in the table ended (closed-stream memory, §5.1). */
 export const Closed = {
@@ -290,7 +290,7 @@ export abstract class H2Session implements StreamHost, Deadline {
     let size = SLAB_MIN;
     let slab = new Uint8Array(size);
     let off = 0;
-    const rid = rawReadRid(this.conn);
+    const rid = rawSocketRid(this.conn);
     try {
       if (initial && initial.length > 0) {
         this.#reader.push(initial.slice());

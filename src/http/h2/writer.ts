@@ -11,6 +11,7 @@
  */
 
 import { sweeper } from "../../net/deadlines.ts";
+import { rawSocketRid, writeSocket } from "../../net/raw_socket.ts";
 import { FrameType, writeFrameHeader } from "./frames.ts";
 
 export interface FrameSink {
@@ -47,11 +48,16 @@ export class FrameWriter {
   /** Total bytes handed to the socket. */
   written = 0;
 
+  /** The socket's resource id for the raw write (net/raw_socket.ts), or -1: sink.write(). */
+  readonly #rid: number;
+
   constructor(
     private readonly sink: FrameSink,
     readonly highWater: number,
     private readonly onError: (e: unknown) => void,
-  ) {}
+  ) {
+    this.#rid = rawSocketRid(sink);
+  }
 
   /** Bytes queued or being written. */
   get pending(): number {
@@ -226,7 +232,11 @@ export class FrameWriter {
         this.#inflight = n;
         let off = 0;
         while (off < n) {
-          off += await this.sink.write(off === 0 && n === buf.length ? buf : buf.subarray(off, n));
+          off += await writeSocket(
+            this.sink,
+            this.#rid,
+            off === 0 && n === buf.length ? buf : buf.subarray(off, n),
+          );
         }
         this.written += n;
         this.#inflight = 0;

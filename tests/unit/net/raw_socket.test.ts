@@ -1,13 +1,22 @@
 /**
- * The raw socket read (src/net/socket_read.ts) on real sockets: the pinned Deno offers it (an
- * upgrade that takes it away fails here instead of quietly slowing every request), it reads what
- * a TCP, a TLS and a Unix peer sent and then 0 at EOF, it rejects on a closed connection as
- * conn.read() does, and anything that is not Deno's own connection gets -1 (the public read).
+ * The raw socket ops (src/net/raw_socket.ts) on real sockets: the pinned Deno offers them (an
+ * upgrade that takes them away fails here instead of quietly slowing every request), the read
+ * gets what a TCP, a TLS and a Unix peer sent and then 0 at EOF, the write delivers (encrypted,
+ * on TLS), both reject on a closed connection as conn.read()/write() do, anything that is not
+ * Deno's own connection gets -1 (the public methods), and ConnReader / ConnWriter use the raw ops.
  */
 
 import assert from "node:assert/strict";
-import { rawRead, rawReadAvailable, rawReadRid, readSocket } from "../../../src/net/socket_read.ts";
+import {
+  rawRead,
+  rawSocketAvailable,
+  rawSocketRid,
+  rawWrite,
+  readSocket,
+  writeSocket,
+} from "../../../src/net/raw_socket.ts";
 import { ConnReader } from "../../../src/http/h1/reader.ts";
+import { ConnWriter } from "../../../src/http/h1/write.ts";
 import { makeTestPki } from "../../../scripts/pki.ts";
 
 /** Everything `rid` yields until EOF, through the raw read (bounded: at most 100 reads). */
@@ -29,23 +38,25 @@ async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn, Deno.Listener]> {
   return [client, server, l];
 }
 
-Deno.test("raw read: offered by the pinned Deno", () => {
-  assert.equal(rawReadAvailable, true);
+const enc = (s: string) => new TextEncoder().encode(s);
+
+Deno.test("raw ops: offered by the pinned Deno", () => {
+  assert.equal(rawSocketAvailable, true);
 });
 
-Deno.test("raw read: TCP bytes, then 0 at EOF; -1 for what is not Deno's connection", async () => {
+Deno.test("raw ops: TCP bytes, then 0 at EOF; -1 for what is not Deno's connection", async () => {
   const [client, server, l] = await tcpPair();
   try {
-    const rid = rawReadRid(server);
+    const rid = rawSocketRid(server);
     assert.ok(rid >= 0, `a TcpConn has a resource id (got ${rid})`);
     await client.write(new TextEncoder().encode("hello, raw read"));
     client.closeWrite();
     assert.equal(await drainRaw(rid), "hello, raw read");
     // A wrapper around the connection is not the connection: it is read through its own read().
     const wrapper = { read: (p: Uint8Array) => server.read(p) };
-    assert.equal(rawReadRid(wrapper), -1);
-    assert.equal(rawReadRid(null), -1);
-    assert.equal(rawReadRid({}), -1);
+    assert.equal(rawSocketRid(wrapper), -1);
+    assert.equal(rawSocketRid(null), -1);
+    assert.equal(rawSocketRid({}), -1);
   } finally {
     client.close();
     server.close();
@@ -53,23 +64,25 @@ Deno.test("raw read: TCP bytes, then 0 at EOF; -1 for what is not Deno's connect
   }
 });
 
-Deno.test("raw read: rejects on a closed connection, as conn.read() does", async () => {
+Deno.test("raw ops: reject on a closed connection, as conn.read() and write() do", async () => {
   const [client, server, l] = await tcpPair();
-  const rid = rawReadRid(server);
+  const rid = rawSocketRid(server);
   server.close();
   try {
     await assert.rejects(rawRead(rid, new Uint8Array(16)), Deno.errors.BadResource);
     await assert.rejects(server.read(new Uint8Array(16)), Deno.errors.BadResource);
+    await assert.rejects(rawWrite(rid, enc("x")), Deno.errors.BadResource);
+    await assert.rejects(server.write(enc("x")), Deno.errors.BadResource);
   } finally {
     client.close();
     l.close();
   }
 });
 
-Deno.test("raw read: a read pending when the connection closes rejects (no hang)", async () => {
+Deno.test("raw ops: a read pending when the connection closes rejects (no hang)", async () => {
   const [client, server, l] = await tcpPair();
   try {
-    const pending = rawRead(rawReadRid(server), new Uint8Array(16));
+    const pending = rawRead(rawSocketRid(server), new Uint8Array(16));
     server.close();
     await assert.rejects(pending);
   } finally {
@@ -78,7 +91,7 @@ Deno.test("raw read: a read pending when the connection closes rejects (no hang)
   }
 });
 
-Deno.test("raw read: TLS (decrypted bytes) and Unix sockets", async () => {
+Deno.test("raw ops: TLS (decrypted bytes) and Unix sockets", async () => {
   const dir = await Deno.makeTempDir({ prefix: "eg-raw-read-" });
   const pki = await makeTestPki(dir);
   const sock = `${dir}/raw.sock`;
@@ -98,11 +111,22 @@ Deno.test("raw read: TLS (decrypted bytes) and Unix sockets", async () => {
     });
     const ts = await accepted;
     try {
-      const rid = rawReadRid(ts);
+      const rid = rawSocketRid(ts);
       assert.ok(rid >= 0);
       await tc.write(new TextEncoder().encode("over TLS"));
       await tc.closeWrite();
       assert.equal(await drainRaw(rid), "over TLS");
+      // The raw write goes through TLS too: the client decrypts what it sent.
+      assert.equal(await rawWrite(rid, enc("and back")), 8);
+      ts.closeWrite();
+      const back = new Uint8Array(64);
+      let got = "";
+      for (let i = 0; i < 10; i++) {
+        const n = await tc.read(back);
+        if (n === null) break;
+        got += new TextDecoder().decode(back.subarray(0, n));
+      }
+      assert.equal(got, "and back");
     } finally {
       tc.close();
       ts.close();
@@ -110,7 +134,7 @@ Deno.test("raw read: TLS (decrypted bytes) and Unix sockets", async () => {
     const uc = await Deno.connect({ transport: "unix", path: sock });
     const us = await ul.accept();
     try {
-      const rid = rawReadRid(us);
+      const rid = rawSocketRid(us);
       assert.ok(rid >= 0);
       await uc.write(new TextEncoder().encode("over a unix socket"));
       uc.closeWrite();
@@ -123,6 +147,38 @@ Deno.test("raw read: TLS (decrypted bytes) and Unix sockets", async () => {
     tl.close();
     ul.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("writeSocket and ConnWriter: the raw write, never the public one", async () => {
+  const [client, server, l] = await tcpPair();
+  try {
+    let publicWrites = 0;
+    const write = server.write.bind(server);
+    server.write = (p: Uint8Array) => {
+      publicWrites++;
+      return write(p);
+    };
+    assert.equal(await writeSocket(server, rawSocketRid(server), enc("one,")), 4);
+    const w = new ConnWriter(server);
+    w.pushStr("two");
+    await w.flush();
+    assert.equal(publicWrites, 0);
+    assert.equal(await writeSocket(server, -1, enc(",three")), 6, "rid -1: the public write");
+    assert.equal(publicWrites, 1);
+    server.closeWrite();
+    const buf = new Uint8Array(64);
+    let got = "";
+    for (let i = 0; i < 10; i++) {
+      const n = await client.read(buf);
+      if (n === null) break;
+      got += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    assert.equal(got, "one,two,three");
+  } finally {
+    client.close();
+    server.close();
+    l.close();
   }
 });
 

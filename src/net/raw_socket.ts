@@ -1,0 +1,93 @@
+/**
+ * Socket reads and writes without the async functions Deno wraps around them.
+ *
+ * Why: `Deno.Conn.read()` is an async method around the runtime's read op. It awaits the op's
+ * promise, keeps it in a Set meanwhile (for ref/unref), and maps 0 to null. `write()` calls an
+ * async function that awaits the write op. Each wrapper costs a second promise, a generator and a
+ * resumption per call (the read also a Set insert and delete). An HTTP/1.1 request makes two reads
+ * and two writes, so that is four promise hops per request that do nothing for us. Calling the ops
+ * directly (`core.read(rid, buf)` and `core.write(rid, buf)`, the calls inside those wrappers)
+ * skips them. The read resolves to the byte count, 0 at EOF; the write to the bytes written; both
+ * reject as the wrappers do.
+ *
+ * This reaches into the runtime (`Deno[Deno.internal].core` and the connection's internal
+ * resource id), so it is confined to this module and checked, not assumed. If either is missing
+ * (another Deno version, a wrapped or fake connection) nothing changes: rawSocketRid() returns -1
+ * and readSocket()/writeSocket() use the public `read()`/`write()`.
+ * tests/unit/net/raw_socket.test.ts fails if the pinned Deno stops offering the ops, so an upgrade
+ * cannot quietly lose the fast path.
+ */
+
+type CoreOp = (rid: number, buf: Uint8Array) => Promise<number>;
+
+interface Core {
+  read: CoreOp;
+  write: CoreOp;
+}
+
+const core = ((): Core | undefined => {
+  try {
+    const internal = (Deno as unknown as { internal?: symbol }).internal;
+    if (internal === undefined) return undefined;
+    const c = (Deno as unknown as Record<symbol, { core?: Partial<Core> } | undefined>)[internal]?.core;
+    if (typeof c?.read !== "function" || typeof c?.write !== "function") return undefined;
+    return { read: c.read, write: c.write };
+  } catch {
+    return undefined;
+  }
+})();
+
+/** The symbol Deno keeps a connection's resource id under, found once on the first connection. */
+let ridSymbol: symbol | null | undefined;
+
+function findRidSymbol(conn: object): symbol | null {
+  for (const s of Object.getOwnPropertySymbols(conn)) {
+    if (s.description === "Deno.internal.rid") return s;
+  }
+  return null;
+}
+
+/**
+ * The resource id of a connection Deno made (TCP, TLS, Unix: the id is its own property under
+ * Deno's internal symbol), or -1 for anything else (a wrapper, a test double) or when the raw ops
+ * are unavailable.
+ */
+export function rawSocketRid(conn: unknown): number {
+  if (core === undefined || typeof conn !== "object" || conn === null) return -1;
+  if (ridSymbol === undefined) ridSymbol = findRidSymbol(conn);
+  if (ridSymbol === null) return -1;
+  const rid = (conn as Record<symbol, unknown>)[ridSymbol];
+  return typeof rid === "number" ? rid : -1;
+}
+
+const unavailable: CoreOp = () => Promise.reject(new Error("no raw socket ops in this runtime"));
+
+/** Reads into `buf` (never empty) from the resource `rid` (from rawSocketRid, not -1): the byte count, 0 at EOF. */
+export const rawRead: CoreOp = core?.read ?? unavailable;
+
+/** Writes `buf` to the resource `rid` (from rawSocketRid, not -1): the bytes written (maybe fewer). */
+export const rawWrite: CoreOp = core?.write ?? unavailable;
+
+/** Whether this runtime offers the raw ops at all (for the test that guards the fast path). */
+export const rawSocketAvailable = core !== undefined;
+
+/**
+ * One read into `into` (never empty) from `conn`: the raw read when `rid` (from rawSocketRid) is
+ * not -1, else conn.read(). Bytes read; 0 or null at EOF.
+ */
+export function readSocket(
+  conn: { read(p: Uint8Array): Promise<number | null> },
+  rid: number,
+  into: Uint8Array,
+): Promise<number | null> {
+  return rid >= 0 ? rawRead(rid, into) : conn.read(into);
+}
+
+/** One write of `bytes` to `conn` (the raw write when `rid` is not -1): the bytes written. */
+export function writeSocket(
+  conn: { write(p: Uint8Array): Promise<number> },
+  rid: number,
+  bytes: Uint8Array,
+): Promise<number> {
+  return rid >= 0 ? rawWrite(rid, bytes) : conn.write(bytes);
+}
