@@ -8,7 +8,9 @@
  * and two writes, so that is four promise hops per request that do nothing for us. Calling the ops
  * directly (`core.read(rid, buf)` and `core.write(rid, buf)`, the calls inside those wrappers)
  * skips them. The read resolves to the byte count, 0 at EOF; the write to the bytes written; both
- * reject as the wrappers do.
+ * reject as the wrappers do. One thing the wrappers do is lost: `conn.unref()` cannot unref a raw
+ * read it never saw. Nothing here unrefs a connection (a connection that must not keep the
+ * process alive would have to use the public read()).
  *
  * This reaches into the runtime (`Deno[Deno.internal].core` and the connection's internal
  * resource id), so it is confined to this module and checked, not assumed. If either is missing
