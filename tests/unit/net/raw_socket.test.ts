@@ -31,11 +31,32 @@ async function drainRaw(rid: number): Promise<string> {
   throw new Error("no EOF after 100 reads");
 }
 
-async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn, Deno.Listener]> {
+/** Everything `conn` yields until EOF, through its public read (bounded: at most 100 reads). */
+async function drainPublic(conn: Deno.Conn): Promise<string> {
+  const buf = new Uint8Array(64);
+  let text = "";
+  for (let i = 0; i < 100; i++) {
+    const n = await conn.read(buf);
+    if (n === null) return text;
+    text += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  throw new Error("no EOF after 100 reads");
+}
+
+/** Runs `fn` with a connected TCP pair (client, accepted server side); closes all of it after. */
+async function withTcpPair(fn: (client: Deno.TcpConn, server: Deno.TcpConn) => Promise<void>): Promise<void> {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const client = await Deno.connect({ hostname: "127.0.0.1", port: (l.addr as Deno.NetAddr).port });
   const server = await l.accept() as Deno.TcpConn;
-  return [client, server, l];
+  try {
+    await fn(client, server);
+  } finally {
+    for (const c of [client, server, l]) {
+      try {
+        c.close();
+      } catch { /* closed by the test */ }
+    }
+  }
 }
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -45,8 +66,7 @@ Deno.test("raw ops: offered by the pinned Deno", () => {
 });
 
 Deno.test("raw ops: TCP bytes, then 0 at EOF; -1 for what is not Deno's connection", async () => {
-  const [client, server, l] = await tcpPair();
-  try {
+  await withTcpPair(async (client, server) => {
     const rid = rawSocketRid(server);
     assert.ok(rid >= 0, `a TcpConn has a resource id (got ${rid})`);
     await client.write(new TextEncoder().encode("hello, raw read"));
@@ -57,38 +77,26 @@ Deno.test("raw ops: TCP bytes, then 0 at EOF; -1 for what is not Deno's connecti
     assert.equal(rawSocketRid(wrapper), -1);
     assert.equal(rawSocketRid(null), -1);
     assert.equal(rawSocketRid({}), -1);
-  } finally {
-    client.close();
-    server.close();
-    l.close();
-  }
+  });
 });
 
 Deno.test("raw ops: reject on a closed connection, as conn.read() and write() do", async () => {
-  const [client, server, l] = await tcpPair();
-  const rid = rawSocketRid(server);
-  server.close();
-  try {
+  await withTcpPair(async (_client, server) => {
+    const rid = rawSocketRid(server);
+    server.close();
     await assert.rejects(rawRead(rid, new Uint8Array(16)), Deno.errors.BadResource);
     await assert.rejects(server.read(new Uint8Array(16)), Deno.errors.BadResource);
     await assert.rejects(rawWrite(rid, enc("x")), Deno.errors.BadResource);
     await assert.rejects(server.write(enc("x")), Deno.errors.BadResource);
-  } finally {
-    client.close();
-    l.close();
-  }
+  });
 });
 
 Deno.test("raw ops: a read pending when the connection closes rejects (no hang)", async () => {
-  const [client, server, l] = await tcpPair();
-  try {
+  await withTcpPair(async (_client, server) => {
     const pending = rawRead(rawSocketRid(server), new Uint8Array(16));
     server.close();
     await assert.rejects(pending);
-  } finally {
-    client.close();
-    l.close();
-  }
+  });
 });
 
 Deno.test("raw ops: TLS (decrypted bytes) and Unix sockets", async () => {
@@ -119,14 +127,7 @@ Deno.test("raw ops: TLS (decrypted bytes) and Unix sockets", async () => {
       // The raw write goes through TLS too: the client decrypts what it sent.
       assert.equal(await rawWrite(rid, enc("and back")), 8);
       ts.closeWrite();
-      const back = new Uint8Array(64);
-      let got = "";
-      for (let i = 0; i < 10; i++) {
-        const n = await tc.read(back);
-        if (n === null) break;
-        got += new TextDecoder().decode(back.subarray(0, n));
-      }
-      assert.equal(got, "and back");
+      assert.equal(await drainPublic(tc), "and back");
     } finally {
       tc.close();
       ts.close();
@@ -151,8 +152,7 @@ Deno.test("raw ops: TLS (decrypted bytes) and Unix sockets", async () => {
 });
 
 Deno.test("writeSocket and ConnWriter: the raw write, never the public one", async () => {
-  const [client, server, l] = await tcpPair();
-  try {
+  await withTcpPair(async (client, server) => {
     let publicWrites = 0;
     const write = server.write.bind(server);
     server.write = (p: Uint8Array) => {
@@ -167,24 +167,12 @@ Deno.test("writeSocket and ConnWriter: the raw write, never the public one", asy
     assert.equal(await writeSocket(server, -1, enc(",three")), 6, "rid -1: the public write");
     assert.equal(publicWrites, 1);
     server.closeWrite();
-    const buf = new Uint8Array(64);
-    let got = "";
-    for (let i = 0; i < 10; i++) {
-      const n = await client.read(buf);
-      if (n === null) break;
-      got += new TextDecoder().decode(buf.subarray(0, n));
-    }
-    assert.equal(got, "one,two,three");
-  } finally {
-    client.close();
-    server.close();
-    l.close();
-  }
+    assert.equal(await drainPublic(client), "one,two,three");
+  });
 });
 
 Deno.test("readSocket and ConnReader: the same bytes and EOF through either read", async () => {
-  const [client, server, l] = await tcpPair();
-  try {
+  await withTcpPair(async (client, server) => {
     await client.write(new TextEncoder().encode("abc"));
     const buf = new Uint8Array(8);
     const viaPublic = await readSocket(server, -1, buf);
@@ -204,9 +192,5 @@ Deno.test("readSocket and ConnReader: the same bytes and EOF through either read
     assert.equal(await reader.fill(), false, "EOF (0 from the raw read) reads as EOF");
     assert.equal(reader.eof, true);
     assert.equal(publicReads, 0);
-  } finally {
-    client.close();
-    server.close();
-    l.close();
-  }
+  });
 });
