@@ -39,26 +39,31 @@ const core = ((): Core | undefined => {
   }
 })();
 
-/** The symbol Deno keeps a connection's resource id under, found once on the first connection. */
-let ridSymbol: symbol | null | undefined;
+/**
+ * The symbol Deno keeps a connection's resource id under, taken from the first real connection
+ * seen. Only a find is kept: a test double or wrapper seen first must not turn the fast path off
+ * for every connection after it.
+ */
+let ridSymbol: symbol | undefined;
 
-function findRidSymbol(conn: object): symbol | null {
+function findRidSymbol(conn: object): symbol | undefined {
   for (const s of Object.getOwnPropertySymbols(conn)) {
     if (s.description === "Deno.internal.rid") return s;
   }
-  return null;
+  return undefined;
 }
 
 /**
  * The resource id of a connection Deno made (TCP, TLS, Unix: the id is its own property under
- * Deno's internal symbol), or -1 for anything else (a wrapper, a test double) or when the raw ops
- * are unavailable.
+ * Deno's internal symbol), or -1 for anything else (a wrapper, including one that inherits from
+ * a connection, or a test double) or when the raw ops are unavailable. A connection whose
+ * `read`/`write` were replaced on the object itself still gets its id: the raw ops bypass them.
  */
 export function rawSocketRid(conn: unknown): number {
   if (core === undefined || typeof conn !== "object" || conn === null) return -1;
-  if (ridSymbol === undefined) ridSymbol = findRidSymbol(conn);
-  if (ridSymbol === null) return -1;
-  const rid = (conn as Record<symbol, unknown>)[ridSymbol];
+  const sym = ridSymbol ??= findRidSymbol(conn);
+  if (sym === undefined || !Object.hasOwn(conn, sym)) return -1;
+  const rid = (conn as Record<symbol, unknown>)[sym];
   return typeof rid === "number" ? rid : -1;
 }
 
@@ -74,14 +79,16 @@ export const rawWrite: CoreOp = core?.write ?? unavailable;
 export const rawSocketAvailable = core !== undefined;
 
 /**
- * One read into `into` (never empty) from `conn`: the raw read when `rid` (from rawSocketRid) is
- * not -1, else conn.read(). Bytes read; 0 or null at EOF.
+ * One read into `into` from `conn`: the raw read when `rid` (from rawSocketRid) is not -1, else
+ * conn.read(). Bytes read; 0 or null at EOF. An empty `into` is a caller's bug and rejects.
  */
 export function readSocket(
   conn: { read(p: Uint8Array): Promise<number | null> },
   rid: number,
   into: Uint8Array,
 ): Promise<number | null> {
+  // The raw read would wait for the socket to be readable and then say 0, which reads as EOF.
+  if (into.length === 0) return Promise.reject(new RangeError("socket read into an empty buffer"));
   return rid >= 0 ? rawRead(rid, into) : conn.read(into);
 }
 

@@ -44,7 +44,9 @@ async function drainPublic(conn: Deno.Conn): Promise<string> {
 }
 
 /** Runs `fn` with a connected TCP pair (client, accepted server side); closes all of it after. */
-async function withTcpPair(fn: (client: Deno.TcpConn, server: Deno.TcpConn) => Promise<void>): Promise<void> {
+async function withTcpPair(
+  fn: (client: Deno.TcpConn, server: Deno.TcpConn) => void | Promise<void>,
+): Promise<void> {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const client = await Deno.connect({ hostname: "127.0.0.1", port: (l.addr as Deno.NetAddr).port });
   const server = await l.accept() as Deno.TcpConn;
@@ -65,12 +67,24 @@ Deno.test("raw ops: offered by the pinned Deno", () => {
   assert.equal(rawSocketAvailable, true);
 });
 
+// First in this file on purpose: nothing real has been seen yet when the fakes are asked about.
+Deno.test("raw ops: fakes seen first do not turn the fast path off for real connections", async () => {
+  assert.equal(rawSocketRid({ read: () => Promise.resolve(null) }), -1);
+  assert.equal(rawSocketRid({}), -1);
+  await withTcpPair((client, server) => {
+    assert.ok(rawSocketRid(client) >= 0 && rawSocketRid(server) >= 0);
+    // A wrapper that inherits from a connection is not the connection: its own read() is used.
+    const inheriting = Object.create(server, { read: { value: () => Promise.resolve(null) } });
+    assert.equal(rawSocketRid(inheriting), -1);
+  });
+});
+
 Deno.test("raw ops: TCP bytes, then 0 at EOF; -1 for what is not Deno's connection", async () => {
   await withTcpPair(async (client, server) => {
     const rid = rawSocketRid(server);
     assert.ok(rid >= 0, `a TcpConn has a resource id (got ${rid})`);
     await client.write(new TextEncoder().encode("hello, raw read"));
-    client.closeWrite();
+    await client.closeWrite();
     assert.equal(await drainRaw(rid), "hello, raw read");
     // A wrapper around the connection is not the connection: it is read through its own read().
     const wrapper = { read: (p: Uint8Array) => server.read(p) };
@@ -81,13 +95,15 @@ Deno.test("raw ops: TCP bytes, then 0 at EOF; -1 for what is not Deno's connecti
 });
 
 Deno.test("raw ops: reject on a closed connection, as conn.read() and write() do", async () => {
-  await withTcpPair(async (_client, server) => {
+  await withTcpPair(async (client, server) => {
     const rid = rawSocketRid(server);
     server.close();
     await assert.rejects(rawRead(rid, new Uint8Array(16)), Deno.errors.BadResource);
     await assert.rejects(server.read(new Uint8Array(16)), Deno.errors.BadResource);
     await assert.rejects(rawWrite(rid, enc("x")), Deno.errors.BadResource);
     await assert.rejects(server.write(enc("x")), Deno.errors.BadResource);
+    // An empty buffer would read as EOF on the raw path (the op waits, then says 0): refused.
+    await assert.rejects(readSocket(client, rawSocketRid(client), new Uint8Array(0)), RangeError);
   });
 });
 
@@ -126,7 +142,7 @@ Deno.test("raw ops: TLS (decrypted bytes) and Unix sockets", async () => {
       assert.equal(await drainRaw(rid), "over TLS");
       // The raw write goes through TLS too: the client decrypts what it sent.
       assert.equal(await rawWrite(rid, enc("and back")), 8);
-      ts.closeWrite();
+      await ts.closeWrite();
       assert.equal(await drainPublic(tc), "and back");
     } finally {
       tc.close();
@@ -138,7 +154,7 @@ Deno.test("raw ops: TLS (decrypted bytes) and Unix sockets", async () => {
       const rid = rawSocketRid(us);
       assert.ok(rid >= 0);
       await uc.write(new TextEncoder().encode("over a unix socket"));
-      uc.closeWrite();
+      await uc.closeWrite();
       assert.equal(await drainRaw(rid), "over a unix socket");
     } finally {
       uc.close();
@@ -166,7 +182,7 @@ Deno.test("writeSocket and ConnWriter: the raw write, never the public one", asy
     assert.equal(publicWrites, 0);
     assert.equal(await writeSocket(server, -1, enc(",three")), 6, "rid -1: the public write");
     assert.equal(publicWrites, 1);
-    server.closeWrite();
+    await server.closeWrite();
     assert.equal(await drainPublic(client), "one,two,three");
   });
 });
@@ -178,7 +194,7 @@ Deno.test("readSocket and ConnReader: the same bytes and EOF through either read
     const viaPublic = await readSocket(server, -1, buf);
     assert.equal(viaPublic, 3);
     await client.write(new TextEncoder().encode("defg"));
-    client.closeWrite();
+    await client.closeWrite();
     // ConnReader takes the raw read for Deno's own connections: the public read is never called.
     let publicReads = 0;
     const read = server.read.bind(server);
