@@ -3,7 +3,9 @@
 # compares them in interleaved short slices: A (a git revision, checked out into a temporary
 # worktree) and B (the working tree as it is now). Same load as the h1-small row of scripts/bench
 # (wrk -t1 -c50 GET /small; wrk on CPU 0, origin and both gateways on CPU 1), or with --h2 as the
-# h2-small row (h2load -c10 -m10, h2c prior knowledge).
+# h2-small row (h2load -c10 -m10, h2c prior knowledge). With --respond, the gateways answer every
+# request themselves (a `respond` route with the origin's text): the cost of a front and a gateway
+# answer, without the upstream leg.
 #
 # Why slices: on this kind of machine the speed of the same process changes by up to 1.8x from
 # one second to the next (measured: the bare relay of bench_floor.sh gave 32k to 59k req/s in
@@ -11,15 +13,15 @@
 # not the code. A and B alternate every SECONDS, and each pair of neighbouring slices gives one
 # ratio; the median of those ratios (with the quartiles, to show the spread) is the answer.
 # Nothing is asserted.
-#   scripts/bench_ab.sh [--h2] REV_A [SLICES] [SECONDS]     (defaults: 20 slices of 1 s each)
+#   scripts/bench_ab.sh [--h2] [--respond] REV_A [SLICES] [SECONDS]   (defaults: 20 slices of 1 s each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-H2=0
-if [ "${1:-}" = "--h2" ]; then
-  H2=1
+H2=0 ROUTE=pool
+while [ "${1:-}" = "--h2" ] || [ "${1:-}" = "--respond" ]; do
+  if [ "$1" = "--h2" ]; then H2=1; else ROUTE=respond; fi
   shift
-fi
-REV_A="${1:?usage: scripts/bench_ab.sh [--h2] REV_A [SLICES] [SECONDS]}"
+done
+REV_A="${1:?usage: scripts/bench_ab.sh [--h2] [--respond] REV_A [SLICES] [SECONDS]}"
 SLICES="${2:-20}"
 SECS="${3:-1}"
 BENCH_NAME=ab
@@ -35,8 +37,8 @@ git worktree add --detach "$W/a" "$REV_A" >/dev/null 2>&1 || {
 ln -s "$ROOT/node_modules" "$W/a/node_modules"
 read -r OP AAP BAP AP BP < <(free_ports 5)
 origin_conf "$W/origin.conf" "$OP"
-gateway_toml "$AAP" "$AP" "$OP" 128 >"$W/a.toml"
-gateway_toml "$BAP" "$BP" "$OP" 128 >"$W/b.toml"
+gateway_toml "$AAP" "$AP" "$OP" 128 "$ROUTE" >"$W/a.toml"
+gateway_toml "$BAP" "$BP" "$OP" 128 "$ROUTE" >"$W/b.toml"
 taskset -c 1 nginx -c "$W/origin.conf" -g 'daemon off;' & pids+=($!)
 # The two configs differ in their ports only: one set of flags for both.
 flags="$(gateway_flags "$W/a.toml")"
@@ -89,7 +91,7 @@ summary() {
     awk '{a[NR] = $1} END {printf "%.3f (q1 %.3f, q3 %.3f)", a[int((NR + 1) / 2)], a[int(NR / 4) + 1], a[int(3 * NR / 4) + (NR < 4 ? 1 : 0)]}'
 }
 echo
-echo "A = $REV_A ($(git rev-parse --short "$REV_A")), B = the working tree; load: $([ "$H2" = 1 ] && echo "h2load -c10 -m10 (h2c)" || echo "wrk -c50 (HTTP/1.1)")"
+echo "A = $REV_A ($(git rev-parse --short "$REV_A")), B = the working tree; load: $([ "$H2" = 1 ] && echo "h2load -c10 -m10 (h2c)" || echo "wrk -c50 (HTTP/1.1)"), route: $ROUTE"
 echo "A req/s median $(summary "$rps_a")"
 echo "B req/s median $(summary "$rps_b")"
 echo "B/A req/s, paired: $(summary "$ratios_rps")   (> 1: B is faster)"

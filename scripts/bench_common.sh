@@ -42,9 +42,13 @@ http {
 EOC
 }
 
-# A one-worker gateway without access log, one http listener routing everything to one origin.
-#   gateway_toml ADMIN_PORT LISTEN_PORT ORIGIN_PORT MAX_IDLE_PER_BACKEND
+# A one-worker gateway without access log, one http listener routing everything to one origin
+# (or, with ROUTE "respond", answering every request itself with the origin's /small text).
+#   gateway_toml ADMIN_PORT LISTEN_PORT ORIGIN_PORT MAX_IDLE_PER_BACKEND [ROUTE]
 gateway_toml() {
+  local route='pool = "origin"'
+  [ "${5:-}" = respond ] && route='respond = { status = 200, body = "hello from the benchmark origin\n" }'
+
   cat <<EOC
 [runtime]
 workers = 1
@@ -58,7 +62,7 @@ bind = "127.0.0.1:$2"
 protocol = "http"
 idle_timeout = "300s"
   [[listeners.routes]]
-  pool = "origin"
+  $route
 [[pools]]
 name = "origin"
 max_idle_per_backend = $4

@@ -56,7 +56,7 @@ Deno.test("scripts/bench_tls_stall.sh: both modes download 20 MB and time 20 req
 
 Deno.test("scripts/bench_ab.sh: HEAD against the working tree, paired ratios, worktree and processes gone", async () => {
   const before = await workDirs("eg-ab.");
-  for (const mode of [[], ["--h2"]]) {
+  for (const mode of [[], ["--h2", "--respond"]]) {
     const r = await run("bash", [`${ROOT}scripts/bench_ab.sh`, ...mode, "HEAD", "2", "1"], {
       timeoutMs: 120_000,
     });
@@ -68,7 +68,12 @@ Deno.test("scripts/bench_ab.sh: HEAD against the working tree, paired ratios, wo
       2,
       out,
     );
-    assert.match(out, mode.length ? /load: h2load -c10 -m10 \(h2c\)/ : /load: wrk -c50 \(HTTP\/1\.1\)/);
+    assert.match(
+      out,
+      mode.length
+        ? /load: h2load -c10 -m10 \(h2c\), route: respond$/m
+        : /load: wrk -c50 \(HTTP\/1\.1\), route: pool$/m,
+    );
     assert.match(out, /^B\/A req\/s, paired: \d+\.\d{3} \(q1 \d+\.\d{3}, q3 \d+\.\d{3}\)/m, out);
     assert.match(out, /^B\/A CPU per request, paired: \d+\.\d{3} /m, out);
   }
