@@ -43,21 +43,36 @@ async function drainPublic(conn: Deno.Conn): Promise<string> {
   throw new Error("no EOF after 100 reads");
 }
 
+/** Connects to `listener` with `connect`, runs `fn(client, server)`, then closes both ends. */
+async function withConnected<C extends Deno.Conn, S extends Deno.Conn>(
+  listener: Deno.Listener<S>,
+  connect: () => Promise<C>,
+  fn: (client: C, server: S) => void | Promise<void>,
+): Promise<void> {
+  const accepted = listener.accept();
+  const client = await connect();
+  const server = await accepted;
+  try {
+    await fn(client, server);
+  } finally {
+    for (const c of [client, server]) {
+      try {
+        c.close();
+      } catch { /* closed by the test */ }
+    }
+  }
+}
+
 /** Runs `fn` with a connected TCP pair (client, accepted server side); closes all of it after. */
 async function withTcpPair(
   fn: (client: Deno.TcpConn, server: Deno.TcpConn) => void | Promise<void>,
 ): Promise<void> {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const client = await Deno.connect({ hostname: "127.0.0.1", port: (l.addr as Deno.NetAddr).port });
-  const server = await l.accept() as Deno.TcpConn;
   try {
-    await fn(client, server);
+    const port = (l.addr as Deno.NetAddr).port;
+    await withConnected(l, () => Deno.connect({ hostname: "127.0.0.1", port }), fn);
   } finally {
-    for (const c of [client, server, l]) {
-      try {
-        c.close();
-      } catch { /* closed by the test */ }
-    }
+    l.close();
   }
 }
 
@@ -127,14 +142,9 @@ Deno.test("raw ops: TLS (decrypted bytes) and Unix sockets", async () => {
   });
   const ul = Deno.listen({ transport: "unix", path: sock });
   try {
-    const accepted = tl.accept();
-    const tc = await Deno.connectTls({
-      hostname: "localhost",
-      port: (tl.addr as Deno.NetAddr).port,
-      caCerts: [pki.caPem],
-    });
-    const ts = await accepted;
-    try {
+    const port = (tl.addr as Deno.NetAddr).port;
+    const connectTls = () => Deno.connectTls({ hostname: "localhost", port, caCerts: [pki.caPem] });
+    await withConnected(tl, connectTls, async (tc, ts) => {
       const rid = rawSocketRid(ts);
       assert.ok(rid >= 0);
       await tc.write(new TextEncoder().encode("over TLS"));
@@ -144,22 +154,14 @@ Deno.test("raw ops: TLS (decrypted bytes) and Unix sockets", async () => {
       assert.equal(await rawWrite(rid, enc("and back")), 8);
       await ts.closeWrite();
       assert.equal(await drainPublic(tc), "and back");
-    } finally {
-      tc.close();
-      ts.close();
-    }
-    const uc = await Deno.connect({ transport: "unix", path: sock });
-    const us = await ul.accept();
-    try {
+    });
+    await withConnected(ul, () => Deno.connect({ transport: "unix", path: sock }), async (uc, us) => {
       const rid = rawSocketRid(us);
       assert.ok(rid >= 0);
       await uc.write(new TextEncoder().encode("over a unix socket"));
       await uc.closeWrite();
       assert.equal(await drainRaw(rid), "over a unix socket");
-    } finally {
-      uc.close();
-      us.close();
-    }
+    });
   } finally {
     tl.close();
     ul.close();
