@@ -25,20 +25,32 @@ free_ports() {
     }' "$1"
 }
 
+# An nginx config for a foreground instance NAME: one worker, its pid file, error log and temp
+# paths in W, and the contents of its http block (after `access_log off;`) from stdin.
+#   nginx_conf FILE NAME WORKER_CONNECTIONS <<EOC ... EOC
+nginx_conf() {
+  {
+    cat <<EOC
+worker_processes 1;
+pid $W/$2.pid;
+error_log $W/$2.err warn;
+events { worker_connections $3; }
+http {
+  access_log off;
+  client_body_temp_path $W/t1; proxy_temp_path $W/t2; fastcgi_temp_path $W/t3; uwsgi_temp_path $W/t4; scgi_temp_path $W/t5;
+EOC
+    cat
+    echo "}"
+  } >"$1"
+}
+
 # The h1-small origin: nginx answering GET /small with 32 bytes, keep-alive without limits.
 #   origin_conf FILE PORT
 origin_conf() {
-  cat >"$1" <<EOC
-worker_processes 1;
-pid $W/origin.pid;
-error_log $W/origin.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off; keepalive_timeout 300s; keepalive_requests 100000000;
-  client_body_temp_path $W/t1; proxy_temp_path $W/t2; fastcgi_temp_path $W/t3; uwsgi_temp_path $W/t4; scgi_temp_path $W/t5;
+  nginx_conf "$1" origin 8192 <<EOC
+  keepalive_timeout 300s; keepalive_requests 100000000;
   server { listen 127.0.0.1:$2 backlog=4096;
     location = /small { default_type text/plain; return 200 "hello from the benchmark origin\n"; } }
-}
 EOC
 }
 
@@ -48,7 +60,6 @@ EOC
 gateway_toml() {
   local route='pool = "origin"'
   [ "${5:-}" = respond ] && route='respond = { status = 200, body = "hello from the benchmark origin\n" }'
-
   cat <<EOC
 [runtime]
 workers = 1

@@ -16,19 +16,12 @@ source scripts/bench_common.sh
 ROUNDS="${1:-3}"
 SECS="${2:-5}"
 read -r OP NP FP GP AP < <(free_ports 5)
-temps="client_body_temp_path $W/t1; proxy_temp_path $W/t2; fastcgi_temp_path $W/t3; uwsgi_temp_path $W/t4; scgi_temp_path $W/t5;"
 origin_conf "$W/origin.conf" "$OP"
-cat >"$W/nginx.conf" <<EOC
-worker_processes 1;
-pid $W/nginx.pid;
-error_log $W/nginx.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off; keepalive_timeout 300s; keepalive_requests 100000000; $temps
+nginx_conf "$W/nginx.conf" nginx 8192 <<EOC
+  keepalive_timeout 300s; keepalive_requests 100000000;
   upstream o { server 127.0.0.1:$OP; keepalive 64; }
   server { listen 127.0.0.1:$NP backlog=4096;
     location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
 EOC
 gateway_toml "$AP" "$GP" "$OP" 64 >"$W/gw.toml"
 taskset -c 1 nginx -c "$W/origin.conf" -g 'daemon off;' & pids+=($!)

@@ -18,16 +18,9 @@ head -c 100 /dev/urandom >"$W/www/100b"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
   -keyout "$W/k.pem" -out "$W/c.pem" 2>/dev/null
 read -r OP GP AP < <(free_ports 3)
-cat >"$W/origin.conf" <<EOC
-worker_processes 1;
-pid $W/o.pid;
-error_log $W/o.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off; sendfile on;
-  client_body_temp_path $W/t1; proxy_temp_path $W/t2; fastcgi_temp_path $W/t3; uwsgi_temp_path $W/t4; scgi_temp_path $W/t5;
+nginx_conf "$W/origin.conf" origin 1024 <<EOC
+  sendfile on;
   server { listen 127.0.0.1:$OP; root $W/www; }
-}
 EOC
 cat >"$W/gw.toml" <<EOC
 [observability]
