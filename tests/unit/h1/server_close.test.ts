@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { H1ServerConn } from "../../../src/http/h1/server.ts";
 import { gatewayResponse } from "../../../src/http/exchange.ts";
 import { listener, loadToml, pool } from "../config/helpers.ts";
+import { until } from "../../helpers/common.ts";
 
 /**
  * A connection that yields `request`, then EOF (or, with `eof` false, a read that ends only at
@@ -84,9 +85,9 @@ async function serverOn(conn: HeldWritesConn, completed: number[]): Promise<H1Se
   );
 }
 
-/** Lets the server run until `events` has `until` (bounded), then a little longer. */
-async function settle(conn: HeldWritesConn, until: string): Promise<void> {
-  for (let i = 0; i < 50 && !conn.events.includes(until); i++) await new Promise((r) => setTimeout(r, 2));
+/** Lets the server run until `events` has `event` (at most 2 s), then a little longer. */
+async function settle(conn: HeldWritesConn, event: string): Promise<void> {
+  await until(`"${event}"`, () => Promise.resolve(conn.events.includes(event)), 2_000);
   await new Promise((r) => setTimeout(r, 20));
 }
 
