@@ -14,6 +14,8 @@
 # ratio; the median of those ratios (with the quartiles, to show the spread) is the answer.
 # Nothing is asserted.
 #   scripts/bench_ab.sh [--h2] [--respond] REV_A [SLICES] [SECONDS]   (defaults: 20 slices of 1 s each)
+# Both sides run under the working tree's flags (scripts/flags.ts, deno.json). To compare a flag
+# itself, give it to B alone: B_EXTRA="--v8-flags=--single-threaded-gc" scripts/bench_ab.sh HEAD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 H2=0 ROUTE=pool
@@ -46,7 +48,7 @@ flags="$(gateway_flags "$W/a.toml")"
 (cd "$W/a" && exec taskset -c 1 "$DENO" run --no-prompt $flags main.ts "$W/a.toml") >"$W/a.log" 2>&1 & pids+=($!)
 a_pid=$!
 # shellcheck disable=SC2086
-taskset -c 1 "$DENO" run --no-prompt $flags main.ts "$W/b.toml" >"$W/b.log" 2>&1 & pids+=($!)
+taskset -c 1 "$DENO" run --no-prompt $flags ${B_EXTRA:-} main.ts "$W/b.toml" >"$W/b.log" 2>&1 & pids+=($!)
 b_pid=$!
 wait_ready "$AAP" && wait_ready "$BAP" || {
   cat "$W/a.log" "$W/b.log" >&2
@@ -55,32 +57,35 @@ wait_ready "$AAP" && wait_ready "$BAP" || {
 # CPU ticks (user+sys) of a process and all its threads.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"
-# One slice of load against a port; prints "<requests> <req/s>".
+# One slice of load against a port; prints "<requests> <req/s> <p99 µs>" (p99 from wrk only: h2load
+# reports no percentiles, so "-" for h2c).
 load() {
   if [ "$H2" = 1 ]; then
     taskset -c 0 h2load -t1 -c10 -m10 "-D$2" "http://127.0.0.1:$1/small" |
-      awk '/^finished in/ {gsub(",", ""); r = $4} /^requests:/ {n = $8} END {print n, r}'
+      awk '/^finished in/ {gsub(",", ""); r = $4} /^requests:/ {n = $8} END {print n, r, "-"}'
   else
-    taskset -c 0 wrk -t1 -c50 "-d${2}s" "http://127.0.0.1:$1/small" |
-      awk '/requests in/ {n = $1} /Requests\/sec/ {r = $2} END {print n, r}'
+    taskset -c 0 wrk --latency -t1 -c50 "-d${2}s" "http://127.0.0.1:$1/small" |
+      awk 'function us(x) { return x ~ /us$/ ? x + 0 : (x ~ /ms$/ ? x * 1000 : x * 1e6) }
+        /requests in/ {n = $1} /Requests\/sec/ {r = $2} $1 == "99%" {p = us($2)} END {print n, r, p}'
   fi
 }
 load "$AP" 1 >/dev/null # warm-up, not recorded
 load "$BP" 1 >/dev/null
-ratios_rps="" ratios_cpu="" rps_a="" rps_b=""
+ratios_rps="" ratios_cpu="" ratios_p99="" rps_a="" rps_b=""
 for i in $(seq "$SLICES"); do
-  declare -A r c
+  declare -A r c p
   # Alternate which goes first, so neither always follows the other.
   if [ $((i % 2)) = 1 ]; then order="A B"; else order="B A"; fi
   for side in $order; do
     if [ "$side" = A ]; then port=$AP pid=$a_pid; else port=$BP pid=$b_pid; fi
     t0="$(ticks "$pid")"
-    read -r n rate < <(load "$port" "$SECS")
+    read -r n rate p99 < <(load "$port" "$SECS")
     t1="$(ticks "$pid")"
-    r[$side]="$rate"
+    r[$side]="$rate" p[$side]="$p99"
     c[$side]="$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN {printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0)}')"
   done
-  echo "slice $i: A ${r[A]} req/s ${c[A]} µs/req   B ${r[B]} req/s ${c[B]} µs/req"
+  echo "slice $i: A ${r[A]} req/s ${c[A]} µs/req p99 ${p[A]} µs   B ${r[B]} req/s ${c[B]} µs/req p99 ${p[B]} µs"
+  [ "$H2" = 1 ] || ratios_p99+="$(awk -v a="${p[A]}" -v b="${p[B]}" 'BEGIN {printf "%.4f", (a > 0 ? b / a : 1)}') "
   rps_a+="${r[A]} " rps_b+="${r[B]} "
   ratios_rps+="$(awk -v a="${r[A]}" -v b="${r[B]}" 'BEGIN {printf "%.4f", b / a}') "
   ratios_cpu+="$(awk -v a="${c[A]}" -v b="${c[B]}" 'BEGIN {printf "%.4f", (a > 0 ? b / a : 1)}') "
@@ -96,3 +101,4 @@ echo "A req/s median $(summary "$rps_a")"
 echo "B req/s median $(summary "$rps_b")"
 echo "B/A req/s, paired: $(summary "$ratios_rps")   (> 1: B is faster)"
 echo "B/A CPU per request, paired: $(summary "$ratios_cpu")   (< 1: B is cheaper)"
+[ "$H2" = 1 ] || echo "B/A p99 latency, paired: $(summary "$ratios_p99")   (< 1: B's tail is shorter)"

@@ -63,8 +63,9 @@ Deno.test("scripts/bench_ab.sh: HEAD against the working tree, paired ratios, wo
     assert.equal(r.code, 0, r.stderr);
     const out = r.stdout;
     assert.equal(
-      out.match(/^slice \d: A \d+\.\d+ req\/s \d+\.\d\d µs\/req +B \d+\.\d+ req\/s \d+\.\d\d µs\/req$/gm)
-        ?.length,
+      out.match(
+        /^slice \d: A \d+\.\d+ req\/s \d+\.\d\d µs\/req p99 (\d+(\.\d+)?|-) µs +B \d+\.\d+ req\/s \d+\.\d\d µs\/req p99 (\d+(\.\d+)?|-) µs$/gm,
+      )?.length,
       2,
       out,
     );
@@ -76,6 +77,9 @@ Deno.test("scripts/bench_ab.sh: HEAD against the working tree, paired ratios, wo
     );
     assert.match(out, /^B\/A req\/s, paired: \d+\.\d{3} \(q1 \d+\.\d{3}, q3 \d+\.\d{3}\)/m, out);
     assert.match(out, /^B\/A CPU per request, paired: \d+\.\d{3} /m, out);
+    // p99 per slice from wrk; h2load reports no percentiles, so none for h2c.
+    if (mode.length) assert.doesNotMatch(out, /p99 latency, paired/, out);
+    else assert.match(out, /^B\/A p99 latency, paired: \d+\.\d{3} /m, out);
   }
   const bad = await run("bash", [`${ROOT}scripts/bench_ab.sh`, "no-such-revision"], { timeoutMs: 60_000 });
   assert.equal(bad.code, 2);
