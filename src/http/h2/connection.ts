@@ -717,13 +717,15 @@ export abstract class H2Session implements StreamHost, Deadline {
   /** HEADERS (+ CONTINUATION); not flow-controlled. */
   sendHeaders(s: H2Stream, fields: HeaderField[], endStream: boolean): void {
     this.#checkHeaders(s);
-    this.#sentHeaders(s, this.encoder.encodeView(fields), endStream);
+    const block = this.encoder.encodeView(fields);
+    this.#sentHeaders(s, block, block.length, endStream);
   }
 
   /** sendHeaders() of a flat field list `[name0, value0, …]` (no pair array per field). */
   sendHeaderList(s: H2Stream, list: string[], endStream: boolean): void {
     this.#checkHeaders(s);
-    this.#sentHeaders(s, this.encoder.encodeFlatView(list), endStream);
+    const n = this.encoder.encodeFlat(list);
+    this.#sentHeaders(s, this.encoder.lastBlock, n, endStream);
   }
 
   #checkHeaders(s: H2Stream): void {
@@ -732,11 +734,14 @@ export abstract class H2Session implements StreamHost, Deadline {
     }
   }
 
-  /** `block` is the encoder's view (valid until its next call): the writer copies it at once. */
-  #sentHeaders(s: H2Stream, block: Uint8Array, endStream: boolean): void {
-    this.writer.headers(s.id, block, endStream, this.peerMaxFrameSize);
+  /**
+   * The block is `block`'s first `length` octets, in the encoder's buffer (valid until its next
+   * call): the writer copies it at once.
+   */
+  #sentHeaders(s: H2Stream, block: Uint8Array, length: number, endStream: boolean): void {
+    this.writer.headers(s.id, block, endStream, this.peerMaxFrameSize, length);
     this.#sentSincePing = true;
-    s.bytesSent += block.length;
+    s.bytesSent += length;
     if (endStream) {
       s.sendEnded = true;
       this.onLocalEnd(s);

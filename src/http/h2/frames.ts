@@ -477,7 +477,8 @@ export function parseData(header: FrameHeader, payload: Uint8Array): DataFrame {
     kind: "data",
     streamId: header.streamId,
     endStream: (header.flags & Flags.END_STREAM) !== 0,
-    data: payload.subarray(start, end),
+    // The whole payload when unpadded: no view object per frame.
+    data: start === 0 && end === payload.length ? payload : payload.subarray(start, end),
     flowControlLength: payload.length,
   };
 }
@@ -501,7 +502,7 @@ export function parseHeaders(header: FrameHeader, payload: Uint8Array): HeadersF
     endStream: (header.flags & Flags.END_STREAM) !== 0,
     endHeaders: (header.flags & Flags.END_HEADERS) !== 0,
     priority: hasPriority ? readPriority(payload, padded) : undefined,
-    fragment: payload.subarray(start, end),
+    fragment: start === 0 && end === payload.length ? payload : payload.subarray(start, end),
   };
   if (frame.priority !== undefined && frame.priority.dependency === header.streamId) {
     throw new H2StreamError(header.streamId, ErrorCode.PROTOCOL_ERROR, "stream depends on itself", frame);

@@ -590,9 +590,24 @@ export class HpackEncoder {
    * beyond what the encoder decides itself): no pair array per field.
    */
   encodeFlatView(list: readonly string[]): Uint8Array {
+    const n = this.encodeFlat(list); // first: encoding may replace #out with a larger buffer
+    return this.#out.subarray(0, n);
+  }
+
+  /**
+   * encodeFlatView() without the view: returns the block's length; the block is the first that
+   * many octets of `lastBlock`, valid only until the next call. For the per-response path, where
+   * a view object per response is measurable garbage.
+   */
+  encodeFlat(list: readonly string[]): number {
     this.#begin();
     for (let i = 0; i + 1 < list.length; i += 2) this.#field(list[i], list[i + 1], false);
-    return this.#out.subarray(0, this.#pos);
+    return this.#pos;
+  }
+
+  /** The buffer holding the block the last encode call produced (it may be replaced as it grows). */
+  get lastBlock(): Uint8Array {
+    return this.#out;
   }
 
   /** Starts a block: the pending dynamic table size update(s) first (§4.2). */

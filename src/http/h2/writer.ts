@@ -19,6 +19,8 @@ export interface FrameSink {
 }
 
 const INITIAL_BUFFER = 16 * 1024;
+/** Payloads up to this many octets are copied byte by byte: cheaper than a view and set(). */
+const SMALL_BLOCK = 64;
 const FLAG_END_STREAM = 0x1;
 /** Grown buffers up to this size are kept for reuse; bigger ones are dropped after a write. */
 const KEEP_BUFFER = 512 * 1024;
@@ -119,7 +121,7 @@ export class FrameWriter {
     writeFrameHeader(b, o, n, type, flags, streamId);
     if (n > 0) {
       // Small payloads byte by byte: set(subarray()) costs a view object and a call per frame.
-      if (n <= 64) { for (let i = 0; i < n; i++) b[o + 9 + i] = payload![off + i]; }
+      if (n <= SMALL_BLOCK) { for (let i = 0; i < n; i++) b[o + 9 + i] = payload![off + i]; }
       else b.set(payload!.subarray(off, off + n), o + 9);
     }
     if (type === FrameType.DATA) {
@@ -154,14 +156,23 @@ export class FrameWriter {
     this.#schedule();
   }
 
-  /** A field block as HEADERS + CONTINUATION frames of at most `maxFrame` octets, appended at once. */
-  headers(streamId: number, block: Uint8Array, endStream: boolean, maxFrame: number): void {
-    const frames = Math.max(1, Math.ceil(block.length / maxFrame));
-    let o = this.#reserve(block.length + frames * 9);
+  /**
+   * A field block (`block`'s first `length` octets) as HEADERS + CONTINUATION frames of at most
+   * `maxFrame` octets, appended at once.
+   */
+  headers(
+    streamId: number,
+    block: Uint8Array,
+    endStream: boolean,
+    maxFrame: number,
+    length = block.length,
+  ): void {
+    const frames = Math.max(1, Math.ceil(length / maxFrame));
+    let o = this.#reserve(length + frames * 9);
     const b = this.#buf;
     for (let i = 0; i < frames; i++) {
       const start = i * maxFrame;
-      const end = Math.min(block.length, start + maxFrame);
+      const end = Math.min(length, start + maxFrame);
       let flags = i === frames - 1 ? 0x4 : 0; // END_HEADERS on the last
       if (i === 0 && endStream) flags |= 0x1; // END_STREAM on the HEADERS frame
       writeFrameHeader(
@@ -172,7 +183,10 @@ export class FrameWriter {
         flags,
         streamId,
       );
-      b.set(block.subarray(start, end), o + 9);
+      if (end - start <= SMALL_BLOCK) {
+        // A typical response block (a few indexed fields): byte by byte, no view object.
+        for (let k = start, w = o + 9; k < end; k++, w++) b[w] = block[k];
+      } else b.set(end === block.length && start === 0 ? block : block.subarray(start, end), o + 9);
       o += 9 + end - start;
     }
     if (streamId === this.#lastDataStream) this.#lastData = -1;

@@ -250,6 +250,52 @@ Deno.test("sendData/sendBody reject (never throw) once the stream is gone", asyn
   h2.abort();
 });
 
+Deno.test("FrameWriter.headers: only the first `length` octets of a longer buffer, split by maxFrame", async () => {
+  const sink = new SinkConn();
+  const w = new FrameWriter(sink, 1 << 20, () => assert.fail("no write error"));
+  // A buffer like the encoder's: the block, then stale octets the frames must not carry.
+  const buf = new Uint8Array(400).fill(0xee);
+  for (let i = 0; i < 300; i++) buf[i] = i & 0x7f;
+  w.headers(1, buf, true, 16384, 40); // one small frame (copied byte by byte)
+  w.headers(3, buf, false, 100, 300); // HEADERS + 2 CONTINUATION, the last of 100 octets
+  w.headers(5, buf, false, 128, 300); // the last frame of 44 octets
+  w.headers(7, buf.subarray(0, 200), false, 16384); // the whole array (length defaults to it)
+  await w.settled();
+  const frames = framesOf(sink.writes);
+  const got = (id: number) => frames.filter((f) => f.streamId === id);
+  assert.equal(got(1).length, 1);
+  assert.equal(got(1)[0].flags, Flags.END_HEADERS | Flags.END_STREAM);
+  assert.deepEqual(got(1)[0].payload, buf.subarray(0, 40));
+  for (const [id, sizes] of [[3, [100, 100, 100]], [5, [128, 128, 44]]] as const) {
+    assert.deepEqual(got(id).map((f) => f.payload.length), sizes);
+    assert.deepEqual(got(id).map((f) => f.type), [
+      FrameType.HEADERS,
+      FrameType.CONTINUATION,
+      FrameType.CONTINUATION,
+    ]);
+    assert.deepEqual(got(id).map((f) => f.flags), [0, 0, Flags.END_HEADERS]);
+    const joined = new Uint8Array(300);
+    let o = 0;
+    for (const f of got(id)) {
+      joined.set(f.payload, o);
+      o += f.payload.length;
+    }
+    assert.deepEqual(joined, buf.subarray(0, 300), "no stale octet past `length`");
+  }
+  assert.deepEqual(got(7)[0].payload, buf.subarray(0, 200));
+});
+
+Deno.test("HpackEncoder.encodeFlat: its length of lastBlock is encodeFlatView's block", () => {
+  const a = new HpackEncoder();
+  const b = new HpackEncoder();
+  const list = [":status", "200", "server", "nginx", "x-long", "v".repeat(700)];
+  for (let round = 0; round < 2; round++) { // the second round hits the dynamic table
+    const n = b.encodeFlat(list);
+    assert.deepEqual(b.lastBlock.subarray(0, n), a.encodeFlatView(list));
+    assert.ok(b.lastBlock.length >= n, "the buffer grew to hold the block");
+  }
+});
+
 Deno.test("HpackEncoder.encodeFlatView: the same block and table state as encode()", () => {
   const a = new HpackEncoder();
   const b = new HpackEncoder();
