@@ -450,13 +450,14 @@ export function parseFrame(header: FrameHeader, payload: Uint8Array): Frame {
 
 /**
  * Strips padding (§6.1, §6.2, §6.6). `fixed` is the number of octets after the Pad Length field that
- * precede the data (5 for HEADERS+PRIORITY, 4 for PUSH_PROMISE). Returns [start, end) of the content.
+ * precede the data (5 for HEADERS+PRIORITY, 4 for PUSH_PROMISE). Returns the content: the payload
+ * itself when there is neither padding nor a fixed part (the common frame: no view object).
  */
-function unpad(header: FrameHeader, payload: Uint8Array, fixed: number, what: string): [number, number] {
+function unpad(header: FrameHeader, payload: Uint8Array, fixed: number, what: string): Uint8Array {
   const len = payload.length;
   if ((header.flags & Flags.PADDED) === 0) {
     if (len < fixed) throw connError(ErrorCode.FRAME_SIZE_ERROR, `${what} frame too short`);
-    return [fixed, len];
+    return fixed === 0 ? payload : payload.subarray(fixed);
   }
   // A PADDED frame too short to even hold Pad Length (and fixed fields) is malformed (§4.2).
   if (len < 1 + fixed) throw connError(ErrorCode.FRAME_SIZE_ERROR, `${what} frame too short for its fields`);
@@ -466,19 +467,17 @@ function unpad(header: FrameHeader, payload: Uint8Array, fixed: number, what: st
   if (pad > len - 1 - fixed) {
     throw connError(ErrorCode.PROTOCOL_ERROR, `${what} pad length ${pad} exceeds the payload`);
   }
-  return [1 + fixed, len - pad];
+  return payload.subarray(1 + fixed, len - pad);
 }
 
 /** DATA (§6.1). */
 export function parseData(header: FrameHeader, payload: Uint8Array): DataFrame {
   if (header.streamId === 0) throw connError(ErrorCode.PROTOCOL_ERROR, "DATA frame on stream 0");
-  const [start, end] = unpad(header, payload, 0, "DATA");
   return {
     kind: "data",
     streamId: header.streamId,
     endStream: (header.flags & Flags.END_STREAM) !== 0,
-    // The whole payload when unpadded: no view object per frame.
-    data: start === 0 && end === payload.length ? payload : payload.subarray(start, end),
+    data: unpad(header, payload, 0, "DATA"),
     flowControlLength: payload.length,
   };
 }
@@ -494,7 +493,7 @@ function readPriority(p: Uint8Array, o: number): PrioritySpec {
 export function parseHeaders(header: FrameHeader, payload: Uint8Array): HeadersFrame {
   if (header.streamId === 0) throw connError(ErrorCode.PROTOCOL_ERROR, "HEADERS frame on stream 0");
   const hasPriority = (header.flags & Flags.PRIORITY) !== 0;
-  const [start, end] = unpad(header, payload, hasPriority ? 5 : 0, "HEADERS");
+  const fragment = unpad(header, payload, hasPriority ? 5 : 0, "HEADERS"); // checks the length first
   const padded = (header.flags & Flags.PADDED) !== 0 ? 1 : 0;
   const frame: HeadersFrame = {
     kind: "headers",
@@ -502,7 +501,7 @@ export function parseHeaders(header: FrameHeader, payload: Uint8Array): HeadersF
     endStream: (header.flags & Flags.END_STREAM) !== 0,
     endHeaders: (header.flags & Flags.END_HEADERS) !== 0,
     priority: hasPriority ? readPriority(payload, padded) : undefined,
-    fragment: start === 0 && end === payload.length ? payload : payload.subarray(start, end),
+    fragment,
   };
   if (frame.priority !== undefined && frame.priority.dependency === header.streamId) {
     throw new H2StreamError(header.streamId, ErrorCode.PROTOCOL_ERROR, "stream depends on itself", frame);
@@ -589,13 +588,14 @@ export function parseSettings(header: FrameHeader, payload: Uint8Array): Setting
 /** PUSH_PROMISE (§6.6). Whether a push is acceptable at all (a server never accepts one) is the caller's call. */
 export function parsePushPromise(header: FrameHeader, payload: Uint8Array): PushPromiseFrame {
   if (header.streamId === 0) throw connError(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE frame on stream 0");
-  const [start, end] = unpad(header, payload, 4, "PUSH_PROMISE");
+  const fragment = unpad(header, payload, 4, "PUSH_PROMISE"); // checks the length first
   return {
     kind: "push_promise",
     streamId: header.streamId,
-    promisedStreamId: u32(payload, start - 4) & 0x7fffffff,
+    // After the Pad Length octet, if any.
+    promisedStreamId: u32(payload, (header.flags & Flags.PADDED) !== 0 ? 1 : 0) & 0x7fffffff,
     endHeaders: (header.flags & Flags.END_HEADERS) !== 0,
-    fragment: payload.subarray(start, end),
+    fragment,
   };
 }
 

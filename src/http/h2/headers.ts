@@ -291,7 +291,7 @@ export function responseFields(
   return out;
 }
 
-/** responseFields() as a flat list `[":status", "200", name, value, …]` (HpackEncoder.encodeFlatView). */
+/** responseFields() as a flat list `[":status", "200", name, value, …]` (HpackEncoder.encodeFlat). */
 export function responseFieldList(
   status: number,
   headers: HeaderList,

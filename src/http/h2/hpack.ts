@@ -587,17 +587,9 @@ export class HpackEncoder {
 
   /**
    * encodeView() of a flat list `[name0, value0, name1, value1, …]` (none marked never-indexed
-   * beyond what the encoder decides itself): no pair array per field.
-   */
-  encodeFlatView(list: readonly string[]): Uint8Array {
-    const n = this.encodeFlat(list); // first: encoding may replace #out with a larger buffer
-    return this.#out.subarray(0, n);
-  }
-
-  /**
-   * encodeFlatView() without the view: returns the block's length; the block is the first that
-   * many octets of `lastBlock`, valid only until the next call. For the per-response path, where
-   * a view object per response is measurable garbage.
+   * beyond what the encoder decides itself), with neither a pair array per field nor a view:
+   * returns the block's length, and the block is that many octets at the start of `lastBlock`,
+   * valid only until the next call (the per-response path copies it into its frames at once).
    */
   encodeFlat(list: readonly string[]): number {
     this.#begin();

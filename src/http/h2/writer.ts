@@ -20,7 +20,17 @@ export interface FrameSink {
 
 const INITIAL_BUFFER = 16 * 1024;
 /** Payloads up to this many octets are copied byte by byte: cheaper than a view and set(). */
-const SMALL_BLOCK = 64;
+const SMALL_COPY = 64;
+
+/**
+ * Copies src[start, end) into dst at `at`. A small run (a typical response's header block, a
+ * WINDOW_UPDATE-sized payload) byte by byte: set(subarray()) costs a view object and a call.
+ */
+function copyInto(dst: Uint8Array, at: number, src: Uint8Array, start: number, end: number): void {
+  const n = end - start;
+  if (n <= SMALL_COPY) { for (let i = 0; i < n; i++) dst[at + i] = src[start + i]; }
+  else dst.set(start === 0 && end === src.length ? src : src.subarray(start, end), at);
+}
 const FLAG_END_STREAM = 0x1;
 /** Grown buffers up to this size are kept for reuse; bigger ones are dropped after a write. */
 const KEEP_BUFFER = 512 * 1024;
@@ -119,11 +129,7 @@ export class FrameWriter {
     const o = this.#reserve(9 + n);
     const b = this.#buf;
     writeFrameHeader(b, o, n, type, flags, streamId);
-    if (n > 0) {
-      // Small payloads byte by byte: set(subarray()) costs a view object and a call per frame.
-      if (n <= SMALL_BLOCK) { for (let i = 0; i < n; i++) b[o + 9 + i] = payload![off + i]; }
-      else b.set(payload!.subarray(off, off + n), o + 9);
-    }
+    if (n > 0) copyInto(b, o + 9, payload!, off, off + n);
     if (type === FrameType.DATA) {
       this.#lastData = o;
       this.#lastDataStream = streamId;
@@ -183,10 +189,7 @@ export class FrameWriter {
         flags,
         streamId,
       );
-      if (end - start <= SMALL_BLOCK) {
-        // A typical response block (a few indexed fields): byte by byte, no view object.
-        for (let k = start, w = o + 9; k < end; k++, w++) b[w] = block[k];
-      } else b.set(end === block.length && start === 0 ? block : block.subarray(start, end), o + 9);
+      copyInto(b, o + 9, block, start, end);
       o += 9 + end - start;
     }
     if (streamId === this.#lastDataStream) this.#lastData = -1;

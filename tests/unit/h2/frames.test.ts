@@ -362,6 +362,14 @@ Deno.test("CONTINUATION and PUSH_PROMISE", () => {
       fragment: hex("82"),
     },
   );
+  // Unpadded: the promised id is the first four octets.
+  assert.deepEqual(parsePushPromise(hdr(5, 0, 1, 6), hex("00000004 8283")), {
+    kind: "push_promise",
+    streamId: 1,
+    promisedStreamId: 4,
+    endHeaders: false,
+    fragment: hex("8283"),
+  });
 });
 
 Deno.test("parseFrame dispatches by type and passes unknown types through", () => {
