@@ -163,11 +163,16 @@ export abstract class H2Session implements StreamHost, Deadline {
     return this.#closing || this.closed;
   }
   #block: PendingBlock | null = null;
-  /** Closed-stream memory (§5.1): how each remembered stream ended … */
-  readonly #recent = new Map<number, Closed>();
-  /** … and the remembered ids in insertion order, a ring of limits.closedStreamMemory slots. */
-  readonly #recentIds: number[] = [];
-  #recentHead = 0;
+  /**
+   * Closed-stream memory (§5.1): a table of slots indexed by stream id (`id & mask`), each with
+   * the id it holds (0 = empty: 0 is never a stream) and how that stream ended. Stream ids only
+   * grow, so an id takes over a slot from one at least `slots` lower: with slots ≥ 2 ×
+   * limits.closedStreamMemory, at least that many of the newest streams of one side are
+   * remembered. No Map insert and delete per stream (the Map this replaced also cost a few KB per
+   * connection once full). Made at the first close, so a connection that closes none has none.
+   */
+  #recentIds: Int32Array | undefined;
+  #recentHow: Uint8Array | undefined;
   /** Streams waiting for the connection send window. */
   readonly #blocked = new Set<H2Stream>();
   // --- the DoS catalog (limits.ts) ---
@@ -539,7 +544,10 @@ export abstract class H2Session implements StreamHost, Deadline {
 
   /** How a stream not in the table ended, if we remember. */
   closedHow(id: number): Closed | undefined {
-    return this.#recent.get(id);
+    const ids = this.#recentIds;
+    if (ids === undefined) return undefined;
+    const slot = id & (ids.length - 1);
+    return ids[slot] === id ? this.#recentHow![slot] as Closed : undefined;
   }
 
   /**
@@ -550,7 +558,7 @@ export abstract class H2Session implements StreamHost, Deadline {
     if (this.isIdle(id)) {
       throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, `${what} on idle stream ${id}`);
     }
-    switch (this.#recent.get(id)) {
+    switch (this.closedHow(id)) {
       case Closed.ResetLocal:
         return;
       case Closed.ResetRemote:
@@ -977,22 +985,19 @@ export abstract class H2Session implements StreamHost, Deadline {
   }
 
   protected remember(id: number, how: Closed): void {
-    const r = this.#recent;
-    const cap = this.limits.closedStreamMemory;
-    if (r.has(id)) {
-      r.set(id, how); // already remembered: keeps its place in the order, as Map.set does
-      return;
+    let ids = this.#recentIds;
+    if (ids === undefined) {
+      const cap = this.limits.closedStreamMemory;
+      if (cap <= 0) return;
+      // A power of two (the slot is a mask of the id) and twice the memory asked for: the ids of
+      // one side are two apart, so only every other slot is theirs.
+      const slots = 2 ** Math.ceil(Math.log2(2 * cap));
+      ids = this.#recentIds = new Int32Array(slots);
+      this.#recentHow = new Uint8Array(slots);
     }
-    if (cap <= 0) return;
-    // The oldest entry goes first (a ring of ids rather than Map.keys().next(): after many
-    // deletes from its front a Map walks the holes they leave on every call).
-    const ids = this.#recentIds;
-    if (r.size >= cap) {
-      r.delete(ids[this.#recentHead]);
-      ids[this.#recentHead] = id;
-      this.#recentHead = (this.#recentHead + 1) % cap;
-    } else ids[(this.#recentHead + r.size) % cap] = id;
-    r.set(id, how);
+    const slot = id & (ids.length - 1);
+    ids[slot] = id;
+    this.#recentHow![slot] = how;
   }
 
   /** RST_STREAM(code) for `s` (a stream or an id not in the table). */

@@ -1,8 +1,8 @@
 /**
  * Session bookkeeping without sockets: the closed-stream memory (§5.1: how a stream that left the
- * table ended decides between ignoring a late frame and an error) keeps the newest
- * limits.closedStreamMemory streams in insertion order, and H2Stream.tryRead() is read() without
- * a promise.
+ * table ended decides between ignoring a late frame and an error) keeps at least the newest
+ * limits.closedStreamMemory streams of a side, in slots by stream id, and H2Stream.tryRead() is
+ * read() without a promise.
  */
 
 import assert from "node:assert/strict";
@@ -34,8 +34,10 @@ class TestSession extends H2Session {
   }
 }
 
-Deno.test("closed-stream memory: the newest N streams, oldest forgotten first, re-remembering keeps the place", () => {
+Deno.test("closed-stream memory: at least the newest N streams of a side, by id, a re-close updates", () => {
+  // N = 3: 8 slots (a power of two, at least 2 × N), each stream id in slot id & 7.
   const h2 = new TestSession(3);
+  assert.equal(h2.closedHow(1), undefined, "nothing remembered yet");
   h2.rememberNow(1, Closed.Ended);
   h2.rememberNow(3, Closed.ResetLocal);
   h2.rememberNow(5, Closed.ResetRemote);
@@ -44,22 +46,33 @@ Deno.test("closed-stream memory: the newest N streams, oldest forgotten first, r
     Closed.ResetLocal,
     Closed.ResetRemote,
   ]);
-  // Updating an entry changes how, not its age (Map.set semantics).
-  h2.rememberNow(1, Closed.ResetLocal);
+  assert.equal(h2.closedHow(7), undefined, "a stream never closed is not remembered");
+  assert.equal(h2.closedHow(9), undefined, "nor one whose slot holds another id (1)");
+  h2.rememberNow(1, Closed.ResetLocal); // the same stream again: how changes
   assert.equal(h2.closedHow(1), Closed.ResetLocal);
-  h2.rememberNow(7, Closed.Ended); // evicts 1, the oldest
+  h2.rememberNow(7, Closed.Ended);
+  h2.rememberNow(9, Closed.Ended); // takes slot 1 from stream 1, 8 ids older
   assert.equal(h2.closedHow(1), undefined);
-  assert.deepEqual([3, 5, 7].map((id) => h2.closedHow(id)), [
+  assert.deepEqual([3, 5, 7, 9].map((id) => h2.closedHow(id)), [
     Closed.ResetLocal,
     Closed.ResetRemote,
     Closed.Ended,
+    Closed.Ended,
   ]);
-  // Many more: the ring wraps around and always holds the last three.
-  for (let id = 9; id < 1009; id += 2) h2.rememberNow(id, id % 3 === 0 ? Closed.ResetLocal : Closed.Ended);
-  for (let id = 1; id < 1003; id += 2) assert.equal(h2.closedHow(id), undefined, `stream ${id} forgotten`);
-  for (const id of [1003, 1005, 1007]) {
+  // Many more: the newest four of one side (8 slots, every other one theirs) are remembered.
+  for (let id = 11; id < 1009; id += 2) h2.rememberNow(id, id % 3 === 0 ? Closed.ResetLocal : Closed.Ended);
+  for (let id = 1; id < 1001; id += 2) assert.equal(h2.closedHow(id), undefined, `stream ${id} forgotten`);
+  for (const id of [1001, 1003, 1005, 1007]) {
     assert.equal(h2.closedHow(id), id % 3 === 0 ? Closed.ResetLocal : Closed.Ended);
   }
+  // A long-lived stream that closes late is remembered: it takes its slot from a newer id that
+  // closed earlier (what was closed last matters most for frames still in flight).
+  h2.rememberNow(993, Closed.ResetLocal); // slot 1, held by 1001
+  assert.equal(h2.closedHow(993), Closed.ResetLocal);
+  assert.equal(h2.closedHow(1001), undefined);
+  // The largest stream id (2^31 - 1) fits.
+  h2.rememberNow(2 ** 31 - 1, Closed.ResetRemote);
+  assert.equal(h2.closedHow(2 ** 31 - 1), Closed.ResetRemote);
   h2.abort();
 });
 
