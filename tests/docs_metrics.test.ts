@@ -96,7 +96,8 @@ function registeredInSource(name: string, files: Array<{ path: string; text: str
 
 /**
  * Every family name a source file registers: the first argument of `.counter(` / `.gauge(` /
- * `.histogram(`, a literal or `${P}suffix` with the file's own `const P = "expressgateway_…"`.
+ * `.histogram(`, a literal (`expressgateway_…`, or one of the standard `process_…` families) or
+ * `${P}suffix` with the file's own `const P = "expressgateway_…"`.
  * A name built any other way is reported, so this list cannot silently miss one.
  */
 function namesRegisteredInSource(files: Array<{ path: string; text: string }>): {
@@ -113,7 +114,8 @@ function namesRegisteredInSource(files: Array<{ path: string; text: string }>): 
       let name = m[2];
       const t = /^\$\{(\w+)\}([a-z0-9_]+)$/.exec(name);
       if (t && prefixes.has(t[1])) name = prefixes.get(t[1])! + t[2];
-      if (/^expressgateway_[a-z0-9_]+$/.test(name)) names.set(name, f.path);
+      // process_*: the standard families every Prometheus client exports (process_metrics.ts).
+      if (/^(expressgateway|process)_[a-z0-9_]+$/.test(name)) names.set(name, f.path);
       else unresolved.push(`${f.path}: ${m[0]}`);
     }
   }

@@ -5,6 +5,7 @@
  */
 
 import { type Counter, type Gauge, type Histogram, Registry } from "./metrics.ts";
+import { registerHeapMetrics, registerProcessMetrics } from "./process_metrics.ts";
 
 const P = "expressgateway_";
 
@@ -32,6 +33,7 @@ export class DataPlaneMetrics {
 
   constructor(readonly registry: Registry = new Registry()) {
     const r = registry;
+    registerHeapMetrics(r);
     this.requests = r.counter(
       `${P}requests_total`,
       "Requests answered, by listener, route, pool and status class.",
@@ -151,6 +153,7 @@ export class ControlMetrics {
 
   constructor(readonly registry: Registry) {
     const r = registry;
+    registerProcessMetrics(r);
     this.reloads = r.counter(`${P}config_reloads_total`, "Config reloads applied.");
     this.reloadFailures = r.counter(
       `${P}config_reload_failures_total`,
