@@ -65,7 +65,7 @@ export interface H2Limits {
   discardLimit: number;
   /** Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441); set by the WebSocket work when it lands. */
   enableConnectProtocol: boolean;
-  /** At least this many of the newest closed streams of a side are remembered (§5.1: closed vs idle). */
+  /** Closed streams remembered (§5.1: closed vs never opened); in id order, each for 2x this many closes after it. */
   closedStreamMemory: number;
   /** Linger after our GOAWAY before the socket is closed, so the peer reads it (ms). */
   lingerMs: number;

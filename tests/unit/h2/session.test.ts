@@ -1,8 +1,8 @@
 /**
  * Session bookkeeping without sockets: the closed-stream memory (§5.1: how a stream that left the
- * table ended decides between ignoring a late frame and an error) keeps at least the newest
- * limits.closedStreamMemory streams of a side, in slots by stream id, and H2Stream.tryRead() is
- * read() without a promise.
+ * table ended decides between ignoring a late frame and an error) is a two-way table by stream id
+ * that keeps streams closing in id order for 2 × limits.closedStreamMemory closes, and
+ * H2Stream.tryRead() is read() without a promise.
  */
 
 import assert from "node:assert/strict";
@@ -34,8 +34,8 @@ class TestSession extends H2Session {
   }
 }
 
-Deno.test("closed-stream memory: at least the newest N streams of a side, by id, a re-close updates", () => {
-  // N = 3: 8 slots (a power of two, at least 2 × N), each stream id in slot id & 7.
+Deno.test("closed-stream memory: a two-way table by stream id; in-order closes kept for 2 × sets closes", () => {
+  // N = 3: 4 sets of two entries; stream id goes to set (id >>> 1) & 3 (1 → 0, 3 → 1, 5 → 2, 7 → 3, 9 → 0).
   const h2 = new TestSession(3);
   assert.equal(h2.closedHow(1), undefined, "nothing remembered yet");
   h2.rememberNow(1, Closed.Ended);
@@ -47,32 +47,58 @@ Deno.test("closed-stream memory: at least the newest N streams of a side, by id,
     Closed.ResetRemote,
   ]);
   assert.equal(h2.closedHow(7), undefined, "a stream never closed is not remembered");
-  assert.equal(h2.closedHow(9), undefined, "nor one whose slot holds another id (1)");
+  assert.equal(h2.closedHow(9), undefined, "nor one whose set holds others (1)");
+  assert.equal(h2.closedHow(0), undefined, "stream 0 never matches an empty entry");
   h2.rememberNow(1, Closed.ResetLocal); // the same stream again: how changes
   assert.equal(h2.closedHow(1), Closed.ResetLocal);
   h2.rememberNow(7, Closed.Ended);
-  h2.rememberNow(9, Closed.Ended); // takes slot 1 from stream 1, 8 ids older
+  h2.rememberNow(9, Closed.Ended); // set 0 now holds 9 and 1
+  assert.equal(h2.closedHow(1), Closed.ResetLocal, "two entries per set: 1 stays");
+  h2.rememberNow(9, Closed.ResetRemote); // the newer entry updated in place
+  h2.rememberNow(1, Closed.Ended); // and the older one
+  assert.deepEqual([1, 9].map((id) => h2.closedHow(id)), [Closed.Ended, Closed.ResetRemote]);
+  h2.rememberNow(17, Closed.Ended); // a third in set 0: the older (1) goes
   assert.equal(h2.closedHow(1), undefined);
-  assert.deepEqual([3, 5, 7, 9].map((id) => h2.closedHow(id)), [
+  assert.deepEqual([3, 5, 7, 9, 17].map((id) => h2.closedHow(id)), [
     Closed.ResetLocal,
     Closed.ResetRemote,
     Closed.Ended,
+    Closed.ResetRemote,
     Closed.Ended,
   ]);
-  // Many more: the newest four of one side (8 slots, every other one theirs) are remembered.
-  for (let id = 11; id < 1009; id += 2) h2.rememberNow(id, id % 3 === 0 ? Closed.ResetLocal : Closed.Ended);
-  for (let id = 1; id < 1001; id += 2) assert.equal(h2.closedHow(id), undefined, `stream ${id} forgotten`);
-  for (const id of [1001, 1003, 1005, 1007]) {
-    assert.equal(h2.closedHow(id), id % 3 === 0 ? Closed.ResetLocal : Closed.Ended);
+  // Many more, in id order: the last 2 × 4 = 8 of one side are remembered, the rest forgotten.
+  for (let id = 19; id < 1009; id += 2) h2.rememberNow(id, id % 3 === 0 ? Closed.ResetLocal : Closed.Ended);
+  for (let id = 1; id < 993; id += 2) assert.equal(h2.closedHow(id), undefined, `stream ${id} forgotten`);
+  for (let id = 993; id < 1009; id += 2) {
+    assert.equal(
+      h2.closedHow(id),
+      id % 3 === 0 ? Closed.ResetLocal : Closed.Ended,
+      `stream ${id} remembered`,
+    );
   }
-  // A long-lived stream that closes late is remembered: it takes its slot from a newer id that
-  // closed earlier (what was closed last matters most for frames still in flight).
-  h2.rememberNow(993, Closed.ResetLocal); // slot 1, held by 1001
-  assert.equal(h2.closedHow(993), Closed.ResetLocal);
-  assert.equal(h2.closedHow(1001), undefined);
+  // A long-lived stream that closes late displaces the older of its set, not the newer.
+  h2.rememberNow(977, Closed.ResetLocal); // set 0 held 1001 (newer) and 993 (older)
+  assert.equal(h2.closedHow(977), Closed.ResetLocal);
+  assert.equal(h2.closedHow(1001), Closed.Ended);
+  assert.equal(h2.closedHow(993), undefined);
+  // The other parity shares the sets (a refused even id): both stay while the set has room.
+  h2.rememberNow(1006, Closed.ResetLocal); // set 3: 1007 and 1006; 999 goes
+  assert.deepEqual([1006, 1007, 999].map((id) => h2.closedHow(id)), [
+    Closed.ResetLocal,
+    Closed.Ended,
+    undefined,
+  ]);
   // The largest stream id (2^31 - 1) fits.
   h2.rememberNow(2 ** 31 - 1, Closed.ResetRemote);
   assert.equal(h2.closedHow(2 ** 31 - 1), Closed.ResetRemote);
+  h2.abort();
+});
+
+Deno.test("closed-stream memory: a huge or infinite size is capped (2^20 sets), not a RangeError", () => {
+  const h2 = new TestSession(Infinity);
+  h2.rememberNow(1, Closed.Ended);
+  h2.rememberNow(2 ** 19 + 1, Closed.ResetLocal); // another set (2^18)
+  assert.deepEqual([1, 2 ** 19 + 1].map((id) => h2.closedHow(id)), [Closed.Ended, Closed.ResetLocal]);
   h2.abort();
 });
 
