@@ -27,13 +27,13 @@ export function registerProcessMetrics(r: Registry): void {
   );
   const start = r.gauge("process_start_time_seconds", "When the process started (Unix time).");
   start.set(Math.round(performance.timeOrigin) / 1000);
-  let counted = 0;
+  const cpuSeries = cpu.with();
   r.onCollect(() => {
     rss.set(Deno.memoryUsage().rss);
     const u = process.cpuUsage();
-    const total = (u.user + u.system) / 1e6;
-    cpu.inc(total - counted);
-    counted = Math.max(counted, total);
+    // The process's own total, not a delta: a second registration on this registry (it returns
+    // the same family) cannot add it twice, and the series never goes down.
+    cpuSeries.value = Math.max(cpuSeries.value, (u.user + u.system) / 1e6);
   });
 }
 
