@@ -55,6 +55,9 @@ interface ListenerRuntime {
   proxy: ListenerProxy;
 }
 
+/** How long a drain waits after cutting QUIC connections before it closes their endpoints. */
+const QUIC_CLOSE_FLUSH_MS = 200;
+
 export class DataPlane {
   readonly metrics: DataPlaneMetrics;
   readonly #backends = new BackendRegistry();
@@ -448,6 +451,10 @@ export class DataPlane {
     const cut = this.#connections.size;
     for (const c of this.#connections) c.abort();
     if (cut > 0) this.metrics.drainCutoff.inc(cut);
+    // An aborted QUIC connection's CONNECTION_CLOSE is only queued: closing its endpoint at once
+    // can drop it, and the peer then waits out its idle timeout (seen: a Mode B drain test whose
+    // client never learnt of the close). A moment for those packets to leave first.
+    if (cut > 0 && this.#quic.size > 0) await new Promise((r) => setTimeout(r, QUIC_CLOSE_FLUSH_MS));
     for (const u of this.#udp.values()) u.close();
     for (const q of this.#quic.values()) q.bound.close();
     this.#passthrough?.close();
