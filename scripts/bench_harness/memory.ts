@@ -139,11 +139,11 @@ export async function streamRows(ctx: Ctx, all: Proxy[]): Promise<MemoryRow[]> {
   }
   for (const p of proxies) {
     const why = failed.get(p.name);
-    const rs = runs.get(p.name) ?? [];
-    if (why !== undefined || rs.length === 0) {
-      for (const row of [growth, speed, cpu]) row.values[p.name] = why ?? "no download";
+    if (why !== undefined) {
+      for (const row of [growth, speed, cpu]) row.values[p.name] = why;
       continue;
     }
+    const rs = runs.get(p.name)!; // rounds ≥ 1, and a proxy without a failure downloaded in each
     growth.values[p.name] = Math.max(...rs.map((r) => r.growth));
     speed.values[p.name] = median(rs.map((r) => r.speed));
     cpu.values[p.name] = median(rs.map((r) => r.cpu));

@@ -24,6 +24,12 @@
  *   - `accept()` of a failed handshake rejects; a failed handshake never stops the accept loop.
  */
 
+/**
+ * close() only queues a connection's CONNECTION_CLOSE: the endpoint (and the isolate that drives
+ * it) must stay up this long for the packet to leave, or the peer waits out its idle timeout.
+ */
+export const CLOSE_FLUSH_MS = 250;
+
 /** A QUIC application error code as sent in CONNECTION_CLOSE (RFC 9000 §20.2). */
 export type AppErrorCode = number;
 

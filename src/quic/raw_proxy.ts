@@ -28,6 +28,7 @@ import type { Logger } from "../observability/log.ts";
 import type { Counter, Gauge, Registry } from "../observability/metrics.ts";
 import {
   type AppErrorCode,
+  CLOSE_FLUSH_MS,
   connectQuic,
   QuicClientEndpoint,
   QuicConnection,
@@ -220,7 +221,7 @@ export class RawQuicRelay implements ServerConnection {
       m.active.with(name).dec();
       // The backend leg's CONNECTION_CLOSE is queued; give it a moment before the socket goes.
       const ep = this.#endpoint;
-      if (ep) setTimeout(() => ep.close(), 250);
+      if (ep) setTimeout(() => ep.close(), CLOSE_FLUSH_MS);
     }
   }
 

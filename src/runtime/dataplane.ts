@@ -30,7 +30,7 @@ import { TcpRelay } from "../l4/tcp.ts";
 import { UdpProxy } from "../l4/udp.ts";
 import { QuicListener } from "../http/h3/listener.ts";
 import { H3ServerConn } from "../http/h3/server.ts";
-import type { QuicConnection } from "../quic/engine.ts";
+import { CLOSE_FLUSH_MS, type QuicConnection } from "../quic/engine.ts";
 import { TunnelRegistry } from "../websocket/tunnel.ts";
 import { passthroughMetrics, QuicPassthrough } from "../quic/passthrough.ts";
 import { RawQuicProxy } from "../quic/raw_proxy.ts";
@@ -54,9 +54,6 @@ interface ListenerRuntime {
   guard: ConnectionGuard;
   proxy: ListenerProxy;
 }
-
-/** How long a drain waits after cutting QUIC connections before it closes their endpoints. */
-const QUIC_CLOSE_FLUSH_MS = 200;
 
 export class DataPlane {
   readonly metrics: DataPlaneMetrics;
@@ -451,10 +448,10 @@ export class DataPlane {
     const cut = this.#connections.size;
     for (const c of this.#connections) c.abort();
     if (cut > 0) this.metrics.drainCutoff.inc(cut);
-    // An aborted QUIC connection's CONNECTION_CLOSE is only queued: closing its endpoint at once
-    // can drop it, and the peer then waits out its idle timeout (seen: a Mode B drain test whose
-    // client never learnt of the close). A moment for those packets to leave first.
-    if (cut > 0 && this.#quic.size > 0) await new Promise((r) => setTimeout(r, QUIC_CLOSE_FLUSH_MS));
+    // Cut QUIC connections have only queued their CONNECTION_CLOSE (engine.ts, CLOSE_FLUSH_MS): the
+    // endpoints and this isolate must outlive it (seen: a Mode B drain test whose client never
+    // learnt of the close).
+    if (cut > 0 && this.#quic.size > 0) await new Promise((r) => setTimeout(r, CLOSE_FLUSH_MS));
     for (const u of this.#udp.values()) u.close();
     for (const q of this.#quic.values()) q.bound.close();
     this.#passthrough?.close();

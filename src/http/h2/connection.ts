@@ -65,6 +65,11 @@ export const Closed = {
 } as const;
 export type Closed = typeof Closed[keyof typeof Closed];
 
+/** The first of the two entries of the closed-stream set of `id` (see H2Session's #recentIds). */
+function closedSet(ids: Int32Array, id: number): number {
+  return ((id >>> 1) & ((ids.length >>> 1) - 1)) << 1;
+}
+
 /** Read slabs start small (idle connections stay cheap) and grow while reads fill them. */
 const SLAB_MIN = 16 * 1024;
 const SLAB_MAX = 64 * 1024;
@@ -549,7 +554,7 @@ export abstract class H2Session implements StreamHost, Deadline {
   closedHow(id: number): Closed | undefined {
     const ids = this.#recentIds;
     if (ids === undefined || id <= 0) return undefined;
-    const at = ((id >>> 1) & ((ids.length >>> 1) - 1)) << 1;
+    const at = closedSet(ids, id);
     if (ids[at] === id) return this.#recentHow![at] as Closed;
     if (ids[at + 1] === id) return this.#recentHow![at + 1] as Closed;
     return undefined;
@@ -1001,7 +1006,7 @@ export abstract class H2Session implements StreamHost, Deadline {
       this.#recentHow = new Uint8Array(2 * sets);
     }
     const how8 = this.#recentHow!;
-    const at = ((id >>> 1) & ((ids.length >>> 1) - 1)) << 1;
+    const at = closedSet(ids, id);
     // The same stream again (a reset after its end): how changes, not its age.
     if (ids[at] === id) {
       how8[at] = how;
