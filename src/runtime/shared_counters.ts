@@ -3,8 +3,10 @@
  * each worker), so caps stay global when N workers serve the same listeners: requests in
  * flight, open connections per listener, and open connections per client IP.
  *
- * Each worker adds to its own region and a check sums all regions, so when a worker dies the
- * control isolate zeroes that region (`resetWorker`) and nothing it held leaks. Per-IP counts
+ * Each counter has a process-wide total, taken with a compare-and-swap so that concurrent takers
+ * are decided one at a time (exactly as many are admitted as the cap leaves room for), and a
+ * per-worker share of it in that worker's region, so when a worker dies the control isolate
+ * takes its shares off the totals (`resetWorker`) and nothing it held leaks. Per-IP counts
  * live in a fixed table of hashed slots: two addresses that share a slot share a cap, which can
  * only make the cap stricter, never looser, and costs no allocation per connection.
  */
@@ -15,6 +17,8 @@ export const MAX_LISTENERS = 256;
 const IP_BASE = LISTENER_BASE + MAX_LISTENERS;
 const IP_SLOTS = 1 << 16;
 const REGION = IP_BASE + IP_SLOTS;
+/** Buffer layout: the totals region, then one region per worker. */
+const TOTALS = 0;
 
 export class SharedCounters {
   readonly cells: Int32Array;
@@ -23,10 +27,10 @@ export class SharedCounters {
 
   /** A fresh buffer for `workers` regions, or a view on an existing one as worker `id`. */
   constructor(buffer?: SharedArrayBuffer, id = 0, workers?: number) {
-    const buf = buffer ?? new SharedArrayBuffer(REGION * 4 * (workers ?? 1));
+    const buf = buffer ?? new SharedArrayBuffer(REGION * 4 * ((workers ?? 1) + 1));
     this.cells = new Int32Array(buf);
-    this.workers = this.cells.length / REGION;
-    this.#base = id * REGION;
+    this.workers = this.cells.length / REGION - 1;
+    this.#base = regionOf(id);
   }
 
   get buffer(): SharedArrayBuffer {
@@ -34,23 +38,30 @@ export class SharedCounters {
   }
 
   #sum(index: number): number {
-    let n = 0;
-    for (let w = 0; w < this.workers; w++) n += Atomics.load(this.cells, w * REGION + index);
-    return n;
+    return Atomics.load(this.cells, TOTALS + index);
   }
 
-  /** Takes one unit of `index` if the total stays ≤ cap; returns false (taking nothing) otherwise. */
+  /**
+   * Takes one unit of `index` if the total stays ≤ cap; returns false (taking nothing) otherwise.
+   * A compare-and-swap on the total rather than add-then-check: with add-then-check, two workers
+   * taking the last unit at once each saw the other's tentative add and both backed out (seen:
+   * max_in_flight = 1 refusing all six concurrent requests of a two-worker test).
+   */
   #take(index: number, cap: number): boolean {
-    Atomics.add(this.cells, this.#base + index, 1);
-    if (this.#sum(index) > cap) {
-      Atomics.sub(this.cells, this.#base + index, 1);
-      return false;
+    const c = this.cells, at = TOTALS + index;
+    for (let t = Atomics.load(c, at);;) {
+      if (t + 1 > cap) return false;
+      const seen = Atomics.compareExchange(c, at, t, t + 1);
+      if (seen === t) break;
+      t = seen;
     }
+    Atomics.add(c, this.#base + index, 1);
     return true;
   }
 
   #release(index: number): void {
     Atomics.sub(this.cells, this.#base + index, 1);
+    Atomics.sub(this.cells, TOTALS + index, 1);
   }
 
   takeInFlight(cap: number): boolean {
@@ -80,10 +91,18 @@ export class SharedCounters {
     this.#release(IP_BASE + ipSlot(ip));
   }
 
-  /** A worker died: what it held is released all at once. */
+  /** A worker died: what it held is released all at once (it no longer changes its region). */
   resetWorker(id: number): void {
-    this.cells.fill(0, id * REGION, (id + 1) * REGION);
+    const c = this.cells, base = regionOf(id);
+    for (let i = 0; i < REGION; i++) {
+      const held = Atomics.exchange(c, base + i, 0);
+      if (held !== 0) Atomics.sub(c, TOTALS + i, held);
+    }
   }
+}
+
+function regionOf(worker: number): number {
+  return (worker + 1) * REGION;
 }
 
 /** FNV-1a over the address text, folded to the slot range. */
