@@ -6,6 +6,7 @@
 
 import type { Body, HeaderList } from "../exchange.ts";
 import { rawSocketRid, writeSocket } from "../../net/raw_socket.ts";
+import { RESOLVED } from "../../net/resolved.ts";
 import { writeLatin1 } from "./bytes.ts";
 
 export interface Writable {
@@ -13,7 +14,6 @@ export interface Writable {
 }
 
 const COALESCE = 16 * 1024;
-const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * Scratch buffers shared by every writer of the isolate. A writer holds one only between its

@@ -22,6 +22,7 @@
 import type { Deadline } from "../../net/deadlines.ts";
 import { sweeper } from "../../net/deadlines.ts";
 import { turnNow } from "../../net/clock.ts";
+import { RESOLVED } from "../../net/resolved.ts";
 import type { Body } from "../exchange.ts";
 import {
   DEFAULT_INITIAL_WINDOW_SIZE,
@@ -75,7 +76,6 @@ const SLAB_MIN = 16 * 1024;
 const SLAB_MAX = 64 * 1024;
 const MIN_READ = 4 * 1024;
 const EMPTY = new Uint8Array(0);
-const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Frame types that only exist on a stream (never on stream 0), and those only on stream 0. */
 const STREAM_ONLY = new Set<number>([

@@ -12,6 +12,7 @@
 
 import { sweeper } from "../../net/deadlines.ts";
 import { rawSocketRid, writeSocket } from "../../net/raw_socket.ts";
+import { RESOLVED } from "../../net/resolved.ts";
 import { FrameType, writeFrameHeader } from "./frames.ts";
 
 export interface FrameSink {
@@ -236,9 +237,9 @@ export class FrameWriter {
     try {
       // Let the promise chains that are already runnable (a response body's next chunk, other
       // streams finishing the same tick) append first, so they share this write.
-      await null;
-      await null;
-      await null;
+      await RESOLVED;
+      await RESOLVED;
+      await RESOLVED;
       this.#scheduled = false;
       while (this.#len > 0 && !this.#closed) {
         const buf = this.#buf;
