@@ -5,7 +5,8 @@
 # (wrk -t1 -c50 GET /small; wrk on CPU 0, origin and both gateways on CPU 1), or with --h2 as the
 # h2-small row (h2load -c10 -m10, h2c prior knowledge). With --respond, the gateways answer every
 # request themselves (a `respond` route with the origin's text): the cost of a front and a gateway
-# answer, without the upstream leg.
+# answer, without the upstream leg. With --close, every HTTP/1.1 request asks for
+# `Connection: close` (the h1-small-close row: a new client connection per request).
 #
 # Why slices: on this kind of machine the speed of the same process changes by up to 1.8x from
 # one second to the next (measured: the bare relay of bench_floor.sh gave 32k to 59k req/s in
@@ -13,17 +14,21 @@
 # not the code. A and B alternate every SECONDS, and each pair of neighbouring slices gives one
 # ratio; the median of those ratios (with the quartiles, to show the spread) is the answer.
 # Nothing is asserted.
-#   scripts/bench_ab.sh [--h2] [--respond] REV_A [SLICES] [SECONDS]   (defaults: 20 slices of 1 s each)
+#   scripts/bench_ab.sh [--h2] [--respond] [--close] REV_A [SLICES] [SECONDS]   (defaults: 20 slices of 1 s each)
 # Both sides run under the working tree's flags (scripts/flags.ts, deno.json). To compare a flag
 # itself, give it to B alone: B_EXTRA="--v8-flags=--single-threaded-gc" scripts/bench_ab.sh HEAD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-H2=0 ROUTE=pool
-while [ "${1:-}" = "--h2" ] || [ "${1:-}" = "--respond" ]; do
-  if [ "$1" = "--h2" ]; then H2=1; else ROUTE=respond; fi
+H2=0 ROUTE=pool CLOSE=()
+while [ "${1:-}" = "--h2" ] || [ "${1:-}" = "--respond" ] || [ "${1:-}" = "--close" ]; do
+  case "$1" in
+    --h2) H2=1 ;;
+    --respond) ROUTE=respond ;;
+    --close) CLOSE=(-H "Connection: close") ;;
+  esac
   shift
 done
-REV_A="${1:?usage: scripts/bench_ab.sh [--h2] [--respond] REV_A [SLICES] [SECONDS]}"
+REV_A="${1:?usage: scripts/bench_ab.sh [--h2] [--respond] [--close] REV_A [SLICES] [SECONDS]}"
 SLICES="${2:-20}"
 SECS="${3:-1}"
 BENCH_NAME=ab
@@ -64,7 +69,7 @@ load() {
     taskset -c 0 h2load -t1 -c10 -m10 "-D$2" "http://127.0.0.1:$1/small" |
       awk '/^finished in/ {gsub(",", ""); r = $4} /^requests:/ {n = $8} END {print n, r, "-"}'
   else
-    taskset -c 0 wrk --latency -t1 -c50 "-d${2}s" "http://127.0.0.1:$1/small" |
+    taskset -c 0 wrk --latency -t1 -c50 "-d${2}s" "${CLOSE[@]}" "http://127.0.0.1:$1/small" |
       awk 'function us(x) { return x ~ /us$/ ? x + 0 : (x ~ /ms$/ ? x * 1000 : x * 1e6) }
         /requests in/ {n = $1} /Requests\/sec/ {r = $2} $1 == "99%" {p = us($2)} END {print n, r, p}'
   fi
@@ -96,7 +101,7 @@ summary() {
     awk '{a[NR] = $1} END {printf "%.3f (q1 %.3f, q3 %.3f)", a[int((NR + 1) / 2)], a[int(NR / 4) + 1], a[int(3 * NR / 4) + (NR < 4 ? 1 : 0)]}'
 }
 echo
-echo "A = $REV_A ($(git rev-parse --short "$REV_A")), B = the working tree; load: $([ "$H2" = 1 ] && echo "h2load -c10 -m10 (h2c)" || echo "wrk -c50 (HTTP/1.1)"), route: $ROUTE"
+echo "A = $REV_A ($(git rev-parse --short "$REV_A")), B = the working tree; load: $([ "$H2" = 1 ] && echo "h2load -c10 -m10 (h2c)" || echo "wrk -c50 (HTTP/1.1${CLOSE:+, Connection: close})"), route: $ROUTE"
 echo "A req/s median $(summary "$rps_a")"
 echo "B req/s median $(summary "$rps_b")"
 echo "B/A req/s, paired: $(summary "$ratios_rps")   (> 1: B is faster)"

@@ -56,7 +56,8 @@ Deno.test("scripts/bench_tls_stall.sh: both modes download 20 MB and time 20 req
 
 Deno.test("scripts/bench_ab.sh: HEAD against the working tree, paired ratios, worktree and processes gone", async () => {
   const before = await workDirs("eg-ab.");
-  for (const mode of [[], ["--h2", "--respond"]]) {
+  for (const mode of [[], ["--h2", "--respond"], ["--close"]]) {
+    const h2 = mode.includes("--h2");
     const r = await run("bash", [`${ROOT}scripts/bench_ab.sh`, ...mode, "HEAD", "2", "1"], {
       timeoutMs: 120_000,
     });
@@ -71,14 +72,16 @@ Deno.test("scripts/bench_ab.sh: HEAD against the working tree, paired ratios, wo
     );
     assert.match(
       out,
-      mode.length
+      h2
         ? /load: h2load -c10 -m10 \(h2c\), route: respond$/m
+        : mode.includes("--close")
+        ? /load: wrk -c50 \(HTTP\/1\.1, Connection: close\), route: pool$/m
         : /load: wrk -c50 \(HTTP\/1\.1\), route: pool$/m,
     );
     assert.match(out, /^B\/A req\/s, paired: \d+\.\d{3} \(q1 \d+\.\d{3}, q3 \d+\.\d{3}\)/m, out);
     assert.match(out, /^B\/A CPU per request, paired: \d+\.\d{3} /m, out);
     // p99 per slice from wrk; h2load reports no percentiles, so none for h2c.
-    if (mode.length) assert.doesNotMatch(out, /p99 latency, paired/, out);
+    if (h2) assert.doesNotMatch(out, /p99 latency, paired/, out);
     else assert.match(out, /^B\/A p99 latency, paired: \d+\.\d{3} /m, out);
   }
   const bad = await run("bash", [`${ROOT}scripts/bench_ab.sh`, "no-such-revision"], { timeoutMs: 60_000 });
