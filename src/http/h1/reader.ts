@@ -9,7 +9,16 @@
  * read returns at once) and cost 5-10% (two buffers' cache footprint, smaller reads).
  */
 
-import { BODY_BUFFER, giveBodyBuffer, isBodyBuffer, takeBodyBuffer } from "../../net/buffers.ts";
+import {
+  BODY_BUFFER,
+  giveBodyBuffer,
+  giveHeadBuffer,
+  HEAD_BUFFER,
+  isBodyBuffer,
+  isHeadBuffer,
+  takeBodyBuffer,
+  takeHeadBuffer,
+} from "../../net/buffers.ts";
 import { rawSocketRid, readSocket } from "../../net/raw_socket.ts";
 
 export { BODY_BUFFER };
@@ -18,7 +27,6 @@ export interface Readable {
   read(p: Uint8Array): Promise<number | null>;
 }
 
-const HEAD_BUFFER = 4096;
 /** A bulk read wants at least this much room; below it, live bytes move to make room. */
 const MIN_BODY_ROOM = 16 * 1024;
 const EMPTY = new Uint8Array(0);
@@ -46,7 +54,7 @@ export class ConnReader {
   readonly #rid: number;
 
   constructor(readonly conn: Readable, initial = HEAD_BUFFER) {
-    this.buf = initial > 0 ? new Uint8Array(initial) : EMPTY;
+    this.buf = initial === HEAD_BUFFER ? takeHeadBuffer() : initial > 0 ? new Uint8Array(initial) : EMPTY;
     this.#rid = rawSocketRid(conn);
   }
 
@@ -213,10 +221,28 @@ export class ConnReader {
   shrink(): void {
     if (this.start === this.end && this.buf.length > HEAD_BUFFER && !this.pending) {
       giveBodyBuffer(this.buf);
-      this.buf = this.#small ?? new Uint8Array(HEAD_BUFFER);
+      this.buf = this.#small ?? takeHeadBuffer();
       this.#small = undefined;
       this.start = this.end = 0;
     }
+  }
+
+  /**
+   * The connection is over: its buffers go back to their pools and the reader is left empty.
+   * Only for an owner that knows no read into them is in flight (it awaited its last read) and
+   * that no view of them is held elsewhere (a body chunk, a tunnel's first bytes); a read
+   * started here (`pending`) keeps everything where it is.
+   */
+  release(): void {
+    if (this.pending) return;
+    const buf = this.buf, small = this.#small;
+    this.buf = EMPTY;
+    this.#small = undefined;
+    this.start = this.end = 0;
+    this.eof = true;
+    if (isBodyBuffer(buf)) giveBodyBuffer(buf);
+    else if (isHeadBuffer(buf)) giveHeadBuffer(buf);
+    if (small !== undefined) giveHeadBuffer(small);
   }
 
   /**

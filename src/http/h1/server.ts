@@ -88,6 +88,8 @@ export class H1ServerConn implements Deadline, ServerConnection {
   #linger = false;
   /** Bytes a tunnel sent to the client (the connection's last exchange), for the access log. */
   #tunnelOut = 0;
+  /** A request body or a tunnel got views of the read buffer: it is never recycled (ConnReader.release). */
+  #lent = false;
   readonly #limits: { maxLine: number; maxHead: number };
 
   constructor(
@@ -189,6 +191,9 @@ export class H1ServerConn implements Deadline, ServerConnection {
       // The last response may still be on its way out (ConnWriter.send): closing would cut it.
       if (!this.#closed) await this.#writer.idle();
       this.abort();
+      // Every read of ours has settled (each was awaited): the head buffer can serve the next
+      // connection, unless a body or a tunnel was handed views of it.
+      if (!this.#lent) this.#reader.release();
     }
   }
 
@@ -277,6 +282,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
         return false;
       }
       reqBody = req.body;
+      if (reqBody !== null) this.#lent = true;
       const proxyReq = req.request!;
       let res: ProxyResponse;
       try {
@@ -504,6 +510,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
    * The connection never carries HTTP again.
    */
   async #tunnel(res: ProxyResponse, rec: RequestRecord): Promise<boolean> {
+    this.#lent = true;
     const upgrade = res.upgrade!;
     rec.status = res.status;
     let text = statusLine(res.status);

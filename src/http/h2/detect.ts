@@ -6,7 +6,10 @@
  * codec starts its read buffer with them, so its reads go straight to the socket).
  */
 
+import { turnNow } from "../../net/clock.ts";
+import { giveHeadBuffer, takeHeadBuffer } from "../../net/buffers.ts";
 import { type Deadline, sweeper } from "../../net/deadlines.ts";
+import { rawSocketRid, readSocket } from "../../net/raw_socket.ts";
 import type { ServerConnection } from "../h1/server.ts";
 import { CONNECTION_PREFACE } from "./frames.ts";
 
@@ -24,7 +27,8 @@ export class PendingConnection implements ServerConnection, Deadline {
   #closed = false;
 
   constructor(readonly conn: Deno.Conn, timeoutMs: number) {
-    this.deadline = performance.now() + timeoutMs;
+    // The turn's clock (no op call per connection): the accept that made this connection read it.
+    this.deadline = turnNow() + timeoutMs;
     sweeper.add(this);
   }
 
@@ -60,17 +64,24 @@ export class PendingConnection implements ServerConnection, Deadline {
 
   /** Classifies the connection; null when it closed, failed or timed out first. */
   async detect(tls: boolean): Promise<Detected | null> {
+    let buf: Uint8Array | undefined;
     try {
       if (tls) {
         const info = await (this.conn as Deno.TlsConn).handshake();
         if (this.#closed) return null;
         return { protocol: info.alpnProtocol === "h2" ? "h2" : "h1", conn: this.conn };
       }
-      const buf = new Uint8Array(4096);
+      // A pooled head buffer (net/buffers.ts): the HTTP/1.1 reader goes on with it.
+      buf = takeHeadBuffer();
+      // The raw read (net/raw_socket.ts): no async wrapper per read, as in the codecs after us.
+      const rid = rawSocketRid(this.conn);
       let n = 0;
       for (;;) {
-        const r = await this.conn.read(buf.subarray(n));
-        if (r === null || this.#closed) return null;
+        const r = await readSocket(this.conn, rid, n === 0 ? buf : buf.subarray(n));
+        if (!r || this.#closed) {
+          giveHeadBuffer(buf); // the read is over and nobody else saw the buffer
+          return null;
+        }
         n += r;
         const k = Math.min(n, CONNECTION_PREFACE.length);
         let match = true;
@@ -86,6 +97,7 @@ export class PendingConnection implements ServerConnection, Deadline {
         }
       }
     } catch {
+      if (buf !== undefined) giveHeadBuffer(buf); // the failed read is over
       return null;
     } finally {
       this.done();
