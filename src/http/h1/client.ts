@@ -503,7 +503,7 @@ export async function h1Forward(
       for (;;) {
         len = findHeadEnd(reader.buf, reader.start, reader.end, st, limits, false);
         if (len >= 0) break;
-        if (!reader.commit(await reader.readRaw())) {
+        if (!(await reader.fill())) {
           if (requestFailed) throw requestFailed;
           const stale = up.reused && reader.end === reader.start;
           throw new UpstreamError(

@@ -171,7 +171,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
         resetScanState(this.#scan);
         let head = this.#scanHead();
         while (head === undefined) {
-          if (!this.#filled(this.#reader.commit(await this.#fillHead()))) break; // a clean EOF between requests
+          if (!this.#filled(await this.#fillHead())) break; // a clean EOF between requests
           head = this.#scanHead();
         }
         if (head === undefined) break;
@@ -226,12 +226,12 @@ export class H1ServerConn implements Deadline, ServerConnection {
     return head;
   }
 
-  /** Reads more of a head (the header timeout runs from its first byte); see ConnReader.readRaw. */
-  #fillHead(): Promise<number | null> {
+  /** Reads more of a head (the header timeout runs from its first byte); false at EOF. */
+  #fillHead(): Promise<boolean> {
     const r = this.#reader;
     const pending = r.end - r.start - this.#scan.skip;
     if (this.reason === "idle" && pending > 0) this.#arm("header", this.cfg.header_timeout);
-    return r.readRaw(Math.min(this.#limits.maxHead + 4, Math.max(4096, pending * 2)));
+    return r.fill(Math.min(this.#limits.maxHead + 4, Math.max(4096, pending * 2)));
   }
 
   /** After #fillHead: false on a clean EOF between requests; an EOF inside a head is an error. */
