@@ -34,13 +34,28 @@ function viaEntry(version: string): string {
 }
 
 const NONE: readonly string[] = Object.freeze([]);
+const KEEP_ALIVE: readonly string[] = Object.freeze(["keep-alive"]);
+const CLOSE: readonly string[] = Object.freeze(["close"]);
 
 /**
- * Names listed in Connection fields (lower-cased). Usually empty or ["keep-alive"]/["close"];
- * the empty answer is shared, so a request without Connection allocates nothing here.
+ * Names listed in Connection fields (lower-cased). Usually empty or ["keep-alive"]/["close"]:
+ * those answers are shared (the caller must not change them), so the usual message allocates
+ * nothing here. Each response is asked twice (reuse of the upstream connection, hop-by-hop
+ * removal) and each request once.
  */
 export function connectionTokens(headers: HeaderList): readonly string[] {
   let out: string[] | undefined;
+  let only: string | undefined; // the one Connection field, while there is just one
+  let count = 0;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === "connection" && count++ === 0) only = headers[i + 1];
+  }
+  if (count === 0) return NONE;
+  if (count === 1) {
+    // The value as the peers send it, compared before any trim or case mapping.
+    if (only === "keep-alive" || only === "Keep-Alive") return KEEP_ALIVE;
+    if (only === "close" || only === "Close") return CLOSE;
+  }
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i] !== "connection") continue;
     const v = headers[i + 1];
