@@ -1,11 +1,12 @@
 /**
  * connectionTokens (src/http/headers.ts) decides keep-alive on both sides and which fields are
  * hop-by-hop. Its shortcuts for the usual single `keep-alive` / `close` values must give the
- * same answers as the general parse, whatever the case, spacing or number of fields.
+ * same answers as the general parse, whatever the case, spacing or number of fields; the
+ * hop-by-hop switch must name exactly the fields the RFCs do.
  */
 
 import assert from "node:assert/strict";
-import { connectionTokens, downstreamResponseHeaders } from "../../../src/http/headers.ts";
+import { connectionTokens, downstreamResponseHeaders, isHopByHop } from "../../../src/http/headers.ts";
 
 Deno.test("connectionTokens: the usual values, other spellings, lists and repeated fields", () => {
   const cases: [string[], string[]][] = [
@@ -40,4 +41,20 @@ Deno.test("a field named in a second Connection field is still dropped on the wa
   );
   assert.deepEqual(out, ["x-kept", "2", "via", out[3]]);
   assert.match(out[3], /^1\.1 /);
+});
+
+Deno.test("isHopByHop: the connection-specific fields of RFC 9110 §7.6.1 and RFC 9113 §8.2.2, nothing else", () => {
+  const hop = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+  ];
+  for (const n of [...hop, "http2-settings"]) assert.equal(isHopByHop(n), true, n);
+  for (const n of ["content-length", "host", "trailers", "upgrade-insecure-requests", "x-te", ""]) {
+    assert.equal(isHopByHop(n), false, n);
+  }
 });
