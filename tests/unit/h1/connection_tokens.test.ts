@@ -6,7 +6,12 @@
  */
 
 import assert from "node:assert/strict";
-import { connectionTokens, downstreamResponseHeaders, isHopByHop } from "../../../src/http/headers.ts";
+import {
+  connectionTokens,
+  downstreamResponseHeaders,
+  isHopByHop,
+  lowerName,
+} from "../../../src/http/headers.ts";
 
 Deno.test("connectionTokens: the usual values, other spellings, lists and repeated fields", () => {
   const cases: [string[], string[]][] = [
@@ -57,4 +62,17 @@ Deno.test("isHopByHop: the connection-specific fields of RFC 9110 §7.6.1 and RF
   for (const n of ["content-length", "host", "trailers", "upgrade-insecure-requests", "x-te", ""]) {
     assert.equal(isHopByHop(n), false, n);
   }
+});
+
+Deno.test("lowerName: lower-case names come back as they are, others lower-cased", () => {
+  const already = "content-type";
+  assert.equal(lowerName(already), already);
+  assert.equal(lowerName("Content-Type"), "content-type");
+  assert.equal(lowerName("X-ABC-z"), "x-abc-z");
+  assert.equal(lowerName(""), "");
+  assert.equal(
+    lowerName("x-\u00c4"),
+    "x-\u00c4",
+    "no ASCII capital: returned as it is (valid names are ASCII tokens anyway)",
+  );
 });
