@@ -77,8 +77,9 @@ export function connectionTokens(headers: HeaderList): readonly string[] {
 
 /**
  * Fields that describe one connection, never forwarded (RFC 9110 §7.6.1, RFC 9113 §8.2.2). A
- * switch, not a Set: asked for every field of every message, and measured here the Set's hash
- * lookup cost h1-small 2.8 % of its req/s (scripts/bench_ab.sh HEAD 16 2: 1.028, CPU 0.973).
+ * switch, not a Set: asked for every field of every message, and a switch on interned names
+ * needs no hash lookup (one paired bench_ab run said +2.8 % for h1-small; see
+ * docs/benchmarks.md on how far a single run can be trusted).
  */
 export function isHopByHop(name: string): boolean {
   switch (name) {

@@ -83,13 +83,12 @@ export class ConnReader {
    * or growing the buffer up to `want`). Resolves false at EOF. For heads; bodies use
    * fillBody(). Not async: the read's promise is passed through (one promise less per read).
    *
-   * The head loops (the server's request heads, the client's response heads) await this, not
-   * the socket read's own promise. Awaiting the read op's promise directly looks one promise
-   * and one microtask cheaper, but measured slower: going back from that to fill() gave
-   * h1-small +1.2 % req/s (the client's response-head loop) and another +4.6 % (the server's
-   * request-head loop), CPU per request −1 % and −4.4 % (scripts/bench_ab.sh HEAD 16 2 each).
-   * A microbenchmark of the two awaits on one socket shows no difference, so it is the big
-   * optimized loops that suffer, not the await itself; the h2 read loop saw no change either way.
+   * The head loops (the server's request heads, the client's response heads) await this. An
+   * earlier version awaited the read op's own promise there (one promise and one microtask
+   * less). Paired runs of scripts/bench_ab.sh between the two said +4.6 % for fill() once and,
+   * after the other changes of the same stop, +4.7 % for the direct await: the difference is
+   * within the launch-to-launch variance of the gateway (docs/benchmarks.md), so the simpler
+   * API stayed.
    */
   fill(want = HEAD_BUFFER): Promise<boolean> {
     if (this.eof) return FALSE;
