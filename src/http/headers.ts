@@ -15,7 +15,7 @@ export const VIA_TOKEN = "expressgateway";
  * already; the scan here is inlined into the caller, the native call is not, and per field of
  * every HTTP/2 message that showed in the profile.
  */
-export function lowerName(name: string): string {
+export function lowerCaseName(name: string): string {
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
     if (c >= 0x41 && c <= 0x5a) return name.toLowerCase();

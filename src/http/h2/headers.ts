@@ -12,7 +12,7 @@
 
 import type { HeaderList } from "../exchange.ts";
 import type { HeaderField } from "./hpack.ts";
-import { lowerName } from "../headers.ts";
+import { lowerCaseName } from "../headers.ts";
 
 /** 1 for octets that may appear in a regular HTTP/2 field name (§8.2.1). */
 const NAME_OK = new Uint8Array(256);
@@ -301,7 +301,7 @@ export function responseFieldList(
 ): string[] {
   const out: string[] = [":status", String(status)];
   for (let i = 0; i < headers.length; i += 2) {
-    const name = lowerName(headers[i]);
+    const name = lowerCaseName(headers[i]);
     if (name === "content-length") {
       if (noBody && bodyLength === undefined) out.push(name, headers[i + 1]);
       continue;
@@ -341,7 +341,7 @@ export function requestFields(
   }
   let te = false;
   for (let i = 0; i < headers.length; i += 2) {
-    const name = lowerName(headers[i]);
+    const name = lowerCaseName(headers[i]);
     const value = headers[i + 1];
     if (name === "te") {
       if (/(^|,)\s*trailers\s*(;|,|$)/i.test(value)) te = true;

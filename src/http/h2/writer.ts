@@ -83,13 +83,13 @@ export class FrameWriter {
 
   /** Resolves once `pending` is below the high water mark (or the writer closed). */
   writable(): Promise<void> {
-    if (this.#closed || this.pending < this.highWater) return Promise.resolve();
+    if (this.#closed || this.pending < this.highWater) return RESOLVED;
     return new Promise((r) => this.#waiters.push(r));
   }
 
   /** Resolves once everything queued so far has been written (or the writer closed). */
   settled(): Promise<void> {
-    if (this.#closed || (this.#len === 0 && !this.#writing && !this.#scheduled)) return Promise.resolve();
+    if (this.#closed || (this.#len === 0 && !this.#writing && !this.#scheduled)) return RESOLVED;
     return new Promise((r) => this.#idle.push(r));
   }
 

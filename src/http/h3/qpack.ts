@@ -21,6 +21,7 @@
 import type { HeaderField } from "../h2/hpack.ts";
 import { bytesToLatin1, huffmanDecode, huffmanEncodedLength, huffmanEncodeInto } from "../h2/huffman.ts";
 import { H3, H3Error } from "./frames.ts";
+import { RESOLVED } from "../../net/resolved.ts";
 
 export type { HeaderField };
 
@@ -491,7 +492,7 @@ export class QpackDecoder {
    */
   waitFor(ric: number, signal?: AbortSignal): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
-    if (ric <= this.#table.insertCount) return Promise.resolve();
+    if (ric <= this.#table.insertCount) return RESOLVED;
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#blocked >= this.opts.maxBlockedStreams) {
       return Promise.reject(decompressionFailed("more blocked streams than SETTINGS_QPACK_BLOCKED_STREAMS"));

@@ -10,7 +10,7 @@ import {
   connectionTokens,
   downstreamResponseHeaders,
   isHopByHop,
-  lowerName,
+  lowerCaseName,
 } from "../../../src/http/headers.ts";
 
 Deno.test("connectionTokens: the usual values, other spellings, lists and repeated fields", () => {
@@ -64,14 +64,14 @@ Deno.test("isHopByHop: the connection-specific fields of RFC 9110 §7.6.1 and RF
   }
 });
 
-Deno.test("lowerName: lower-case names come back as they are, others lower-cased", () => {
+Deno.test("lowerCaseName: lower-case names come back as they are, others lower-cased", () => {
   const already = "content-type";
-  assert.equal(lowerName(already), already);
-  assert.equal(lowerName("Content-Type"), "content-type");
-  assert.equal(lowerName("X-ABC-z"), "x-abc-z");
-  assert.equal(lowerName(""), "");
+  assert.equal(lowerCaseName(already), already);
+  assert.equal(lowerCaseName("Content-Type"), "content-type");
+  assert.equal(lowerCaseName("X-ABC-z"), "x-abc-z");
+  assert.equal(lowerCaseName(""), "");
   assert.equal(
-    lowerName("x-\u00c4"),
+    lowerCaseName("x-\u00c4"),
     "x-\u00c4",
     "no ASCII capital: returned as it is (valid names are ASCII tokens anyway)",
   );
