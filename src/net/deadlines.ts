@@ -3,8 +3,11 @@
  * A connection sets `deadline` to an absolute time and keeps its `Deadline` registered; a
  * sweep every `tickMs` fires the expired ones. This costs one timer per process instead of a
  * setTimeout/clearTimeout pair per request, at the price of `tickMs` of imprecision, which
- * is fine for timeouts measured in seconds.
+ * is fine for timeouts measured in seconds. The registrations are a MemberList, not a Set: a Set
+ * churned by every connection makes scavenges keep dead connections alive (member_list.ts says how).
  */
+
+import { MemberList } from "./member_list.ts";
 
 export interface Deadline {
   /** Absolute time (performance.now() ms) after which onExpire runs; Infinity = none. */
@@ -15,7 +18,7 @@ export interface Deadline {
 }
 
 export class DeadlineSweeper {
-  readonly #entries = new Set<Deadline>();
+  readonly #entries = new MemberList<Deadline>("sweeper");
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly tickMs = 250) {}

@@ -19,6 +19,7 @@ import {
 } from "../http/proxy.ts";
 import { ConnectionGuard } from "../net/guard.ts";
 import { BoundListener } from "../net/listener.ts";
+import { MemberList } from "../net/member_list.ts";
 import { DataPlaneMetrics } from "../observability/gateway_metrics.ts";
 import type { Logger } from "../observability/log.ts";
 import { BackendRegistry } from "./backends.ts";
@@ -58,7 +59,7 @@ interface ListenerRuntime {
 export class DataPlane {
   readonly metrics: DataPlaneMetrics;
   readonly #backends = new BackendRegistry();
-  readonly #connections = new Set<ServerConnection>();
+  readonly #connections = new MemberList<ServerConnection>("connections");
   readonly #listeners = new Map<string, ListenerRuntime>();
   readonly #udp = new Map<string, UdpProxy>();
   readonly #quic = new Map<string, QuicRuntime>();

@@ -176,7 +176,7 @@ export class H2ClientConn extends H2Session {
   protected override onGoaway(f: GoawayFrame): void {
     this.pool.retire(this);
     // Streams above lastStreamId were never processed: fail them as retriable now (§6.8).
-    for (const s of [...this.streams.values()]) {
+    for (const s of this.streams.values()) {
       if (s.id > f.lastStreamId) {
         s.fail(new H2ConnectionLost(`${this.pool.key} sent GOAWAY before processing the stream`, true));
         this.closeStream(s, Closed.ResetLocal);

@@ -53,6 +53,7 @@ import { trailerFields } from "./headers.ts";
 import { FloodMeter, type H2Limits } from "./limits.ts";
 import { H2ConnectionLost, H2Stream, H2StreamReset, type StreamHost } from "./stream.ts";
 import { FrameWriter } from "./writer.ts";
+import { StreamTable } from "./stream_table.ts";
 import { rawSocketRid, readSocket } from "../../net/raw_socket.ts";
 
 /** How a stream that is no longer in the table ended (closed-stream memory, §5.1). */
@@ -132,7 +133,7 @@ interface PendingBlock {
 
 export abstract class H2Session implements StreamHost, Deadline {
   readonly writer: FrameWriter;
-  readonly streams = new Map<number, H2Stream>();
+  readonly streams = new StreamTable<H2Stream>();
   protected readonly decoder: HpackDecoder;
   protected readonly encoder = new HpackEncoder();
   readonly #reader = new FrameReader(DEFAULT_MAX_FRAME_SIZE);
@@ -1055,7 +1056,7 @@ export abstract class H2Session implements StreamHost, Deadline {
     this.failed = true;
     this.#block = null;
     const err = new H2ConnectionLost(`connection error ${errorCodeName(code)}: ${message}`);
-    for (const s of [...this.streams.values()]) {
+    for (const s of this.streams.values()) {
       s.fail(err);
       this.closeStream(s, Closed.ResetLocal);
     }
@@ -1115,7 +1116,7 @@ export abstract class H2Session implements StreamHost, Deadline {
     try {
       this.conn.close();
     } catch { /* already closed */ }
-    for (const s of [...this.streams.values()]) {
+    for (const s of this.streams.values()) {
       const e =
         this.goawayReceived >= 0 && s.id > this.goawayReceived && (s.id & 1) === (this.isServer ? 0 : 1)
           ? new H2ConnectionLost(err.message, true)

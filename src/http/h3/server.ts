@@ -56,6 +56,7 @@ import {
 } from "./frames.ts";
 import { DecoderStreamParser, encodeFieldSection, type HeaderField, QpackDecoder } from "./qpack.ts";
 import { H3TunnelStream } from "./tunnel.ts";
+import { MemberList } from "../../net/member_list.ts";
 
 export interface H3Options {
   /** SETTINGS_QPACK_MAX_TABLE_CAPACITY we advertise (0: the peer may use static + literals only). */
@@ -122,7 +123,7 @@ interface BodyFailure {
 export class H3ServerConn implements ServerConnection, Deadline {
   deadline = Infinity;
   reason = "idle";
-  readonly #streams = new Set<RequestStream>();
+  readonly #streams = new MemberList<RequestStream>("h3_streams"); // not a Set: see member_list.ts
   readonly #decoder: QpackDecoder;
   readonly #decoderStreamParser = new DecoderStreamParser();
   #control: QuicSendStream | undefined;
