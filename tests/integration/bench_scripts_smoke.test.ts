@@ -1,8 +1,9 @@
 /**
  * The small benchmark scripts cannot rot: scripts/bench_floor.sh (nginx, the bare Deno relay and
  * the gateway in alternating h1-small rounds), scripts/bench_tls_stall.sh (an https download with
- * and without TCP_NODELAY on the listener) and scripts/bench_ab.sh (two revisions of the gateway in
- * interleaved slices) run for real, briefly, and print every number they promise;
+ * and without TCP_NODELAY on the listener), scripts/bench_ab.sh (two revisions of the gateway in
+ * interleaved slices) and scripts/bench_gc.sh (the gateway's scavenges under load) run for real,
+ * briefly, and print every number they promise;
  * afterwards none of the processes they started is left and their work directories are gone. No
  * timing is asserted.
  */
@@ -91,4 +92,30 @@ Deno.test("scripts/bench_ab.sh: HEAD against the working tree, paired ratios, wo
   const trees = await run("git", ["-C", ROOT, "worktree", "list"]);
   assert.doesNotMatch(trees.stdout, /eg-ab\./, "the temporary worktree was unregistered");
   assert.deepEqual(await running("eg-ab."), [], "the gateways and nginx were stopped");
+});
+
+Deno.test("scripts/bench_gc.sh: each load's rate and the scavenges' numbers, nothing left", async () => {
+  const before = await workDirs("eg-gc.");
+  for (const mode of [[], ["--close"], ["--h2"]]) {
+    const r = await run("bash", [`${ROOT}scripts/bench_gc.sh`, ...mode, "1"], { timeoutMs: 120_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const out = r.stdout;
+    assert.match(
+      out,
+      mode.includes("--h2")
+        ? /^load: h2load -c10 -m10 \(h2c\): \d+(\.\d+)? req\/s$/m
+        : mode.includes("--close")
+        ? /^load: wrk -c50 \(HTTP\/1\.1, Connection: close\): \d+\.\d+ req\/s, p99 \d+(\.\d+)?(us|ms|s)$/m
+        : /^load: wrk -c50 \(HTTP\/1\.1\): \d+\.\d+ req\/s, p99 \d+(\.\d+)?(us|ms|s)$/m,
+      out,
+    );
+    assert.match(
+      out,
+      /^scavenges [1-9]\d*: allocated \d+\.\d\d MB, survived \d+\.\d\d MB \(\d+\.\d %\), promoted \d+\.\d\d MB, pause mean \d+\.\d\d ms, max \d+\.\d\d ms$/m,
+      out,
+    );
+    assert.match(out, /^full GCs \d+$/m, out);
+  }
+  assert.deepEqual(await workDirs("eg-gc."), before, "the work directory was removed");
+  assert.deepEqual(await running("eg-gc."), [], "the gateway and nginx were stopped");
 });
