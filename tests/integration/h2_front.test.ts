@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { startGateway } from "../helpers/gateway.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
+import { metricSum, until } from "../helpers/common.ts";
 import { h2client, makeCerts, RawH2, rssKb } from "./h2_helpers.ts";
 import { FrameType } from "../../src/http/h2/frames.ts";
 
@@ -67,6 +68,22 @@ name = "app"
         assert.equal(j.bytes, 8);
         assert.match(j.headers.via, /^2 expressgateway/);
         assert.equal(j.headers["x-forwarded-proto"], "http");
+      },
+    );
+
+    await t.step(
+      "received bytes count an h2 request's field block, as HTTP/1.1 counts its head",
+      async () => {
+        const received = () =>
+          metricSum(gw.adminPort, /^expressgateway_received_bytes_total\{listener="web"\}/);
+        const before = await received();
+        const r = await run("curl", ["-sS", "-o", "/dev/null", "--http2-prior-knowledge", `${h2c}/bytes/10`]);
+        assert.equal(r.code, 0, r.stderr);
+        // A GET has no DATA: what is counted is the HEADERS block (curl's four pseudo-headers and
+        // user-agent/accept, a few dozen octets HPACK-encoded).
+        await until("the request's bytes counted", async () => await received() > before);
+        const delta = await received() - before;
+        assert.ok(delta > 10 && delta < 200, `received ${delta} bytes for one h2 GET`);
       },
     );
 

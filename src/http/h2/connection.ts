@@ -234,12 +234,16 @@ export abstract class H2Session implements StreamHost, Deadline {
 
   // --- hooks ----------------------------------------------------------------------------------
 
-  /** A complete, decoded field block; `fields` is null when over max_header_list_size. */
+  /**
+   * A complete, decoded field block; `fields` is null when over max_header_list_size.
+   * `blockSize` is its encoded size (HEADERS and CONTINUATION payloads), for byte counts.
+   */
   protected abstract onHeaderBlock(
     streamId: number,
     fields: HeaderField[] | null,
     endStream: boolean,
     priorityError: H2StreamError | undefined,
+    blockSize: number,
   ): void;
   /** A named event for metrics (see limits.ts). */
   abstract event(kind: string): void;
@@ -541,7 +545,7 @@ export abstract class H2Session implements StreamHost, Deadline {
         throw new H2ConnectionError(ErrorCode.COMPRESSION_ERROR, e.message);
       } else throw e;
     }
-    this.onHeaderBlock(streamId, fields, endStream, prio);
+    this.onHeaderBlock(streamId, fields, endStream, prio, block.length);
   }
 
   /** Is `id` a stream that was never opened (idle, §5.1)? */

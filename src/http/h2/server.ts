@@ -140,9 +140,11 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     fields: HeaderField[] | null,
     endStream: boolean,
     prio: H2StreamError | undefined,
+    blockSize: number,
   ): void {
     const existing = this.streams.get(id) as ServerStream | undefined;
     if (existing) {
+      existing.headerBytes += blockSize;
       this.#onTrailers(existing, fields, endStream, prio);
       return;
     }
@@ -171,6 +173,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     }
     const s = new ServerStream(id, this, this.limits.streamWindow, this.peerInitialWindow);
     s.waitTimeoutMs = this.cfg.body_timeout;
+    s.headerBytes = blockSize;
     if (fields === null) {
       this.streams.set(id, s);
       this.deadline = Infinity;
@@ -343,7 +346,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
       if (sending) await sending;
     } finally {
       this.#serving--;
-      rec.bytesIn += s.arrived;
+      rec.bytesIn += s.headerBytes + s.arrived;
       rec.bytesOut = s.bytesSent;
       this.handler.complete(rec);
     }
@@ -367,6 +370,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
       const sending = this.#respond(s, gatewayError(status, reason), rec, false);
       if (sending) await sending;
     } finally {
+      rec.bytesIn = s.headerBytes + s.arrived;
       rec.bytesOut = s.bytesSent;
       this.handler.complete(rec);
     }

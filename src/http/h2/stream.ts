@@ -76,6 +76,8 @@ export class H2Stream implements Body, Deadline {
   discarding = false;
   /** Sum of DATA payload lengths received (content-length checks). */
   arrived = 0;
+  /** Encoded field block bytes received (headers and trailers), for logs and byte counters. */
+  headerBytes = 0;
   /** content-length of the message being received, -1 when absent. */
   expectedLength = -1;
   /** Stream-level window owed to the peer, sent in batches. */
