@@ -23,6 +23,7 @@ export class DataPlaneMetrics {
   readonly retries: Counter;
   readonly inFlight: Gauge;
   readonly poolConnections: Gauge;
+  readonly upstreamConnects: Counter;
   readonly backendPicks: Counter;
   readonly backendInFlight: Gauge;
   readonly backendEwma: Gauge;
@@ -104,6 +105,11 @@ export class DataPlaneMetrics {
         "backend",
         "state",
       ],
+    );
+    this.upstreamConnects = r.counter(
+      `${P}upstream_connects_total`,
+      "Upstream connections opened per backend (with backend_picks_total: how often a request found one to reuse).",
+      ["pool", "backend"],
     );
     this.backendPicks = r.counter(`${P}backend_picks_total`, "Times the balancer picked each backend.", [
       "pool",

@@ -261,7 +261,9 @@ export class DataPlane {
     const m = this.metrics;
     for (const b of removed) {
       const id = { pool: b.pool, backend: b.config.address };
-      for (const fam of [m.backendInFlight, m.backendEwma, m.poolConnections, m.backendPicks]) {
+      for (
+        const fam of [m.backendInFlight, m.backendEwma, m.poolConnections, m.backendPicks, m.upstreamConnects]
+      ) {
         fam.removeMatching(id);
       }
       m.upstreamSeconds.removeMatching(id);
@@ -415,8 +417,11 @@ export class DataPlane {
       m.backendInFlight.with(b.pool, b.config.address).set(b.stats.inFlight);
       m.backendEwma.with(b.pool, b.config.address).set(b.stats.ewmaMs / 1000);
       m.backendPicks.with(b.pool, b.config.address).value = b.stats.picks;
-      m.poolConnections.with(b.pool, b.config.address, "open").set(b.h2?.open ?? b.h1.open);
-      m.poolConnections.with(b.pool, b.config.address, "idle").set(b.h2?.idle ?? b.h1.idle);
+      // The pool the backend's requests go to: h3 or h2 by its protocol, else HTTP/1.1.
+      const used = b.h3 ?? b.h2 ?? b.h1;
+      m.poolConnections.with(b.pool, b.config.address, "open").set(used.open);
+      m.poolConnections.with(b.pool, b.config.address, "idle").set(used.idle);
+      m.upstreamConnects.with(b.pool, b.config.address).value = used.connects;
     }
   }
 

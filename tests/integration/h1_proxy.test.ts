@@ -313,6 +313,8 @@ Deno.test("HTTP/1.1 proxy data path against curl, a raw client and node's http o
       async () => {
         // warm: make sure the pool has settled after the previous steps
         const before = await stats(origin);
+        const connectsRe = /^expressgateway_upstream_connects_total\{.*pool="app"/;
+        const connectsBefore = await metric(g, connectsRe);
         const c = await RawClient.connect(port);
         try {
           for (let i = 0; i < 40; i++) {
@@ -332,6 +334,8 @@ Deno.test("HTTP/1.1 proxy data path against curl, a raw client and node's http o
         );
         const open = await metric(g, /^expressgateway_upstream_connections\{.*pool="app".*state="open"/);
         assert.ok(open >= 1 && open <= 4, `open upstream connections: ${open}`);
+        // The counter agrees with what the origin saw.
+        assert.equal(await metric(g, connectsRe) - connectsBefore, after.connections - before.connections);
       },
     );
 

@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { metricSum } from "../helpers/common.ts";
 import { startGateway } from "../helpers/gateway.ts";
 import { rawExchange, run } from "../helpers/run.ts";
 import { h2client, makeCerts, startH2Origin } from "./h2_helpers.ts";
@@ -163,6 +164,12 @@ response_timeout = "500ms"
         const s = JSON.parse(stats.text);
         // 10 concurrent streams at 2 per connection need more than one connection (bounded by 8 + ours).
         assert.ok(s.sessions >= 3 && s.sessions <= 9, `sessions: ${s.sessions}`);
+        // The gateway counted the connections it opened as the backend saw them (less the one above).
+        const connects = await metricSum(
+          gw.adminPort,
+          /^expressgateway_upstream_connects_total\{pool="narrow"/,
+        );
+        assert.equal(connects, s.sessions - 1);
       },
     );
 

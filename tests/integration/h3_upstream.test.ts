@@ -22,7 +22,7 @@ import {
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
-import { freeTcpUdpPort as freePort, sha256, stopChild, until } from "../helpers/common.ts";
+import { freeTcpUdpPort as freePort, metricSum, sha256, stopChild, until } from "../helpers/common.ts";
 import { type CaddyH3, startCaddyH3, waitForH3 as waitH3 } from "../helpers/caddy.ts";
 
 /** GET through gateway B with a Host header (fetch cannot set Host); body saved to `out`. */
@@ -114,6 +114,15 @@ ${h3PoolConfig("dead", `127.0.0.1:${deadPort}`, pki.ca, { pool: `connect_timeout
       assert.equal(await sha256(await Deno.readFile(`${dir}/ten.out`)), await sha256(file));
       assert.equal((await viaHost(`${web}/hello`, "gs.test", `${dir}/hello.out`)).status, 200);
       assert.equal(await Deno.readTextFile(`${dir}/hello.out`), "hello from gtlsserver\n");
+      // Both requests went over one pooled QUIC connection, and the pool gauge shows it.
+      const gauge = (name: string) =>
+        metricSum(b!.adminPort, new RegExp(`^expressgateway_${name}\\{pool="gs"`));
+      assert.equal(await gauge("upstream_connects_total"), 1);
+      assert.equal(
+        await metricSum(b!.adminPort, /^expressgateway_upstream_connections\{pool="gs".*state="open"/),
+        1,
+      );
+      assert.equal(await gauge("backend_picks_total"), 2);
     });
 
     await t.step("H1→H3 Caddy→H1: 10 MB down and 10 MB up, sha256 equal", async () => {

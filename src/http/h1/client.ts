@@ -181,6 +181,8 @@ export class H1Pool {
   #soon: Array<(u: H1Upstream | undefined) => void> = [];
   #soonScheduled = false;
   #closed = false;
+  /** Connections opened since the pool was made (expressgateway_upstream_connects_total). */
+  connects = 0;
 
   constructor(readonly key: string, public target: ConnectTarget, public limits: PoolLimits) {}
 
@@ -271,6 +273,7 @@ export class H1Pool {
     this.#open++;
     try {
       const conn = await openConnection(this.target, this.limits.connectTimeoutMs);
+      this.connects++;
       return new H1Upstream(conn, this);
     } catch (e) {
       this.#open--;

@@ -255,6 +255,9 @@ export class H2Pool {
     this.h2 = h2Limits({ stallTimeoutMs: 0, ...h2 });
   }
 
+  /** Connections opened (preface and SETTINGS exchanged) since the pool was made. */
+  connects = 0;
+
   /** Connections open or being opened. */
   get open(): number {
     return this.#conns.length + this.#connecting;
@@ -346,6 +349,7 @@ export class H2Pool {
         clearTimeout(timer);
       }
       this.#connecting--;
+      this.connects++;
       if (this.#closed) {
         c.goaway();
         c.shutdown();

@@ -235,6 +235,9 @@ export class H3Pool {
     this.#sharedEndpoint = endpoint !== undefined;
   }
 
+  /** Connections opened (QUIC handshake done, h3 negotiated) since the pool was made. */
+  connects = 0;
+
   get open(): number {
     return this.#conns.length + this.#connecting;
   }
@@ -324,6 +327,7 @@ export class H3Pool {
       const c = new H3ClientConn(this, qc);
       await c.start();
       this.#connecting--;
+      this.connects++;
       if (this.#closed) {
         qc.close(H3.NO_ERROR, "");
         return;
