@@ -150,6 +150,7 @@ export class ControlMetrics {
   readonly configGeneration: Gauge;
   readonly configLoadedAt: Gauge;
   readonly certReloads: Counter;
+  readonly certExpiry: Gauge;
   readonly info: Gauge;
   /** Config sources (src/control): the etcd revision in use and the ones refused. */
   readonly configRevisionApplied: Gauge;
@@ -173,6 +174,11 @@ export class ControlMetrics {
     this.certReloads = r.counter(`${P}tls_certificate_reloads_total`, "TLS certificate reloads, by result.", [
       "result",
     ]);
+    this.certExpiry = r.gauge(
+      `${P}tls_certificate_expiry_timestamp_seconds`,
+      "notAfter (Unix time) of the leaf certificate in each certificate file a TLS listener serves.",
+      ["listener", "file"],
+    );
     this.info = r.gauge(`${P}build_info`, "Build information; value is always 1.", ["version"]);
     this.configRevisionApplied = r.gauge(
       `${P}config_revision_applied`,

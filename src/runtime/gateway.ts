@@ -7,7 +7,7 @@
 import { liveApplicable, restartRequiredChanges } from "../config/diff.ts";
 import { ConfigError } from "../config/errors.ts";
 import { loadConfigFile, loadConfigText } from "../config/load.ts";
-import type { ConfigSnapshot } from "../config/types.ts";
+import type { ConfigSnapshot, ListenerConfig } from "../config/types.ts";
 import { AdminServer, type Phase } from "../observability/admin.ts";
 import { ControlMetrics } from "../observability/gateway_metrics.ts";
 import { flushLogs, type Logger } from "../observability/log.ts";
@@ -16,6 +16,7 @@ import { VERSION } from "../version.ts";
 import { DataPlane } from "./dataplane.ts";
 import { WorkerGroup } from "./workers.ts";
 import { HealthManager } from "../health/manager.ts";
+import { certificateExpiries, certificateFiles } from "../security/cert_expiry.ts";
 import { healthMetrics } from "../health/metrics.ts";
 
 export interface ReloadResult {
@@ -96,6 +97,7 @@ export class Gateway {
     try {
       await this.dataPlane.start(this.#snapshot);
       await this.#startXdp();
+      await this.#noteCertificates(cfg.listeners);
     } catch (e) {
       this.health.stop();
       this.#xdp?.close();
@@ -206,6 +208,12 @@ export class Gateway {
   /** SIGUSR1: new handshakes get the certificates now on disk; open connections are untouched. */
   async rotateCertificates(): Promise<string[]> {
     const failures = await this.dataPlane.rotateCertificates();
+    // Each failure is "<listener>: <why>" (listener names hold no ':'). Those listeners kept their
+    // certificates, and quic listeners are not rotated (docs/QUIC.md): their gauges stay.
+    const failed = new Set(failures.map((f) => f.slice(0, f.indexOf(":"))));
+    await this.#noteCertificates(
+      this.#snapshot.config.listeners.filter((l) => l.protocol === "https" && !failed.has(l.name)),
+    );
     if (failures.length === 0) {
       this.controlMetrics.certReloads.with("success").inc();
       this.log.info("TLS certificates reloaded");
@@ -283,6 +291,30 @@ export class Gateway {
       this.log.error("XDP reconfigure failed; the fast path keeps its previous backends", {
         error: e instanceof Error ? e.message : String(e),
       });
+    }
+  }
+
+  /**
+   * The expiry gauge of each certificate file of `listeners`, read from disk just after they
+   * loaded it (boot, SIGUSR1). An unparsable file loses its series and is logged; an expired
+   * one is served all the same (as nginx and HAProxy do) and logged.
+   */
+  async #noteCertificates(listeners: readonly ListenerConfig[]): Promise<void> {
+    const gauge = this.controlMetrics.certExpiry;
+    for (const e of await certificateExpiries(certificateFiles(listeners))) {
+      const where = { listener: e.listener, file: e.file };
+      if (Number.isNaN(e.notAfter)) {
+        gauge.removeMatching(where);
+        this.log.warn("cannot read the expiry of a TLS certificate", { ...where, error: e.error });
+        continue;
+      }
+      gauge.with(e.listener, e.file).set(Math.floor(e.notAfter / 1000));
+      if (e.notAfter <= Date.now()) {
+        this.log.warn("TLS certificate has expired", {
+          ...where,
+          not_after: new Date(e.notAfter).toISOString(),
+        });
+      }
     }
   }
 

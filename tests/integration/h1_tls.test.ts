@@ -11,6 +11,7 @@ import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { type NodePeer, startNodePeer } from "../helpers/node_peer.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
+import { until } from "../helpers/common.ts";
 import { RawClient, text } from "../unit/h1/raw_client.ts";
 
 async function openssl(args: string[]): Promise<void> {
@@ -50,7 +51,7 @@ class Pki {
   }
 
   /** Issues `${file}.pem`/`${file}.key` for `names` (DNS names; 127.0.0.1 always included). */
-  async issue(file: string, cn: string, names: string[]): Promise<{ cert: string; key: string }> {
+  async issue(file: string, cn: string, names: string[], days = 2): Promise<{ cert: string; key: string }> {
     const base = `${this.dir}/${file}`;
     await openssl([
       "req",
@@ -85,7 +86,7 @@ class Pki {
       "-out",
       `${base}.pem.new`,
       "-days",
-      "2",
+      String(days),
       "-extfile",
       ext,
     ]);
@@ -109,6 +110,14 @@ async function presentedCn(port: number, serverName?: string): Promise<string> {
   return m[1];
 }
 
+/** A certificate file's notAfter in Unix seconds, as openssl reads it. */
+async function notAfter(file: string): Promise<number> {
+  const r = await run("openssl", ["x509", "-noout", "-enddate", "-in", file]);
+  const m = /^notAfter=(.+)$/m.exec(r.stdout);
+  assert.ok(m, r.stdout + r.stderr);
+  return Date.parse(m[1]) / 1000;
+}
+
 async function metric(gw: GatewayProcess, re: RegExp): Promise<number> {
   const body = await (await fetch(gw.admin("/metrics"))).text();
   let sum = 0;
@@ -125,7 +134,7 @@ Deno.test("https listener: curl --cacert over ALPN http/1.1, SNI certificates, S
   try {
     const pki = await Pki.create(dir, "test-ca");
     const a = await pki.issue("a", "a.test", ["a.test"]);
-    const b = await pki.issue("b", "b.test", ["b.test"]);
+    const b = await pki.issue("b", "b.test", ["b.test"], 5);
     gw = await startGateway(`
 [observability]
 admin_bind = "127.0.0.1:0"
@@ -184,6 +193,18 @@ name = "app"
     assert.equal(await presentedCn(port, "unknown.test"), "a.test"); // default certificate
     assert.equal(await presentedCn(port), "a.test"); // no SNI at all
 
+    // Each served file's expiry is a gauge, as openssl reads the file.
+    const expiry = (file: string) =>
+      metric(
+        gw!,
+        new RegExp(
+          `^expressgateway_tls_certificate_expiry_timestamp_seconds\\{listener="secure",file="${file}"\\}`,
+        ),
+      );
+    assert.equal(await expiry(a.cert), await notAfter(a.cert));
+    assert.equal(await expiry(b.cert), await notAfter(b.cert));
+    assert.ok(await expiry(b.cert) - await expiry(a.cert) > 2.9 * 86400); // 5 days against 2
+
     // SIGUSR1: a keep-alive connection opened before the rotation...
     const caPem = await Deno.readTextFile(`${pki.ca}.pem`);
     const before = await RawClient.connectTls(port, "a.test", [caPem]);
@@ -191,7 +212,8 @@ name = "app"
       await before.write("GET /one HTTP/1.1\r\nHost: a.test\r\n\r\n");
       assert.equal((await before.readResponse()).status, 200);
       // ...then the files are replaced by a new certificate (new CN) and the signal sent
-      await pki.issue("a", "a2.test", ["a.test"]);
+      const oldExpiry = await expiry(a.cert);
+      await pki.issue("a", "a2.test", ["a.test"], 9);
       gw.signal("SIGUSR1");
       let cn = "";
       for (let i = 0; i < 50 && cn !== "a2.test"; i++) {
@@ -199,6 +221,9 @@ name = "app"
         cn = await presentedCn(port, "a.test");
       }
       assert.equal(cn, "a2.test", "new connections do not see the rotated certificate");
+      // The gauge follows the rotation (set after every listener reloaded).
+      await until("the expiry gauge follows the rotation", async () => await expiry(a.cert) !== oldExpiry);
+      assert.equal(await expiry(a.cert), await notAfter(a.cert));
       // the new certificate is valid for curl too
       const after = await curl("a.test", "/after");
       assert.equal(after.code, 0, after.stderr);

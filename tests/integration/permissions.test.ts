@@ -278,6 +278,14 @@ Deno.test("product flags: config, http, https, tcp, udp, 2 workers, /metrics, SI
         assert.equal((await curlTls(g.ports.secure, firstCopy)).status, 0, "old certificate retired");
         const text = await metricsText(g);
         assert.equal(sample(text, 'expressgateway_tls_certificate_reloads_total{result="success"}'), 1);
+        // The control process read the new file under the same scoped --allow-read; one value,
+        // not one per worker added up (the certificate is valid for 2 days).
+        const expiry = sample(
+          text,
+          `expressgateway_tls_certificate_expiry_timestamp_seconds{listener="secure",file="${certDir}/gw.pem"}`,
+        );
+        const days = (expiry - Date.now() / 1000) / 86400;
+        assert.ok(days > 1.9 && days <= 2, `expiry gauge: ${expiry} (${days} days from now)`);
       },
     );
 
