@@ -23,6 +23,7 @@
 
 import type { ListenerConfig, RawProxyConfig } from "../config/types.ts";
 import { parseHostPort } from "../config/units.ts";
+import { MemberList } from "../net/member_list.ts";
 import type { ServerConnection } from "../http/h1/server.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Counter, Gauge, Registry } from "../observability/metrics.ts";
@@ -171,7 +172,11 @@ export class RawQuicRelay implements ServerConnection {
   /** Set once the gateway closed both legs itself (abort, stream reset escalation, failure). */
   #gatewayClosed = false;
   /** Running copies, keyed by the leg they write to (a closing leg waits for those writing to the other). */
-  readonly #pumps: Record<Leg, Set<Promise<void>>> = { client: new Set(), backend: new Set() };
+  /** Stream copies in flight per leg; MemberLists because a long connection churns through them. */
+  readonly #pumps: Record<Leg, MemberList<Promise<void>>> = {
+    client: new MemberList("client pump"),
+    backend: new MemberList("backend pump"),
+  };
   readonly #lastWrite: Record<Leg, number> = { client: -Infinity, backend: -Infinity };
   #idMismatchLogged = false;
 

@@ -14,6 +14,7 @@
 
 import type { ByteStream, TunnelTotals, Upgrade } from "../http/exchange.ts";
 import { type Deadline, sweeper } from "../net/deadlines.ts";
+import { MemberList } from "../net/member_list.ts";
 import type { DataPlaneMetrics } from "../observability/gateway_metrics.ts";
 import { CloseCode, closeFrame, FrameTracker } from "./frames.ts";
 
@@ -246,7 +247,8 @@ export class Tunnel implements Upgrade, Deadline {
  * (close them all at its end) and reloads (close those whose backend was removed).
  */
 export class TunnelRegistry {
-  readonly #open = new Set<Tunnel>();
+  /** A MemberList, not a Set: tunnels come and go for the process's life (net/member_list.ts). */
+  readonly #open = new MemberList<Tunnel>("tunnel");
 
   constructor(private readonly metrics?: DataPlaneMetrics) {}
 
@@ -261,7 +263,8 @@ export class TunnelRegistry {
   }
 
   delete(t: Tunnel, reason: TunnelEndReason): void {
-    if (!this.#open.delete(t)) return;
+    if (!this.#open.has(t)) return;
+    this.#open.delete(t);
     this.metrics?.tunnelsActive.with(t.opts.listener, t.kind).dec();
     this.metrics?.tunnelCloses.with(t.opts.listener, t.kind, reason).inc();
   }

@@ -50,6 +50,8 @@ export class BodyTooLarge extends Error {
 }
 
 export class H2ServerConn extends H2Session implements ServerConnection {
+  /** Waiting for the idle trim of its write buffers (writer.ts trimWhenIdle). */
+  trimQueued = false;
   #draining = false;
   /** Exchanges whose handler or response is still running (reset streams included). */
   #serving = 0;

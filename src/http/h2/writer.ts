@@ -297,6 +297,8 @@ export interface TrimOwner {
   /** The connection has open streams again. */
   readonly active: boolean;
   readonly closed: boolean;
+  /** In idleTrim now (a field the connection declares, so its shape never changes). */
+  trimQueued: boolean;
 }
 
 /**
@@ -304,15 +306,21 @@ export interface TrimOwner {
  * still without a stream give back their grown write buffers (an idle connection keeps 16 KiB).
  * Deferred rather than done at once because a busy connection runs out of streams between every
  * two bursts of requests, and trimming there only makes the next write allocate a buffer again.
+ * An array replaced at each sweep, not a process-wide Set: a cleared Set's old hash tables keep
+ * every connection they held reachable for scavenges until the next full GC (net/member_list.ts).
  */
-const idleTrim = new Set<TrimOwner>();
+let idleTrim: TrimOwner[] = [];
 const idleTrimSweep = {
   deadline: Infinity,
   reason: "h2_idle_trim",
   armed: false,
   onExpire(): void {
-    for (const c of idleTrim) if (!c.active && !c.closed) c.writer.trim();
-    idleTrim.clear();
+    const due = idleTrim;
+    idleTrim = [];
+    for (const c of due) {
+      c.trimQueued = false;
+      if (!c.active && !c.closed) c.writer.trim();
+    }
     this.armed = false;
     sweeper.delete(this);
   },
@@ -320,7 +328,10 @@ const idleTrimSweep = {
 
 /** Trims `c`'s writer at the next sweep if `c` is idle then (see idleTrim). */
 export function trimWhenIdle(c: TrimOwner): void {
-  idleTrim.add(c);
+  if (!c.trimQueued) {
+    c.trimQueued = true;
+    idleTrim.push(c);
+  }
   if (!idleTrimSweep.armed) {
     idleTrimSweep.armed = true;
     idleTrimSweep.deadline = 0; // the next sweep

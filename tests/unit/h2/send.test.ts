@@ -318,16 +318,24 @@ Deno.test("trimWhenIdle: grown write buffers go back at the next sweep, only if 
     assert.ok(w.capacity > 64 * 1024, `grown: ${w.capacity}`);
     return w;
   };
-  const idle = { writer: await grown(), active: false, closed: false };
-  const busy = { writer: await grown(), active: true, closed: false };
+  const idle = { writer: await grown(), active: false, closed: false, trimQueued: false };
+  const busy = { writer: await grown(), active: true, closed: false, trimQueued: false };
   const before = [idle.writer.capacity, busy.writer.capacity];
   trimWhenIdle(idle);
+  trimWhenIdle(idle); // queued once
   trimWhenIdle(busy);
+  assert.ok(idle.trimQueued && busy.trimQueued);
   assert.deepEqual([idle.writer.capacity, busy.writer.capacity], before, "nothing happens at once");
   sweeper.sweep(performance.now());
   assert.equal(idle.writer.capacity, 16 * 1024, "idle at the sweep: back to one 16 KiB buffer");
   assert.equal(busy.writer.capacity, before[1], "streams again: buffers kept");
   assert.equal(sweeper.size, 0, "the sweep entry removed itself");
+  assert.ok(!idle.trimQueued && !busy.trimQueued, "the sweep forgets what it trimmed or kept");
+  // The busy one goes idle later: queued again, trimmed at the next sweep.
+  busy.active = false;
+  trimWhenIdle(busy);
+  sweeper.sweep(performance.now());
+  assert.equal(busy.writer.capacity, 16 * 1024);
 });
 
 Deno.test("turnNow: one reading per event-loop turn", async () => {
