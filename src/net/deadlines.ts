@@ -7,7 +7,7 @@
  * churned by every connection makes scavenges keep dead connections alive (member_list.ts says how).
  */
 
-import { MemberList } from "./member_list.ts";
+import { MemberList, memberSlot } from "./member_list.ts";
 
 export interface Deadline {
   /** Absolute time (performance.now() ms) after which onExpire runs; Infinity = none. */
@@ -17,8 +17,10 @@ export interface Deadline {
   onExpire(reason: string): void;
 }
 
+const SWEEPER = memberSlot("deadlines");
+
 export class DeadlineSweeper {
-  readonly #entries = new MemberList<Deadline>("sweeper");
+  readonly #entries = new MemberList<Deadline>(SWEEPER);
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly tickMs = 250) {}

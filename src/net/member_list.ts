@@ -16,23 +16,35 @@
  * Like a Set: adding a member twice keeps one entry, removing an absent member does nothing.
  * Iteration visits the members present when it starts, skipping any removed meanwhile, so the
  * visitor may remove members (itself included).
+ *
+ * The property that holds the node is a `MemberSlot`, made once per kind of list at module level
+ * and shared by every list of that kind (each HTTP/3 connection's streams, say). A symbol per
+ * list would give the members of each list their own hidden class: V8's inline caches on them
+ * would go megamorphic, and the member class's map would grow a transition per list. So a member
+ * is in at most one list of a kind at a time; adding it to a second one throws.
  */
+
+/** The property a kind of list keeps its nodes under (see above): `memberSlot("h3 streams")`. */
+export type MemberSlot = symbol & { readonly __memberSlot: true };
+
+export function memberSlot(kind: string): MemberSlot {
+  return Symbol(kind) as MemberSlot;
+}
 
 interface Node<T> {
   item: T;
+  /** The list the node is in: lists of one kind share the slot. */
+  owner: object;
   prev: Node<T> | null;
   next: Node<T> | null;
 }
 
 export class MemberList<T extends object> {
-  /** The property, on each member, that holds its node in this list. */
-  readonly #slot: symbol;
   #head: Node<T> | null = null;
   #size = 0;
 
-  constructor(name: string) {
-    this.#slot = Symbol(name);
-  }
+  /** `slot`: the property, on each member, that holds its node (one per kind of list). */
+  constructor(readonly slot: MemberSlot) {}
 
   get size(): number {
     return this.#size;
@@ -43,11 +55,15 @@ export class MemberList<T extends object> {
   }
 
   add(item: T): void {
-    if (this.#nodeOf(item) !== undefined) return;
-    const node: Node<T> = { item, prev: null, next: this.#head };
+    const held = (item as Record<symbol, Node<T> | undefined>)[this.slot];
+    if (held !== undefined) {
+      if (held.owner === this) return;
+      throw new Error(`already in another list of kind ${this.slot.description}`);
+    }
+    const node: Node<T> = { item, owner: this, prev: null, next: this.#head };
     if (this.#head !== null) this.#head.prev = node;
     this.#head = node;
-    (item as Record<symbol, Node<T> | undefined>)[this.#slot] = node;
+    (item as Record<symbol, Node<T> | undefined>)[this.slot] = node;
     this.#size++;
   }
 
@@ -58,7 +74,7 @@ export class MemberList<T extends object> {
     else this.#head = node.next;
     if (node.next !== null) node.next.prev = node.prev;
     node.prev = node.next = null;
-    (item as Record<symbol, Node<T> | undefined>)[this.#slot] = undefined;
+    (item as Record<symbol, Node<T> | undefined>)[this.slot] = undefined;
     this.#size--;
   }
 
@@ -80,6 +96,7 @@ export class MemberList<T extends object> {
   }
 
   #nodeOf(item: T): Node<T> | undefined {
-    return (item as Record<symbol, Node<T> | undefined>)[this.#slot];
+    const node = (item as Record<symbol, Node<T> | undefined>)[this.slot];
+    return node !== undefined && node.owner === this ? node : undefined;
   }
 }

@@ -23,7 +23,7 @@
 
 import type { ListenerConfig, RawProxyConfig } from "../config/types.ts";
 import { parseHostPort } from "../config/units.ts";
-import { MemberList } from "../net/member_list.ts";
+import { MemberList, memberSlot } from "../net/member_list.ts";
 import type { ServerConnection } from "../http/h1/server.ts";
 import type { Logger } from "../observability/log.ts";
 import type { Counter, Gauge, Registry } from "../observability/metrics.ts";
@@ -163,6 +163,10 @@ export class RawQuicProxy {
   }
 }
 
+/** Each relay's stream copies per leg (a copy belongs to one relay and one leg). */
+const CLIENT_PUMPS = memberSlot("client-leg pumps");
+const BACKEND_PUMPS = memberSlot("backend-leg pumps");
+
 /** Relays one client QUIC connection to one fresh backend QUIC connection. */
 export class RawQuicRelay implements ServerConnection {
   #backend: QuicConnection | undefined;
@@ -174,8 +178,8 @@ export class RawQuicRelay implements ServerConnection {
   /** Running copies, keyed by the leg they write to (a closing leg waits for those writing to the other). */
   /** Stream copies in flight per leg; MemberLists because a long connection churns through them. */
   readonly #pumps: Record<Leg, MemberList<Promise<void>>> = {
-    client: new MemberList("client pump"),
-    backend: new MemberList("backend pump"),
+    client: new MemberList(CLIENT_PUMPS),
+    backend: new MemberList(BACKEND_PUMPS),
   };
   readonly #lastWrite: Record<Leg, number> = { client: -Infinity, backend: -Infinity };
   #idMismatchLogged = false;

@@ -19,7 +19,7 @@ import {
 } from "../http/proxy.ts";
 import { ConnectionGuard } from "../net/guard.ts";
 import { BoundListener } from "../net/listener.ts";
-import { MemberList } from "../net/member_list.ts";
+import { MemberList, memberSlot } from "../net/member_list.ts";
 import { DataPlaneMetrics } from "../observability/gateway_metrics.ts";
 import type { Logger } from "../observability/log.ts";
 import { BackendRegistry } from "./backends.ts";
@@ -56,10 +56,12 @@ interface ListenerRuntime {
   proxy: ListenerProxy;
 }
 
+const CONNECTIONS = memberSlot("connections");
+
 export class DataPlane {
   readonly metrics: DataPlaneMetrics;
   readonly #backends = new BackendRegistry();
-  readonly #connections = new MemberList<ServerConnection>("connections");
+  readonly #connections = new MemberList<ServerConnection>(CONNECTIONS);
   readonly #listeners = new Map<string, ListenerRuntime>();
   readonly #udp = new Map<string, UdpProxy>();
   readonly #quic = new Map<string, QuicRuntime>();

@@ -14,7 +14,7 @@
 
 import type { ByteStream, TunnelTotals, Upgrade } from "../http/exchange.ts";
 import { type Deadline, sweeper } from "../net/deadlines.ts";
-import { MemberList } from "../net/member_list.ts";
+import { MemberList, memberSlot } from "../net/member_list.ts";
 import type { DataPlaneMetrics } from "../observability/gateway_metrics.ts";
 import { CloseCode, closeFrame, FrameTracker } from "./frames.ts";
 
@@ -242,13 +242,15 @@ export class Tunnel implements Upgrade, Deadline {
   }
 }
 
+const TUNNELS = memberSlot("tunnels");
+
 /**
  * The open tunnels of one data plane, for /metrics (opened, active, ended by reason), the drain
  * (close them all at its end) and reloads (close those whose backend was removed).
  */
 export class TunnelRegistry {
   /** A MemberList, not a Set: tunnels come and go for the process's life (net/member_list.ts). */
-  readonly #open = new MemberList<Tunnel>("tunnel");
+  readonly #open = new MemberList<Tunnel>(TUNNELS);
 
   constructor(private readonly metrics?: DataPlaneMetrics) {}
 

@@ -56,7 +56,7 @@ import {
 } from "./frames.ts";
 import { DecoderStreamParser, encodeFieldSection, type HeaderField, QpackDecoder } from "./qpack.ts";
 import { H3TunnelStream } from "./tunnel.ts";
-import { MemberList } from "../../net/member_list.ts";
+import { MemberList, memberSlot } from "../../net/member_list.ts";
 
 export interface H3Options {
   /** SETTINGS_QPACK_MAX_TABLE_CAPACITY we advertise (0: the peer may use static + literals only). */
@@ -120,10 +120,13 @@ interface BodyFailure {
   reason: string;
 }
 
+/** One per connection, all sharing the slot (a stream belongs to one connection). */
+const H3_STREAMS = memberSlot("h3 request streams");
+
 export class H3ServerConn implements ServerConnection, Deadline {
   deadline = Infinity;
   reason = "idle";
-  readonly #streams = new MemberList<RequestStream>("h3_streams"); // not a Set: see member_list.ts
+  readonly #streams = new MemberList<RequestStream>(H3_STREAMS); // not a Set: see member_list.ts
   readonly #decoder: QpackDecoder;
   readonly #decoderStreamParser = new DecoderStreamParser();
   #control: QuicSendStream | undefined;

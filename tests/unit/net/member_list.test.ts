@@ -5,16 +5,17 @@
  */
 
 import assert from "node:assert/strict";
-import { MemberList } from "../../../src/net/member_list.ts";
+import { MemberList, memberSlot } from "../../../src/net/member_list.ts";
 
 interface Member {
   name: string;
 }
 
+const TEST = memberSlot("test");
 const members = (n: number): Member[] => Array.from({ length: n }, (_, i) => ({ name: `m${i}` }));
 
 Deno.test("MemberList: add is idempotent, delete of an absent member does nothing, size follows", () => {
-  const list = new MemberList<Member>("test");
+  const list = new MemberList<Member>(TEST);
   const [a, b, c] = members(3);
   list.add(a);
   list.add(a);
@@ -31,8 +32,8 @@ Deno.test("MemberList: add is idempotent, delete of an absent member does nothin
   assert.deepEqual(new Set(list), new Set([a, b]));
 });
 
-Deno.test("MemberList: one member in two lists keeps separate entries", () => {
-  const one = new MemberList<Member>("one"), two = new MemberList<Member>("two");
+Deno.test("MemberList: one member in lists of two kinds keeps separate entries", () => {
+  const one = new MemberList<Member>(memberSlot("one")), two = new MemberList<Member>(memberSlot("two"));
   const [a] = members(1);
   one.add(a);
   two.add(a);
@@ -41,8 +42,24 @@ Deno.test("MemberList: one member in two lists keeps separate entries", () => {
   assert.equal(two.size, 1);
 });
 
+Deno.test("MemberList: lists of one kind share the slot; a member is in one of them at a time", () => {
+  const first = new MemberList<Member>(TEST), second = new MemberList<Member>(TEST);
+  const [a, b] = members(2);
+  first.add(a);
+  second.add(b);
+  assert.ok(first.has(a) && !first.has(b) && second.has(b) && !second.has(a));
+  second.delete(a); // not its list: nothing happens
+  assert.ok(first.has(a) && first.size === 1 && second.size === 1);
+  assert.throws(() => second.add(a), /already in another list of kind test/);
+  first.delete(a);
+  second.add(a); // free again
+  assert.deepEqual(new Set(second), new Set([a, b]));
+  // Members of every list of the kind keep one hidden class: the same property key on all.
+  assert.deepEqual(Object.getOwnPropertySymbols(a), Object.getOwnPropertySymbols(b));
+});
+
 Deno.test("MemberList: a visitor may remove itself and members not yet reached; those are skipped", () => {
-  const list = new MemberList<Member>("test");
+  const list = new MemberList<Member>(TEST);
   const all = members(6);
   for (const m of all) list.add(m);
   const seen: Member[] = [];
@@ -65,7 +82,7 @@ Deno.test("MemberList: a visitor may remove itself and members not yet reached; 
 });
 
 Deno.test("MemberList: clear removes every member; members added during a walk wait for the next", () => {
-  const list = new MemberList<Member>("test");
+  const list = new MemberList<Member>(TEST);
   const all = members(4);
   for (const m of all.slice(0, 2)) list.add(m);
   const seen: Member[] = [];
