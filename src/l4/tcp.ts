@@ -84,6 +84,7 @@ export class TcpRelay implements Deadline, ServerConnection {
       const b = pool.backends.get(sel.endpoint.key)!;
       try {
         this.#backend = await openConnection(b.h1.target, pool.config.connect_timeout);
+        b.h1.connects++; // upstream_connects_total: the backend's pool stands for its L4 sessions too
         this.ctx.health.observe(b.key, 200);
         b.stats.inFlight++;
         this.#onEnd = () => b.stats.inFlight--;

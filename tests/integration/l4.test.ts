@@ -72,6 +72,9 @@ Deno.test("tcp: an HTTP origin through the relay, 50 MB intact", async () => {
     const j = JSON.parse(up.stdout);
     assert.equal(j.bytes, 20_000_000);
     assert.ok((await metric(gw, "expressgateway_l4_backend_to_client_bytes_total")) >= 52428800);
+    // Two sessions, two backend connections: each counted, as picks are.
+    assert.equal(await metric(gw, "expressgateway_upstream_connects_total"), 2);
+    assert.equal(await metric(gw, "expressgateway_backend_picks_total"), 2);
   } finally {
     await gw.stop();
     await origin.stop();
