@@ -16,7 +16,7 @@ import { VERSION } from "../version.ts";
 import { DataPlane } from "./dataplane.ts";
 import { WorkerGroup } from "./workers.ts";
 import { HealthManager } from "../health/manager.ts";
-import { certificateExpiries, certificateFiles } from "../security/cert_expiry.ts";
+import { certificateExpiries, certificateFiles, expiryWarnings } from "../security/cert_expiry.ts";
 import { healthMetrics } from "../health/metrics.ts";
 
 export interface ReloadResult {
@@ -301,21 +301,12 @@ export class Gateway {
    */
   async #noteCertificates(listeners: readonly ListenerConfig[]): Promise<void> {
     const gauge = this.controlMetrics.certExpiry;
-    for (const e of await certificateExpiries(certificateFiles(listeners))) {
-      const where = { listener: e.listener, file: e.file };
-      if (Number.isNaN(e.notAfter)) {
-        gauge.removeMatching(where);
-        this.log.warn("cannot read the expiry of a TLS certificate", { ...where, error: e.error });
-        continue;
-      }
-      gauge.with(e.listener, e.file).set(Math.floor(e.notAfter / 1000));
-      if (e.notAfter <= Date.now()) {
-        this.log.warn("TLS certificate has expired", {
-          ...where,
-          not_after: new Date(e.notAfter).toISOString(),
-        });
-      }
+    const entries = await certificateExpiries(certificateFiles(listeners));
+    for (const e of entries) {
+      if (Number.isNaN(e.notAfter)) gauge.removeMatching({ listener: e.listener, file: e.file });
+      else gauge.with(e.listener, e.file).set(Math.floor(e.notAfter / 1000));
     }
+    for (const w of expiryWarnings(entries, Date.now())) this.log.warn(w.msg, w.fields);
   }
 
   #noteSnapshot(s: ConfigSnapshot): void {

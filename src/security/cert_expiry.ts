@@ -56,3 +56,33 @@ export async function certificateExpiries(
   }
   return out;
 }
+
+/** A warning for the log: a file whose expiry cannot be read, or a certificate already expired. */
+export interface ExpiryWarning {
+  msg: string;
+  fields: Record<string, string>;
+}
+
+/**
+ * What is worth a warning among `entries` at `now` (ms since the epoch). An expired certificate
+ * is still served (as nginx and HAProxy do: refusing it would take the listener down instead),
+ * so the log and the gauge are how an operator learns of it.
+ */
+export function expiryWarnings(entries: readonly CertificateExpiry[], now: number): ExpiryWarning[] {
+  const out: ExpiryWarning[] = [];
+  for (const e of entries) {
+    const where = { listener: e.listener, file: e.file };
+    if (Number.isNaN(e.notAfter)) {
+      out.push({
+        msg: "cannot read the expiry of a TLS certificate",
+        fields: { ...where, error: e.error ?? "" },
+      });
+    } else if (e.notAfter <= now) {
+      out.push({
+        msg: "TLS certificate has expired",
+        fields: { ...where, not_after: new Date(e.notAfter).toISOString() },
+      });
+    }
+  }
+  return out;
+}

@@ -5,7 +5,12 @@
 
 import assert from "node:assert/strict";
 import type { ListenerConfig } from "../../../src/config/types.ts";
-import { certificateExpiries, certificateFiles, leafNotAfter } from "../../../src/security/cert_expiry.ts";
+import {
+  certificateExpiries,
+  certificateFiles,
+  expiryWarnings,
+  leafNotAfter,
+} from "../../../src/security/cert_expiry.ts";
 import { run } from "../../helpers/run.ts";
 
 async function selfSigned(dir: string, name: string, days: number): Promise<string> {
@@ -86,4 +91,24 @@ Deno.test("cert expiry: the leaf's notAfter, per listener and file; unreadable f
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("cert expiry: warnings for an unreadable file and an expired certificate, none for a valid one", () => {
+  const now = Date.parse("2026-12-03T10:00:00Z");
+  const entries = [
+    { listener: "web", file: "/c/valid.pem", notAfter: now + 1 },
+    { listener: "web", file: "/c/expired.pem", notAfter: now },
+    { listener: "api", file: "/c/garbage.pem", notAfter: NaN, error: "nom error: Eof" },
+  ];
+  assert.deepEqual(expiryWarnings(entries, now), [
+    {
+      msg: "TLS certificate has expired",
+      fields: { listener: "web", file: "/c/expired.pem", not_after: "2026-12-03T10:00:00.000Z" },
+    },
+    {
+      msg: "cannot read the expiry of a TLS certificate",
+      fields: { listener: "api", file: "/c/garbage.pem", error: "nom error: Eof" },
+    },
+  ]);
+  assert.deepEqual(expiryWarnings(entries.slice(0, 1), now), []);
 });
