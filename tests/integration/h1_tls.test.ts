@@ -12,6 +12,7 @@ import { type NodePeer, startNodePeer } from "../helpers/node_peer.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
 import { until } from "../helpers/common.ts";
+import { NEW_P256_KEY, selfSigned } from "../helpers/self_signed.ts";
 import { RawClient, text } from "../unit/h1/raw_client.ts";
 
 async function openssl(args: string[]): Promise<void> {
@@ -25,28 +26,9 @@ class Pki {
 
   static async create(dir: string, name: string): Promise<Pki> {
     const ca = `${dir}/${name}`;
-    await openssl([
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      `${ca}.key`,
-      "-out",
-      `${ca}.pem`,
-      "-days",
-      "2",
-      "-subj",
-      `/CN=${name}`,
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    await Deno.chmod(`${ca}.key`, 0o600);
+    await selfSigned(dir, name, {
+      ext: ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"],
+    });
     return new Pki(dir, ca);
   }
 
@@ -55,11 +37,7 @@ class Pki {
     const base = `${this.dir}/${file}`;
     await openssl([
       "req",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
+      ...NEW_P256_KEY,
       "-keyout",
       `${base}.key.new`,
       "-out",

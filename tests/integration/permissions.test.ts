@@ -21,34 +21,13 @@ import { type GatewayProcess, startGatewayAt } from "../helpers/gateway.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { rawExchange, run } from "../helpers/run.ts";
+import { selfSigned as selfSignedCert } from "../helpers/self_signed.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 
 /** A self-signed P-256 certificate for 127.0.0.1 (curl trusts it with --cacert). Key mode 600. */
-async function selfSigned(dir: string, name: string, cn: string): Promise<{ cert: string; key: string }> {
-  const cert = `${dir}/${name}.pem`, key = `${dir}/${name}.key`;
-  const r = await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${cn}`,
-    "-addext",
-    "subjectAltName=IP:127.0.0.1,DNS:localhost",
-  ], { timeoutMs: 20_000 });
-  if (r.code !== 0) throw new Error(`openssl: ${r.stderr}`);
-  await Deno.chmod(key, 0o600);
-  return { cert, key };
+function selfSigned(dir: string, name: string, cn: string): Promise<{ cert: string; key: string }> {
+  return selfSignedCert(dir, name, { cn, san: "IP:127.0.0.1,DNS:localhost" });
 }
 
 function config(certDir: string, originAddr: string, udpAddr: string, extraRoute = ""): string {

@@ -17,6 +17,7 @@ import { cidKey, hashBytes, QUIC_V1 } from "../../src/quic/packet.ts";
 import { gatewayFlags } from "../../scripts/flags.ts";
 import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { run } from "../helpers/run.ts";
+import { selfSigned } from "../helpers/self_signed.ts";
 
 const FILE_BYTES = 1_000_000;
 
@@ -41,30 +42,13 @@ async function startBackends(): Promise<Backends> {
   const data = new Uint8Array(FILE_BYTES);
   for (let i = 0; i < data.length; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
   await Deno.writeFile(`${www}/file`, data);
-  const gen = await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${certDir}/key.pem`,
-    "-out",
-    `${certDir}/cert.pem`,
-    "-days",
-    "1",
-    "-subj",
-    "/CN=localhost",
-  ]);
-  assert.equal(gen.code, 0, gen.stderr);
+  const pki = await selfSigned(certDir, "server", { cn: "localhost", days: 1 });
   const b: Backends = { certDir, www, addrs: [], procs: [] };
   for (let i = 0; i < 2; i++) {
     const port = freeUdpPort();
     b.procs.push(
       new Deno.Command("gtlsserver", {
-        args: ["-q", "-d", www, "127.0.0.1", String(port), `${certDir}/key.pem`, `${certDir}/cert.pem`],
+        args: ["-q", "-d", www, "127.0.0.1", String(port), pki.key, pki.cert],
         stdin: "null",
         stdout: "null",
         stderr: "null",
@@ -85,7 +69,7 @@ async function startBackends(): Promise<Backends> {
 }
 https://127.0.0.1:${caddyPort} {
   bind 127.0.0.1
-  tls ${certDir}/cert.pem ${certDir}/key.pem
+  tls ${pki.cert} ${pki.key}
   root * ${www}
   file_server
 }

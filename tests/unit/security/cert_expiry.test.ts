@@ -12,29 +12,7 @@ import {
   leafNotAfter,
 } from "../../../src/security/cert_expiry.ts";
 import { run } from "../../helpers/run.ts";
-
-async function selfSigned(dir: string, name: string, days: number): Promise<string> {
-  const base = `${dir}/${name}`;
-  const r = await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${base}.key`,
-    "-out",
-    `${base}.pem`,
-    "-days",
-    String(days),
-    "-subj",
-    `/CN=${name}`,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  return `${base}.pem`;
-}
+import { selfSigned } from "../../helpers/self_signed.ts";
 
 async function opensslNotAfter(file: string): Promise<number> {
   const r = await run("openssl", ["x509", "-noout", "-enddate", "-in", file]);
@@ -56,8 +34,8 @@ const tlsListener = (name: string, cert: string, sni: string[]) =>
 Deno.test("cert expiry: the leaf's notAfter, per listener and file; unreadable files are reported, not thrown", async () => {
   const dir = await Deno.makeTempDir({ prefix: "eg-expiry-" });
   try {
-    const a = await selfSigned(dir, "a", 30);
-    const b = await selfSigned(dir, "b", 400);
+    const a = (await selfSigned(dir, "a", { days: 30 })).cert;
+    const b = (await selfSigned(dir, "b", { days: 400 })).cert;
     // A chain file (leaf first, then its issuer): the leaf is what expires first for clients.
     const chain = `${dir}/chain.pem`;
     await Deno.writeTextFile(chain, (await Deno.readTextFile(a)) + (await Deno.readTextFile(b)));
