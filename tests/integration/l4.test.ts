@@ -8,6 +8,7 @@ import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
+import { freeTcpUdpPort, until } from "../helpers/common.ts";
 
 function l4Config(protocol: "tcp" | "udp", backends: number[], listener = "", pool = ""): string {
   return `
@@ -142,6 +143,37 @@ Deno.test("tcp: per-IP cap closes the extra connection; PROXY v2 header carries 
     await gw2.stop();
     await echo.stop();
     await pp.stop();
+  }
+});
+
+Deno.test("tcp: no healthy backend to pick (health down, panic off): the session is closed, counted no_backend", async () => {
+  // Nothing listens on the backend's port: the tcp health check marks it down after one failure.
+  const dead = freeTcpUdpPort();
+  const gw = await startGateway(
+    l4Config(
+      "tcp",
+      [dead],
+      "",
+      `panic_threshold = 0\n[pools.health]\nkind = "tcp"\ninterval = "100ms"\njitter = "0s"\ntimeout = "300ms"\nrise = 1\nfall = 1`,
+    ),
+  );
+  try {
+    await until("the backend marked down", async () =>
+      await metric(gw, "expressgateway_backend_up") === 0 &&
+      (await (await fetch(gw.admin("/metrics"))).text()).includes("expressgateway_backend_up{"));
+    const c = await Deno.connect({ port: gw.ports.l4 });
+    assert.equal(await readAll(c, 3000), "", "closed without a byte");
+    c.close();
+    await until(
+      "no_backend counted",
+      async () =>
+        await metric(gw, 'expressgateway_l4_failures_total{listener="l4",reason="no_backend"}') === 1,
+    );
+    // No connect was tried: nothing was picked.
+    assert.equal(await metric(gw, 'expressgateway_l4_failures_total{listener="l4",reason="connect"}'), 0);
+    assert.equal(await metric(gw, "expressgateway_upstream_connects_total"), 0);
+  } finally {
+    await gw.stop();
   }
 });
 
