@@ -67,15 +67,17 @@ export class MemberList<T extends object> {
     this.#size++;
   }
 
-  delete(item: T): void {
+  /** Removes `item`; true if it was a member (as Set.delete). */
+  delete(item: T): boolean {
     const node = this.#nodeOf(item);
-    if (node === undefined) return;
+    if (node === undefined) return false;
     if (node.prev !== null) node.prev.next = node.next;
     else this.#head = node.next;
     if (node.next !== null) node.next.prev = node.prev;
     node.prev = node.next = null;
     (item as Record<symbol, Node<T> | undefined>)[this.slot] = undefined;
     this.#size--;
+    return true;
   }
 
   clear(): void {

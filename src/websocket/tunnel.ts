@@ -265,8 +265,7 @@ export class TunnelRegistry {
   }
 
   delete(t: Tunnel, reason: TunnelEndReason): void {
-    if (!this.#open.has(t)) return;
-    this.#open.delete(t);
+    if (!this.#open.delete(t)) return;
     this.metrics?.tunnelsActive.with(t.opts.listener, t.kind).dec();
     this.metrics?.tunnelCloses.with(t.opts.listener, t.kind, reason).inc();
   }

@@ -22,10 +22,10 @@ Deno.test("MemberList: add is idempotent, delete of an absent member does nothin
   list.add(b);
   assert.equal(list.size, 2);
   assert.ok(list.has(a) && list.has(b) && !list.has(c));
-  list.delete(c);
+  assert.equal(list.delete(c), false);
   assert.equal(list.size, 2);
-  list.delete(a);
-  list.delete(a);
+  assert.equal(list.delete(a), true);
+  assert.equal(list.delete(a), false);
   assert.equal(list.size, 1);
   assert.deepEqual([...list], [b]);
   list.add(a); // a removed member can come back
