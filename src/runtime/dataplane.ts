@@ -58,6 +58,12 @@ interface ListenerRuntime {
 
 const CONNECTIONS = memberSlot("connections");
 
+/** A TLS listener whose certificate files could not be reloaded (it keeps the previous ones). */
+export interface RotationFailure {
+  listener: string;
+  error: string;
+}
+
 export class DataPlane {
   readonly metrics: DataPlaneMetrics;
   readonly #backends = new BackendRegistry();
@@ -273,15 +279,15 @@ export class DataPlane {
     }
   }
 
-  /** SIGUSR1 on every TLS listener; returns the names that failed with why. */
-  async rotateCertificates(): Promise<string[]> {
-    const failures: string[] = [];
+  /** SIGUSR1 on every TLS listener; returns the listeners that failed, with why. */
+  async rotateCertificates(): Promise<RotationFailure[]> {
+    const failures: RotationFailure[] = [];
     for (const rt of this.#listeners.values()) {
       if (!rt.bound.certs) continue;
       try {
         await rt.bound.rotateCertificates(this.log);
       } catch (e) {
-        failures.push(`${rt.cfg.name}: ${e instanceof Error ? e.message : String(e)}`);
+        failures.push({ listener: rt.cfg.name, error: e instanceof Error ? e.message : String(e) });
       }
     }
     return failures;

@@ -13,7 +13,7 @@ import { ControlMetrics } from "../observability/gateway_metrics.ts";
 import { flushLogs, type Logger } from "../observability/log.ts";
 import { type CollectedFamily, mergeCollected, Registry } from "../observability/metrics.ts";
 import { VERSION } from "../version.ts";
-import { DataPlane } from "./dataplane.ts";
+import { DataPlane, type RotationFailure } from "./dataplane.ts";
 import { WorkerGroup } from "./workers.ts";
 import { HealthManager } from "../health/manager.ts";
 import { certificateExpiries, certificateFiles, expiryWarnings } from "../security/cert_expiry.ts";
@@ -206,11 +206,11 @@ export class Gateway {
   }
 
   /** SIGUSR1: new handshakes get the certificates now on disk; open connections are untouched. */
-  async rotateCertificates(): Promise<string[]> {
+  async rotateCertificates(): Promise<RotationFailure[]> {
     const failures = await this.dataPlane.rotateCertificates();
-    // Each failure is "<listener>: <why>" (listener names hold no ':'). Those listeners kept their
-    // certificates, and quic listeners are not rotated (docs/QUIC.md): their gauges stay.
-    const failed = new Set(failures.map((f) => f.slice(0, f.indexOf(":"))));
+    // Listeners that failed kept their certificates, and quic listeners are not rotated
+    // (docs/QUIC.md): their gauges stay.
+    const failed = new Set(failures.map((f) => f.listener));
     await this.#noteCertificates(
       this.#snapshot.config.listeners.filter((l) => l.protocol === "https" && !failed.has(l.name)),
     );
@@ -220,7 +220,7 @@ export class Gateway {
     } else {
       this.controlMetrics.certReloads.with("failure").inc();
       for (const f of failures) {
-        this.log.error("TLS certificate reload failed; previous certificates kept", { error: f });
+        this.log.error("TLS certificate reload failed; previous certificates kept", { ...f });
       }
     }
     return failures;

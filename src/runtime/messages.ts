@@ -5,6 +5,7 @@
 
 import type { ConfigSnapshot } from "../config/types.ts";
 import type { CollectedFamily } from "../observability/metrics.ts";
+import type { RotationFailure } from "./dataplane.ts";
 
 export type ToWorker =
   | {
@@ -30,5 +31,5 @@ export type FromWorker =
   | { t: "applied" }
   | { t: "passive"; events: Array<[string, number]> }
   | { t: "collected"; seq: number; families: CollectedFamily[] }
-  | { t: "rotated"; seq: number; failures: string[] }
+  | { t: "rotated"; seq: number; failures: RotationFailure[] }
   | { t: "drained"; cut: number };

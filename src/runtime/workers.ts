@@ -14,6 +14,7 @@ import type { ConfigSnapshot } from "../config/types.ts";
 import type { HealthManager } from "../health/manager.ts";
 import type { Logger } from "../observability/log.ts";
 import { type CollectedFamily, mergeCollected, Registry } from "../observability/metrics.ts";
+import type { RotationFailure } from "./dataplane.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 import { SharedCounters } from "./shared_counters.ts";
 
@@ -209,7 +210,7 @@ export class WorkerGroup {
     );
   }
 
-  async rotateCertificates(): Promise<string[]> {
+  async rotateCertificates(): Promise<RotationFailure[]> {
     const seq = ++this.#seq;
     const answers = await Promise.all(
       this.#slots.filter((s) => s?.alive).map((s) => {
@@ -218,7 +219,7 @@ export class WorkerGroup {
         return p;
       }),
     );
-    return answers.flatMap((m) => (m as { failures?: string[] }).failures ?? []);
+    return answers.flatMap((m) => (m as { failures?: RotationFailure[] }).failures ?? []);
   }
 
   async collect(): Promise<CollectedFamily[]> {

@@ -212,6 +212,20 @@ name = "app"
       const again = await before.readResponse();
       assert.equal(again.status, 200);
       assert.match(text(again.body), /GET \/two/);
+
+      // A rotation that cannot load the files: the listener keeps serving the certificate it has,
+      // the failure names it, and the expiry gauge keeps the value of what is served.
+      const served = await expiry(a.cert);
+      await Deno.writeTextFile(a.cert, "not a certificate\n");
+      gw.signal("SIGUSR1");
+      const line = await gw.waitForLog(/TLS certificate reload failed/);
+      assert.match(line, /"listener":"secure"/);
+      assert.equal(
+        await metric(gw, /^expressgateway_tls_certificate_reloads_total\{result="failure"\}/),
+        1,
+      );
+      assert.equal(await presentedCn(port, "a.test"), "a2.test");
+      assert.equal(await expiry(a.cert), served);
     } finally {
       before.close();
     }
