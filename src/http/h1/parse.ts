@@ -90,7 +90,10 @@ export function findHeadEnd(
   for (; i < end; i++) {
     const b = bytes[i];
     if (b === LF) {
-      if (i === start || bytes[i - 1] !== CR) throw new H1ParseError(bad, "bare LF in message head");
+      if (i === start || bytes[i - 1] !== CR) {
+        throw capPassedBefore(i - start, st, limits, isRequest) ??
+          new H1ParseError(bad, "bare LF in message head");
+      }
       if (st.firstLineEnd < 0) {
         st.firstLineEnd = i + 1 - base;
         // Checked here too, so a long line that arrives whole is a 414, not a 431.
@@ -105,7 +108,10 @@ export function findHeadEnd(
         return i + 1 - base;
       }
     } else if (b === CR) {
-      if (i + 1 < end && bytes[i + 1] !== LF) throw new H1ParseError(bad, "bare CR in message head");
+      if (i + 1 < end && bytes[i + 1] !== LF) {
+        throw capPassedBefore(i - start, st, limits, isRequest) ??
+          new H1ParseError(bad, "bare CR in message head");
+      }
     }
   }
   // A CR as the last byte is examined again with its successor on the next call (else a CR
@@ -113,10 +119,27 @@ export function findHeadEnd(
   const lastIsCr = end > start && bytes[end - 1] === CR;
   st.scanned = end - base - (lastIsCr ? 1 : 0);
   if (st.firstLineEnd < 0 && end - start - (lastIsCr ? 1 : 0) > limits.maxLine) throw lineTooLong(isRequest);
-  if (end - start > limits.maxHead) {
+  if (end - start - (lastIsCr ? 1 : 0) > limits.maxHead) {
     throw new H1ParseError(isRequest ? 431 : 502, "header block too large");
   }
   return -1;
+}
+
+/**
+ * The cap error for a head that passed a cap before a syntax error `at` bytes into it, else
+ * undefined. Without it the answer would depend on how the bytes arrived: split into reads, the
+ * clean bytes before the error are counted at the end of a read and refused as too long (414,
+ * 431); whole, the scan would reach the error first (400). Only error paths call this.
+ */
+function capPassedBefore(
+  at: number,
+  st: ScanState,
+  limits: HeadLimits,
+  isRequest: boolean,
+): H1ParseError | undefined {
+  if (st.firstLineEnd < 0 && at > limits.maxLine) return lineTooLong(isRequest);
+  if (at > limits.maxHead) return new H1ParseError(isRequest ? 431 : 502, "header block too large");
+  return undefined;
 }
 
 function lineTooLong(isRequest: boolean): H1ParseError {

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { BodyTooLargeError, ChunkedBody, LengthBody } from "../../../src/http/h1/body.ts";
+import { BodyTooLargeError, ChunkedBody, LengthBody, TruncatedBodyError } from "../../../src/http/h1/body.ts";
 import {
   findHeadEnd,
   H1ParseError,
@@ -76,51 +76,87 @@ interface Parsed {
   trailers?: string[];
 }
 
+/** What parsing a stream gave: the requests before the end, and how it ended. */
+interface StreamResult {
+  requests: Parsed[];
+  /** What was thrown (the stream ends there), if anything. */
+  error?: unknown;
+  /** The stream ended at an authority-form (CONNECT) target, which the server codec decides about. */
+  connect?: boolean;
+  /** A body decoder ended without reporting a clean end. */
+  unclean?: boolean;
+}
+
 /**
  * Parses every request in the stream the way the server codec does (head loop with fill,
- * then the body decoder, then the next request on the same buffer).
+ * then the body decoder, then the next request on the same buffer), until EOF or the first
+ * error, which is returned rather than thrown.
  */
+async function parseAll(
+  pieces: Uint8Array[],
+  limits: HeadLimits = LIMITS,
+  maxBody = 1 << 30,
+): Promise<StreamResult> {
+  const r = new ConnReader(new PieceConn(pieces));
+  const requests: Parsed[] = [];
+  try {
+    for (;;) {
+      const st = newScanState();
+      let len: number;
+      for (;;) {
+        len = findHeadEnd(r.buf, r.start, r.end, st, limits, true);
+        if (len >= 0) break;
+        const pending = r.end - r.start - st.skip;
+        if (!(await r.fill(Math.min(limits.maxHead + 4, Math.max(4096, pending * 2))))) {
+          if (r.end - r.start - st.skip > 0) throw new H1ParseError(400, "connection closed inside a head");
+          return { requests };
+        }
+      }
+      const head = parseRequestHead(r.buf, r.start + st.skip, r.start + len, limits.maxLine);
+      r.start += len;
+      const target = { authority: "", path: "" };
+      if (!requestTarget(head, target)) return { requests, connect: true };
+      const framing = requestFraming(head.headers, head.minor);
+      let body = "";
+      let trailers: string[] | undefined;
+      if (framing.kind === "length" || framing.kind === "chunked") {
+        let clean: boolean | undefined;
+        const dec = framing.kind === "length"
+          ? new LengthBody(r, framing.length, maxBody, (c) => clean = c, 400)
+          : new ChunkedBody(r, maxBody, (c) => clean = c, 400);
+        for (;;) {
+          const chunk = await dec.read();
+          if (chunk === null) break;
+          body += String.fromCharCode(...chunk);
+        }
+        if (clean !== true) return { requests, unclean: true };
+        trailers = dec.trailers();
+      }
+      requests.push({
+        method: head.method,
+        ...target,
+        minor: head.minor,
+        headers: head.headers,
+        body,
+        trailers,
+      });
+    }
+  } catch (e) {
+    return { requests, error: e };
+  }
+}
+
+/** parseAll for a stream that must parse: its error is thrown, any other unclean end fails. */
 async function parseStream(
   pieces: Uint8Array[],
   limits: HeadLimits = LIMITS,
   maxBody = 1 << 30,
 ): Promise<Parsed[]> {
-  const r = new ConnReader(new PieceConn(pieces));
-  const out: Parsed[] = [];
-  for (;;) {
-    const st = newScanState();
-    let len: number;
-    for (;;) {
-      len = findHeadEnd(r.buf, r.start, r.end, st, limits, true);
-      if (len >= 0) break;
-      const pending = r.end - r.start - st.skip;
-      if (!(await r.fill(Math.min(limits.maxHead + 4, Math.max(4096, pending * 2))))) {
-        if (r.end - r.start - st.skip > 0) throw new H1ParseError(400, "connection closed inside a head");
-        return out;
-      }
-    }
-    const head = parseRequestHead(r.buf, r.start + st.skip, r.start + len, limits.maxLine);
-    r.start += len;
-    const target = { authority: "", path: "" };
-    assert.ok(requestTarget(head, target), "not a CONNECT request");
-    const framing = requestFraming(head.headers, head.minor);
-    let body = "";
-    let trailers: string[] | undefined;
-    if (framing.kind === "length" || framing.kind === "chunked") {
-      let clean: boolean | undefined;
-      const dec = framing.kind === "length"
-        ? new LengthBody(r, framing.length, maxBody, (c) => clean = c, 400)
-        : new ChunkedBody(r, maxBody, (c) => clean = c, 400);
-      for (;;) {
-        const chunk = await dec.read();
-        if (chunk === null) break;
-        body += String.fromCharCode(...chunk);
-      }
-      assert.equal(clean, true);
-      trailers = dec.trailers();
-    }
-    out.push({ method: head.method, ...target, minor: head.minor, headers: head.headers, body, trailers });
-  }
+  const res = await parseAll(pieces, limits, maxBody);
+  if (res.error !== undefined) throw res.error;
+  assert.ok(!res.connect, "not a CONNECT request");
+  assert.equal(res.unclean, undefined, "every body ended cleanly");
+  return res.requests;
 }
 
 async function expectError(
@@ -371,4 +407,129 @@ Deno.test("response heads and framing (upstream side)", () => {
   ) {
     assert.throws(() => parse(bad), H1ParseError, bad);
   }
+});
+
+// --- mutation fuzzing --------------------------------------------------------------------------
+
+/** Bytes the grammar cares about, so mutations hit the branches rather than only letters. */
+const INTERESTING = [0x0d, 0x0a, 0x20, 0x09, 0x3a, 0x3b, 0x2c, 0x00, 0x7f, 0xff, 0x30, 0x61, 0x46, 0x2f];
+
+/** 1–3 random edits: overwrite, insert, delete, duplicate a slice, or cut the stream short. */
+function mutate(src: Uint8Array, rand: () => number): Uint8Array {
+  let b = Array.from(src);
+  const edits = 1 + Math.floor(rand() * 3);
+  const pick = () =>
+    rand() < 0.7 ? INTERESTING[Math.floor(rand() * INTERESTING.length)] : Math.floor(rand() * 256);
+  for (let e = 0; e < edits && b.length > 0; e++) {
+    const at = Math.floor(rand() * b.length);
+    const op = Math.floor(rand() * 5);
+    if (op === 0) b[at] = pick();
+    else if (op === 1) b.splice(at, 0, pick());
+    else if (op === 2) b.splice(at, 1);
+    else if (op === 3) {
+      const len = 1 + Math.floor(rand() * 24);
+      b.splice(at, 0, ...b.slice(at, at + len));
+    } else b = b.slice(0, at);
+  }
+  return Uint8Array.from(b);
+}
+
+/**
+ * How a stream ended, as a comparable string: the requests parsed, then the class (and status)
+ * of the error or the kind of end. Anything thrown that the codec does not throw on purpose
+ * (a TypeError, a RangeError, an assertion) fails the test here.
+ */
+function verdict(res: StreamResult, label: string): string {
+  const e = res.error;
+  let end = res.connect ? "connect" : res.unclean ? "unclean" : "eof";
+  if (e !== undefined) {
+    if (e instanceof H1ParseError) end = `H1ParseError ${e.status}`;
+    else if (e instanceof BodyTooLargeError || e instanceof TruncatedBodyError) end = e.name;
+    else throw new Error(`${label}: unexpected ${e instanceof Error ? e.stack : String(e)}`);
+  }
+  return `${JSON.stringify(res.requests)} → ${end}`;
+}
+
+Deno.test("mutation fuzz: 3,000 mutated requests get the same verdict whole, split and byte by byte", async () => {
+  const rand = rng(90210);
+  const seeds = [...VALID.map((v) => v.raw), ...SMUGGLING.map((c) => c.raw)].map(latin1Bytes);
+  // Small caps too, so 414 and 431 are reached from arbitrary states of the scanner.
+  const tight: HeadLimits = { maxLine: 24, maxHead: 96 };
+  const counts = new Map<string, number>();
+  for (let round = 0; round < 3000; round++) {
+    const bytes = mutate(seeds[round % seeds.length], rand);
+    const limits = round % 4 === 3 ? tight : LIMITS;
+    const maxBody = round % 5 === 4 ? 4 : 1 << 30;
+    const label = `round ${round}: ${JSON.stringify(String.fromCharCode(...bytes))}`;
+    const whole = verdict(await parseAll([bytes], limits, maxBody), label);
+    const split = verdict(await parseAll(randomSplits(bytes, rand), limits, maxBody), label);
+    assert.equal(split, whole, `${label} (random split)`);
+    if (round % 3 === 0) {
+      const oneByOne = splitAt(bytes, [...Array(bytes.length).keys()].slice(1));
+      assert.equal(
+        verdict(await parseAll(oneByOne, limits, maxBody), label),
+        whole,
+        `${label} (byte by byte)`,
+      );
+    }
+    const end = whole.slice(whole.lastIndexOf("→ ") + 2);
+    counts.set(end, (counts.get(end) ?? 0) + 1);
+  }
+  // The mutations reach both sides of the grammar: refusals of several kinds, and accepted streams.
+  assert.ok((counts.get("eof") ?? 0) > 50, JSON.stringify([...counts]));
+  for (const kind of ["H1ParseError 400", "H1ParseError 414", "H1ParseError 431", "BodyTooLargeError"]) {
+    assert.ok((counts.get(kind) ?? 0) > 0, `${kind} never reached: ${JSON.stringify([...counts])}`);
+  }
+});
+
+/** Scans and parses one response head in the given pieces: the head, or the error's status. */
+function responseVerdict(pieces: Uint8Array[], limits: HeadLimits, label: string): string {
+  const buf = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  const st = newScanState();
+  let end = 0;
+  try {
+    for (const p of pieces) {
+      buf.set(p, end);
+      end += p.length;
+      const len = findHeadEnd(buf, 0, end, st, limits, false);
+      if (len >= 0) {
+        const h = parseResponseHead(buf, st.skip, len);
+        return JSON.stringify([h, responseFraming(h.headers, h.status, "GET")]);
+      }
+    }
+    return "incomplete";
+  } catch (e) {
+    if (e instanceof H1ParseError) return `H1ParseError ${e.status}`;
+    throw new Error(`${label}: unexpected ${e instanceof Error ? e.stack : String(e)}`);
+  }
+}
+
+Deno.test("mutation fuzz: 3,000 mutated response heads get the same verdict whole and split", () => {
+  const rand = rng(8086);
+  const seeds = [
+    "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 32\r\n\r\n",
+    "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: gzip, chunked\r\nVary: a, b\r\n\r\n",
+    "HTTP/1.0 204\r\nX-A:\tv \r\n\r\n",
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+  ].map(latin1Bytes);
+  const tight: HeadLimits = { maxLine: 20, maxHead: 64 };
+  const kinds = new Set<string>();
+  for (let round = 0; round < 3000; round++) {
+    const bytes = mutate(seeds[round % seeds.length], rand);
+    const limits = round % 4 === 3 ? tight : LIMITS;
+    const label = `round ${round}: ${JSON.stringify(String.fromCharCode(...bytes))}`;
+    const whole = responseVerdict([bytes], limits, label);
+    assert.equal(responseVerdict(randomSplits(bytes, rand), limits, label), whole, `${label} (random split)`);
+    assert.equal(
+      responseVerdict(splitAt(bytes, [...Array(bytes.length).keys()].slice(1)), limits, label),
+      whole,
+      `${label} (byte by byte)`,
+    );
+    kinds.add(whole.startsWith("[") ? "parsed" : whole);
+  }
+  // An upstream's bad head is a 502 to the client (the codec throws 502, or 400 for the version).
+  assert.ok(
+    kinds.has("parsed") && kinds.has("H1ParseError 502") && kinds.has("incomplete"),
+    [...kinds].join(),
+  );
 });
