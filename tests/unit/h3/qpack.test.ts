@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { H3, H3Error } from "../../../src/http/h3/frames.ts";
+import { rng } from "../h2/helpers.ts";
 import {
   DecoderStreamParser,
   encodeFieldSection,
@@ -241,4 +242,87 @@ Deno.test("qpack: the peer's decoder stream may only cancel streams (our encoder
     () => inc.feed(hex("01")),
     (e: unknown) => e instanceof H3Error && e.code === H3.QPACK_DECODER_STREAM_ERROR,
   );
+});
+
+/** 1–3 random edits of a copy of `src`: overwrite, insert, delete or cut short. */
+function mutate(src: Uint8Array, rand: () => number): Uint8Array {
+  let b = Array.from(src);
+  const edits = 1 + Math.floor(rand() * 3);
+  for (let e = 0; e < edits && b.length > 0; e++) {
+    const at = Math.floor(rand() * b.length);
+    const op = Math.floor(rand() * 4);
+    const byte = rand() < 0.5
+      ? Math.floor(rand() * 256)
+      : [0x00, 0x7f, 0x80, 0xff, 0x3f, 0xc0][Math.floor(rand() * 6)];
+    if (op === 0) b[at] = byte;
+    else if (op === 1) b.splice(at, 0, byte);
+    else if (op === 2) b.splice(at, 1);
+    else b = b.slice(0, at);
+  }
+  return Uint8Array.from(b);
+}
+
+/**
+ * Feeds encoder-stream bytes in the given pieces to a new decoder: the table it built (insert
+ * count, size, capacity) and how it ended. Only an H3Error with QPACK_ENCODER_STREAM_ERROR may
+ * be thrown; anything else fails the test.
+ */
+function encoderStreamVerdict(pieces: Uint8Array[], label: string): { verdict: string; d: QpackDecoder } {
+  const d = new QpackDecoder({ maxTableCapacity: 220, maxBlockedStreams: 4, maxFieldSectionSize: 512 });
+  let end = "ok";
+  try {
+    for (const p of pieces) d.onEncoderStream(p);
+  } catch (e) {
+    if (!(e instanceof H3Error) || e.code !== H3.QPACK_ENCODER_STREAM_ERROR) {
+      throw new Error(`${label}: unexpected ${e instanceof Error ? e.stack : String(e)}`);
+    }
+    end = "encoder stream error";
+  }
+  return { verdict: `${d.insertCount}/${d.tableSize}/${d.tableCapacity} ${end}`, d };
+}
+
+Deno.test("qpack: 3,000 mutated encoder streams and field sections only raise the QPACK errors, whole or split", () => {
+  const rand = rng(31337);
+  // RFC 9204 Appendix B: the encoder-stream instructions of B.2–B.5 and the sections that use them.
+  const encoderSeeds = [
+    "3fbd01 c00f 7777 772e 6578 616d 706c 652e 636f 6d c10c 2f73 616d 706c 652f 7061 7468",
+    "3fbd01 4a63 7573 746f 6d2d 6b65 790c 6375 7374 6f6d 2d76 616c 7565 02",
+    "3fbd01 c00f 7777 772e 6578 616d 706c 652e 636f 6d 800d 6375 7374 6f6d 2d76 616c 7565 32 00",
+  ].map(hex);
+  const sectionSeeds = [
+    "0000 510b 2f69 6e64 6578 2e68 746d 6c",
+    "0381 10 11",
+    "0500 80 c1 81",
+    "0300 81 80",
+    toHex(
+      encodeFieldSection([[":status", "200"], ["content-type", "text/plain"], ["x-custom", "v".repeat(40)]]),
+    ),
+  ].map(hex);
+  const outcomes = new Map<string, number>();
+  const count = (k: string) => outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
+  for (let round = 0; round < 3000; round++) {
+    const stream = round % 2 === 0 ? mutate(encoderSeeds[round % 3], rand) : encoderSeeds[round % 3];
+    const label = `round ${round}: encoder stream ${toHex(stream)}`;
+    const whole = encoderStreamVerdict([stream], label);
+    // The same bytes one at a time build the same table and end the same way.
+    const bytewise = encoderStreamVerdict([...stream].map((b) => Uint8Array.of(b)), label);
+    assert.equal(bytewise.verdict, whole.verdict, `${label} (byte by byte)`);
+    count(whole.verdict.endsWith("error") ? "encoder error" : "encoder ok");
+    if (whole.verdict.endsWith("error")) continue;
+    const section = mutate(sectionSeeds[Math.floor(rand() * sectionSeeds.length)], rand);
+    try {
+      const r = whole.d.decode(section, 4 * round);
+      count("blocked" in r ? "blocked" : r.fields === null ? "too large" : "decoded");
+    } catch (e) {
+      if (!(e instanceof H3Error) || e.code !== H3.QPACK_DECOMPRESSION_FAILED) {
+        throw new Error(
+          `${label}, section ${toHex(section)}: unexpected ${e instanceof Error ? e.stack : e}`,
+        );
+      }
+      count("decompression failed");
+    }
+  }
+  for (const k of ["encoder error", "encoder ok", "decoded", "decompression failed", "blocked"]) {
+    assert.ok((outcomes.get(k) ?? 0) > 0, `${k} never reached: ${JSON.stringify([...outcomes])}`);
+  }
 });

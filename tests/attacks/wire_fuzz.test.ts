@@ -1,0 +1,345 @@
+/**
+ * Mutation fuzzing of the live gateway's HTTP/1.1 and h2c fronts over real sockets. Valid
+ * request streams (pipelined requests, bodies, chunked trailers; HTTP/2 sessions with bodies,
+ * trailers, CONTINUATION, PRIORITY, PING, RST_STREAM, GOAWAY) get 1–3 random byte edits each and
+ * are sent on their own connection, which is then half-closed. For every connection the test
+ * asserts that the gateway ends it (no connection is left hanging on a mangled stream) and that
+ * what it wrote is well-formed: HTTP/1.1 status lines, or HTTP/2 frames whose header blocks
+ * decode. After the run the process is still serving, through the pool and on its own, and has
+ * logged no unhandled rejection. The seed is fixed, so a failure names a reproducible round.
+ */
+
+import assert from "node:assert/strict";
+import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { type Origin, startOrigin } from "../helpers/origin.ts";
+import { concat } from "../helpers/common.ts";
+import { rng } from "../unit/h2/helpers.ts";
+import {
+  CONNECTION_PREFACE,
+  encodeFrame,
+  FrameReader,
+  FrameType,
+  settingsFrame,
+  SettingsId,
+} from "../../src/http/h2/frames.ts";
+import { type HeaderField, HpackDecoder, HpackEncoder } from "../../src/http/h2/hpack.ts";
+
+const ROUNDS = 400;
+const CONCURRENCY = 20;
+/** A mangled connection must be ended by the gateway within this (its body timeout is 2 s). */
+const END_WITHIN_MS = 10_000;
+
+function config(origin: Origin): string {
+  return `${configHead()}[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+protocol = "http"
+header_timeout = "2s"
+body_timeout = "2s"
+max_body_size = "64KiB"
+  [[listeners.routes]]
+  host = "origin"
+  pool = "origin"
+  [[listeners.routes]]
+  respond = { status = 200, body = "gateway ok\\n" }
+[[pools]]
+name = "origin"
+response_timeout = "3s"
+  [[pools.backends]]
+  address = "${origin.address}"
+`;
+}
+
+const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+
+/** 1–3 random edits from `from` on: overwrite, insert, delete, duplicate a slice, or cut short. */
+function mutate(src: Uint8Array, rand: () => number, from = 0): Uint8Array {
+  let b = Array.from(src);
+  const edits = 1 + Math.floor(rand() * 3);
+  const special = [0x00, 0x0a, 0x0d, 0x20, 0x3a, 0x30, 0x7f, 0x80, 0xff];
+  for (let e = 0; e < edits && b.length > from; e++) {
+    const at = from + Math.floor(rand() * (b.length - from));
+    const byte = rand() < 0.5 ? special[Math.floor(rand() * special.length)] : Math.floor(rand() * 256);
+    const op = Math.floor(rand() * 5);
+    if (op === 0) b[at] = byte;
+    else if (op === 1) b.splice(at, 0, byte);
+    else if (op === 2) b.splice(at, 1);
+    else if (op === 3) b.splice(at, 0, ...b.slice(at, at + 1 + Math.floor(rand() * 16)));
+    else b = b.slice(0, Math.max(at, from));
+  }
+  return Uint8Array.from(b);
+}
+
+/** Quiet this long after the last byte from the gateway: it has answered what it will. */
+const QUIET_MS = 250;
+
+/**
+ * Writes `bytes` and reads what the gateway answers. Once it has been quiet for QUIET_MS (or has
+ * closed), half-closes: from then on the gateway must end the connection within END_WITHIN_MS.
+ * (Half-closing at once would test less: the gateway may drop what it queued for a client that
+ * said it is gone.)
+ */
+async function exchange(port: number, bytes: Uint8Array): Promise<{ out: Uint8Array; ended: boolean }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const parts: Uint8Array[] = [];
+  let ended = false;
+  let halfClosed = false;
+  let timedOut = false;
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  let quiet: ReturnType<typeof setTimeout> | undefined;
+  const closeWrite = () => {
+    if (halfClosed) return;
+    halfClosed = true;
+    conn.closeWrite().catch(() => {});
+    deadline = setTimeout(() => {
+      timedOut = true;
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }, END_WITHIN_MS);
+  };
+  const rearm = () => {
+    clearTimeout(quiet);
+    quiet = setTimeout(closeWrite, QUIET_MS);
+  };
+  try {
+    // The gateway may answer and close before all is written (a refused head): that is fine.
+    await (async () => {
+      let off = 0;
+      while (off < bytes.length) off += await conn.write(bytes.subarray(off));
+    })().catch(() => {});
+    rearm();
+    const buf = new Uint8Array(64 * 1024);
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) {
+        ended = true;
+        break;
+      }
+      parts.push(buf.slice(0, n));
+      if (!halfClosed) rearm();
+    }
+  } catch {
+    ended = !timedOut; // reset by the gateway: ended too; closed by our deadline: not
+  } finally {
+    clearTimeout(quiet);
+    clearTimeout(deadline);
+    try {
+      conn.close();
+    } catch { /* closed by the deadline or the gateway */ }
+  }
+  return { out: concat(parts), ended };
+}
+
+/** Every response in an HTTP/1.1 answer stream starts with a status line; true if it looks so. */
+function wellFormedH1(out: Uint8Array): boolean {
+  if (out.length === 0) return true;
+  return /^HTTP\/1\.1 [1-5]\d\d /.test(String.fromCharCode(...out.subarray(0, 13)));
+}
+
+/** Response heads (a decoded `:status`) seen by wellFormedH2, for the test to count. */
+let h2Responses = 0;
+
+/**
+ * The gateway's side of an h2c session: frames that parse, starting with SETTINGS, and header
+ * blocks that decode. A stream the gateway took for HTTP/1.1 (a mangled preface) is checked as such.
+ */
+function wellFormedH2(out: Uint8Array): string | undefined {
+  if (out.length === 0) return undefined;
+  if (out[0] === 0x48) return wellFormedH1(out) ? undefined : "neither HTTP/1.1 nor HTTP/2";
+  const r = new FrameReader(16_777_215);
+  const dec = new HpackDecoder();
+  r.push(out);
+  let first = true;
+  let block: Uint8Array[] = [];
+  try {
+    for (let f = r.next(); f; f = r.next()) {
+      if (first && f.header.type !== FrameType.SETTINGS) return `first frame is type ${f.header.type}`;
+      first = false;
+      const t = f.header.type;
+      if (t === FrameType.HEADERS || t === FrameType.CONTINUATION) {
+        block.push(t === FrameType.HEADERS && f.header.flags & 0x20 ? f.payload.subarray(5) : f.payload);
+        if (f.header.flags & 0x4) {
+          if (dec.decode(concat(block)).some(([n]) => n === ":status")) h2Responses++;
+          block = [];
+        }
+      }
+    }
+  } catch (e) {
+    return `the gateway's own output does not parse: ${e}`;
+  }
+  // A partial frame at the end is allowed only if the gateway was cut off; it closes cleanly.
+  return r.buffered === 0 ? undefined : `${r.buffered} trailing bytes`;
+}
+
+function h1Seeds(): Uint8Array[] {
+  return [
+    "GET /headers HTTP/1.1\r\nHost: origin\r\nUser-Agent: fuzz\r\n\r\n" +
+    "GET /status/204 HTTP/1.1\r\nHost: origin\r\n\r\n",
+    "POST /echo HTTP/1.1\r\nHost: origin\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world",
+    "POST /sha256 HTTP/1.1\r\nHost: origin\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\n\r\n" +
+    "5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: abc\r\n\r\nGET /trailers HTTP/1.1\r\nHost: origin\r\nTE: trailers\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\nHEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "POST /echo HTTP/1.1\r\nHost: origin\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    "GET http://origin/headers?q=1 HTTP/1.1\r\nHost: other\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+  ].map(latin1);
+}
+
+/** The frames of one h2c session after the preface and SETTINGS; `req` encodes with its own HPACK state. */
+type Session = (req: (fields: HeaderField[]) => Uint8Array) => Uint8Array[];
+
+function h2Seeds(): Uint8Array[] {
+  const start = concat([CONNECTION_PREFACE, settingsFrame([[SettingsId.INITIAL_WINDOW_SIZE, 1000]])]);
+  const head = (method: string, path: string, extra: HeaderField[] = []): HeaderField[] => [
+    [":method", method],
+    [":scheme", "http"],
+    [":path", path],
+    [":authority", "origin"],
+    ...extra,
+  ];
+  const data = (id: number, s: string, end = false) =>
+    encodeFrame(FrameType.DATA, end ? 1 : 0, id, latin1(s));
+  const sessions: Session[] = [
+    (req) => [
+      encodeFrame(FrameType.HEADERS, 0x5, 1, req(head("GET", "/headers", [["user-agent", "fuzz"]]))),
+      encodeFrame(FrameType.PING, 0, 0, new Uint8Array(8)),
+      encodeFrame(FrameType.WINDOW_UPDATE, 0, 0, Uint8Array.of(0, 0, 0x10, 0)),
+      encodeFrame(FrameType.HEADERS, 0x5, 3, req(head("GET", "/trailers", [["te", "trailers"]]))),
+    ],
+    (req) => [
+      encodeFrame(FrameType.HEADERS, 0x4, 1, req(head("POST", "/echo", [["content-type", "text/plain"]]))),
+      data(1, "hello "),
+      data(1, "world", true),
+      encodeFrame(FrameType.SETTINGS, 1, 0),
+    ],
+    (req) => {
+      // Encoded in the order sent: the blocks share the session's dynamic table.
+      const post = encodeFrame(FrameType.HEADERS, 0x4, 1, req(head("POST", "/sha256", [["te", "trailers"]])));
+      const trailers = encodeFrame(FrameType.HEADERS, 0x5, 1, req([["x-sum", "abc"]]));
+      const get = req(head("GET", "/status/200"));
+      return [
+        post,
+        data(1, "abc"),
+        trailers,
+        encodeFrame(FrameType.PRIORITY, 0, 3, Uint8Array.of(0, 0, 0, 1, 16)),
+        encodeFrame(FrameType.HEADERS, 0x1, 3, get.subarray(0, 4)), // a block split over CONTINUATION
+        encodeFrame(FrameType.CONTINUATION, 0x4, 3, get.subarray(4)),
+        encodeFrame(FrameType.HEADERS, 0x5, 5, req(head("GET", "/headers"))),
+        encodeFrame(FrameType.RST_STREAM, 0, 5, Uint8Array.of(0, 0, 0, 8)),
+        encodeFrame(FrameType.GOAWAY, 0, 0, Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0)),
+      ];
+    },
+  ];
+  return sessions.map((frames) => {
+    const enc = new HpackEncoder({ huffman: true });
+    return concat([start, ...frames((fields) => enc.encode(fields))]);
+  });
+}
+
+async function fuzz(
+  gw: GatewayProcess,
+  seeds: Uint8Array[],
+  seed: number,
+  from: number,
+  check: (out: Uint8Array) => string | undefined,
+): Promise<Map<string, number>> {
+  const rand = rng(seed);
+  const port = gw.ports.web;
+  const answered = new Map<string, number>();
+  for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
+    const inputs = Array.from({ length: CONCURRENCY }, (_, i) => {
+      const s = seeds[(batch * CONCURRENCY + i) % seeds.length];
+      // One in ten edits may hit the h2c preface (the stream is then HTTP/1.1 or refused).
+      return mutate(s, rand, rand() < 0.1 ? 0 : from);
+    });
+    const results = await Promise.all(inputs.map((b) => exchange(port, b)));
+    results.forEach(({ out, ended }, i) => {
+      const label = `round ${batch * CONCURRENCY + i}: ${JSON.stringify(String.fromCharCode(...inputs[i]))}`;
+      assert.ok(ended, `${label}: the gateway left the connection open`);
+      const bad = check(out);
+      assert.equal(bad, undefined, `${label}: ${bad}`);
+      const kind = out.length === 0
+        ? "closed silently"
+        : out[0] === 0x48
+        ? String.fromCharCode(...out.subarray(9, 12))
+        : "h2 frames";
+      answered.set(kind, (answered.get(kind) ?? 0) + 1);
+    });
+  }
+  return answered;
+}
+
+async function stillServing(gw: GatewayProcess): Promise<void> {
+  const own = await fetch(gw.url("web", "/"));
+  assert.equal(await own.text(), "gateway ok\n");
+  const pooled = await fetch(gw.url("web", "/status/200"), { headers: { host: "origin" } });
+  assert.equal(pooled.status, 200);
+  await pooled.body?.cancel();
+  assert.doesNotMatch(gw.logs(), /unhandled rejection/);
+}
+
+Deno.test({
+  name:
+    "wire fuzz: 400 mutated HTTP/1.1 streams are each answered well-formed or closed, and the gateway serves on",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const origin = await startOrigin();
+    const gw = await startGateway(config(origin));
+    try {
+      // The seeds themselves are valid: every request in them is answered with a success.
+      for (const [i, seed] of h1Seeds().entries()) {
+        const { out, ended } = await exchange(gw.ports.web, seed);
+        const statuses = [...String.fromCharCode(...out).matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+        assert.ok(ended, `seed ${i}`);
+        assert.deepEqual(
+          statuses,
+          [["200", "204"], ["200"], ["200", "200"], ["200", "200"], ["100", "200"], ["200"]][i],
+        );
+      }
+      const answered = await fuzz(
+        gw,
+        h1Seeds(),
+        1112,
+        0,
+        (out) => wellFormedH1(out) ? undefined : "no status line",
+      );
+      // The mutations reach both outcomes: refusals (400 and its kin) and answers from the origin.
+      assert.ok((answered.get("400") ?? 0) > 20, JSON.stringify([...answered]));
+      assert.ok((answered.get("200") ?? 0) > 20, JSON.stringify([...answered]));
+      await stillServing(gw);
+    } finally {
+      await gw.stop();
+      await origin.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "wire fuzz: 400 mutated h2c sessions are each ended with well-formed frames, and the gateway serves on",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const origin = await startOrigin();
+    const gw = await startGateway(config(origin));
+    try {
+      // The seeds themselves are valid sessions: each is answered, once per stream not reset.
+      for (const [i, seed] of h2Seeds().entries()) {
+        const before = h2Responses;
+        const { out, ended } = await exchange(gw.ports.web, seed);
+        assert.ok(ended && wellFormedH2(out) === undefined, `seed ${i}`);
+        assert.equal(h2Responses - before, [2, 1, 2][i], `response heads for seed ${i}`);
+      }
+      h2Responses = 0;
+      const answered = await fuzz(gw, h2Seeds(), 2113, CONNECTION_PREFACE.length, wellFormedH2);
+      assert.ok((answered.get("h2 frames") ?? 0) > 300, JSON.stringify([...answered]));
+      // Not only refusals: mangled sessions still carry streams the origin answered.
+      assert.ok(h2Responses > 40, `${h2Responses} response heads`);
+      await stillServing(gw);
+    } finally {
+      await gw.stop();
+      await origin.stop();
+    }
+  },
+});
