@@ -418,6 +418,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
     rec: RequestRecord,
   ): boolean | Promise<boolean> {
     const w = this.#writer;
+    const headAt = w.written;
     const isHead = head.method === "HEAD";
     const status = res.status;
     const noBody = isHead || status < 200 || status === 204 || status === 304;
@@ -466,10 +467,10 @@ export class H1ServerConn implements Deadline, ServerConnection {
       chunk = mode === "length" && body.tryRead !== undefined ? body.tryRead() : undefined;
       while (chunk != null && w.tryPush(chunk)) chunk = body.tryRead!();
     } catch (e) {
-      return this.#bodyFailed(body, e, rec);
+      return this.#bodyFailed(body, e, rec, headAt);
     }
     if (chunk === null) return this.#send(keepAlive);
-    return this.#streamBody(body, chunk, mode, keepAlive, rec);
+    return this.#streamBody(body, chunk, mode, keepAlive, rec, headAt);
   }
 
   /**
@@ -487,20 +488,39 @@ export class H1ServerConn implements Deadline, ServerConnection {
     mode: "length" | "chunked" | "close",
     keepAlive: boolean,
     rec: RequestRecord,
+    /** ConnWriter.written when the head was pushed. */
+    headAt: number,
   ): Promise<boolean> {
     try {
       if (first !== undefined) await this.#writer.pushBytes(first);
       await writeBody(this.#writer, body, mode, true);
     } catch (e) {
-      return this.#bodyFailed(body, e, rec);
+      return await this.#bodyFailed(body, e, rec, headAt);
     }
     return keepAlive;
   }
 
-  #bodyFailed(body: Body, e: unknown, rec: RequestRecord): false {
+  /**
+   * The response body failed (the upstream cut it short or framed it badly, or the client went
+   * away). If none of the response has reached the socket yet (head and first bytes still in the
+   * write buffer, as when a small broken answer arrives whole), the client gets a 502 rather
+   * than an empty reply, as HAProxy does; else the connection is cut, the only honest signal
+   * left in HTTP/1.1.
+   */
+  #bodyFailed(body: Body, e: unknown, rec: RequestRecord, headAt: number): false | Promise<false> {
     body.cancel();
-    rec.error ??= e instanceof TruncatedBodyError ? "upstream_truncated" : "client_write_failed";
-    return false;
+    const upstream = e instanceof TruncatedBodyError || e instanceof H1ParseError;
+    rec.error ??= e instanceof TruncatedBodyError
+      ? "upstream_truncated"
+      : upstream
+      ? "upstream_failed"
+      : "client_write_failed";
+    const w = this.#writer;
+    if (this.#closed || w.written !== headAt || !w.discardPending()) return false;
+    rec.status = 502;
+    if (rec.error === "client_write_failed") rec.error = "upstream_failed"; // nothing was written: not the client
+    this.#responseStarted = false;
+    return this.#writeError(502, "the upstream response failed before any of it was sent").then(() => false);
   }
 
   /**

@@ -130,6 +130,20 @@ export class ConnWriter {
   }
 
   /**
+   * Drops what was pushed and not yet handed to the socket (a response head whose body failed
+   * before any of it was written). False when the writer has already failed: nothing more can
+   * be said on this connection.
+   */
+  discardPending(): boolean {
+    if (this.#sendError !== undefined) return false;
+    const buf = this.#buf;
+    if (buf !== null) giveBack(buf);
+    this.#buf = null;
+    this.#len = 0;
+    return true;
+  }
+
+  /**
    * Writes what is pushed. The write owns the scratch buffer from here: a push while it is in
    * flight starts another buffer (Deno reads the bytes during the write, so writing over them
    * would corrupt what is sent, and giving the buffer back early would hand it to another

@@ -94,3 +94,22 @@ Deno.test("ConnWriter.send: a failure nobody waited for rejects the next flush, 
   w.pushText("b");
   await assert.rejects(w.flush(), /connection reset/);
 });
+
+Deno.test("ConnWriter.discardPending: unsent bytes are dropped and never written; not after a failure", async () => {
+  const sock = new LazySocket(1000);
+  const w = new ConnWriter(sock);
+  w.pushText("HTTP/1.1 200 OK\r\n\r\n");
+  assert.equal(w.discardPending(), true);
+  assert.equal(w.pending, 0);
+  w.pushText("HTTP/1.1 502 Bad Gateway\r\n\r\n");
+  await w.flush();
+  assert.equal(String.fromCharCode(...sock.received), "HTTP/1.1 502 Bad Gateway\r\n\r\n");
+  assert.equal(w.written, sock.received.length, "discarded bytes are not counted as written");
+
+  const broken = new ConnWriter({ write: () => Promise.reject(new Error("connection reset")) });
+  broken.pushText("a");
+  broken.send();
+  await broken.idle();
+  broken.pushText("b");
+  assert.equal(broken.discardPending(), false, "a failed writer has nothing more to say");
+});
