@@ -1,12 +1,18 @@
 /**
- * Mutation fuzzing of the live gateway's HTTP/1.1 and h2c fronts over real sockets. Valid
- * request streams (pipelined requests, bodies, chunked trailers; HTTP/2 sessions with bodies,
- * trailers, CONTINUATION, PRIORITY, PING, RST_STREAM, GOAWAY) get 1–3 random byte edits each and
- * are sent on their own connection, which is then half-closed. For every connection the test
- * asserts that the gateway ends it (no connection is left hanging on a mangled stream) and that
- * what it wrote is well-formed: HTTP/1.1 status lines, or HTTP/2 frames whose header blocks
- * decode. After the run the process is still serving, through the pool and on its own, and has
- * logged no unhandled rejection. The seed is fixed, so a failure names a reproducible round.
+ * Mutation fuzzing of the live gateway over real sockets, from both sides.
+ *
+ * Clients: valid request streams (pipelined requests, bodies, chunked trailers; h2c sessions with
+ * bodies, trailers, CONTINUATION, PRIORITY, PING, RST_STREAM, GOAWAY) get 1–3 random byte edits
+ * each and are sent on their own connection, half-closed once the gateway goes quiet. Every
+ * connection must be ended by the gateway, and what it wrote must be well-formed: HTTP/1.1
+ * status lines, or HTTP/2 frames whose header blocks decode.
+ *
+ * Backends: a hostile HTTP/1.1 backend and a hostile h2c backend answer each request with a
+ * mutated response (some held open). The client must always get a well-formed answer (the
+ * relayed head, perhaps cut short, or the gateway's own 502/504) and its connection must end.
+ *
+ * After each run the process is still serving and has logged no unhandled rejection. Seeds are
+ * fixed and checked unmutated first, so a failure names a reproducible round.
  */
 
 import assert from "node:assert/strict";
@@ -29,7 +35,7 @@ const CONCURRENCY = 20;
 /** A mangled connection must be ended by the gateway within this (its body timeout is 2 s). */
 const END_WITHIN_MS = 10_000;
 
-function config(origin: string): string {
+function config(origin: string, protocol = "http"): string {
   return `${configHead()}[[listeners]]
 name = "web"
 bind = "127.0.0.1:0"
@@ -47,6 +53,7 @@ name = "origin"
 response_timeout = "1s"
   [[pools.backends]]
   address = "${origin}"
+  protocol = "${protocol}"
 `;
 }
 
@@ -466,6 +473,198 @@ Deno.test({
         );
       }
       assert.match(await viaPool(gw, "/clean"), /^HTTP\/1\.1 200 [^]*\r\n\r\nclean\n$/);
+      assert.doesNotMatch(gw.logs(), /unhandled rejection/);
+    } finally {
+      await gw.stop();
+      await backend.stop();
+    }
+  },
+});
+
+/**
+ * A hostile h2c backend: it answers each request for `/r/N` on its stream with `response(N, id)`
+ * (mutated frames) and `/clean` with a valid answer; it never closes a connection itself, so a
+ * response that leaves its stream (or the connection's framing) unfinished must be ended by the
+ * gateway's response timeout. Every socket it opens, it closes by `stop()`.
+ */
+/** The round number of the fixed stalled-mid-frame response (after the fuzzed rounds). */
+const STALL = 1_000_000;
+
+function hostileH2Backend(response: (n: number, streamId: number) => Uint8Array) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  const write = async (conn: Deno.Conn, b: Uint8Array) => {
+    let off = 0;
+    while (off < b.length) off += await conn.write(b.subarray(off));
+  };
+  const serve = async (conn: Deno.Conn) => {
+    open.add(conn);
+    try {
+      const reader = new FrameReader(16_777_215);
+      const dec = new HpackDecoder();
+      const buf = new Uint8Array(64 * 1024);
+      let preface = 0;
+      let block: Uint8Array[] = [];
+      // One stream per connection: a response that breaks its connection then fails only itself.
+      await write(
+        conn,
+        concat([
+          settingsFrame([[SettingsId.MAX_CONCURRENT_STREAMS, 1]]),
+          encodeFrame(FrameType.SETTINGS, 1, 0),
+        ]),
+      );
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        let chunk = buf.slice(0, n);
+        if (preface < CONNECTION_PREFACE.length) {
+          const take = Math.min(CONNECTION_PREFACE.length - preface, chunk.length);
+          preface += take;
+          chunk = chunk.subarray(take);
+        }
+        reader.push(chunk);
+        for (let f = reader.next(); f; f = reader.next()) {
+          const t = f.header.type;
+          if (t === FrameType.SETTINGS && !(f.header.flags & 1)) {
+            await write(conn, encodeFrame(FrameType.SETTINGS, 1, 0));
+          }
+          if (t === FrameType.PING && !(f.header.flags & 1)) {
+            await write(conn, encodeFrame(FrameType.PING, 1, 0, f.payload));
+          }
+          if (t !== FrameType.HEADERS && t !== FrameType.CONTINUATION) continue;
+          block.push(t === FrameType.HEADERS && f.header.flags & 0x20 ? f.payload.subarray(5) : f.payload);
+          if (!(f.header.flags & 0x4)) continue;
+          const path = dec.decode(concat(block)).find(([name]) => name === ":path")?.[1] ?? "";
+          block = [];
+          const m = /^\/(r|v)\/(\d+)$/.exec(path);
+          const id = f.header.streamId;
+          // /v/K is seed K as it is: the seeds are checked to be valid answers.
+          await write(
+            conn,
+            m ? (m[1] === "r" ? response(Number(m[2]), id) : h2ResponseSeeds(id)[Number(m[2])]) : cleanH2(id),
+          );
+        }
+      }
+    } catch {
+      /* the gateway closed it, or sent what our reader refuses: fine */
+    } finally {
+      open.delete(conn);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  };
+  const accepting = (async () => {
+    for await (const c of listener) serve(c);
+  })().catch(() => {});
+  return {
+    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    async stop() {
+      listener.close();
+      for (const c of open) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await accepting;
+    },
+  };
+}
+
+/** A block of its own (no dynamic table), so one mangled response cannot desync the next. */
+const ownBlock = (fields: HeaderField[]) => new HpackEncoder({ maxTableSize: 0 }).encode(fields);
+
+function cleanH2(id: number): Uint8Array {
+  return concat([
+    encodeFrame(FrameType.HEADERS, 0x4, id, ownBlock([[":status", "200"], ["content-length", "6"]])),
+    encodeFrame(FrameType.DATA, 0x1, id, latin1("clean\n")),
+  ]);
+}
+
+/** The unmutated responses, for stream `id`. */
+function h2ResponseSeeds(id: number): Uint8Array[] {
+  const data = (s: string, end = false) => encodeFrame(FrameType.DATA, end ? 1 : 0, id, latin1(s));
+  const status = (code: string, extra: HeaderField[] = []) => ownBlock([[":status", code], ...extra]);
+  const long = status("200", [["content-type", "text/plain"], ["x-long", "v".repeat(40)]]);
+  return [
+    concat([
+      encodeFrame(FrameType.HEADERS, 0x4, id, status("200", [["content-length", "11"]])),
+      data("hello "),
+      data("world", true),
+    ]),
+    concat([
+      encodeFrame(FrameType.HEADERS, 0x4, id, status("200", [["trailer", "x-sum"]])),
+      data("abc"),
+      encodeFrame(FrameType.HEADERS, 0x5, id, ownBlock([["x-sum", "abc"]])),
+    ]),
+    encodeFrame(FrameType.HEADERS, 0x5, id, status("204")),
+    concat([
+      encodeFrame(FrameType.HEADERS, 0x0, id, long.subarray(0, 5)),
+      encodeFrame(FrameType.CONTINUATION, 0x4, id, long.subarray(5)),
+      encodeFrame(FrameType.WINDOW_UPDATE, 0, 0, Uint8Array.of(0, 0, 1, 0)),
+      data("split head", true),
+    ]),
+    concat([
+      encodeFrame(FrameType.HEADERS, 0x4, id, status("103", [["link", "</a>; rel=preload"]])),
+      encodeFrame(FrameType.HEADERS, 0x5, id, status("302", [["location", "/x"]])),
+    ]),
+  ];
+}
+
+Deno.test({
+  name:
+    "wire fuzz: 400 mutated h2c backend responses each give the client a well-formed answer or a cut, never a hang",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const response = (n: number, id: number) => {
+      if (n === STALL) {
+        // A DATA frame announced with 100 octets, 10 sent, and nothing more: stalled mid-frame.
+        const data = encodeFrame(FrameType.DATA, 0x1, id, new Uint8Array(100)).subarray(0, 19);
+        return concat([encodeFrame(FrameType.HEADERS, 0x4, id, ownBlock([[":status", "200"]])), data]);
+      }
+      const seeds = h2ResponseSeeds(id);
+      // The same edits whatever the stream id (seeded by the round), so a failure is reproducible.
+      return mutate(seeds[n % seeds.length], rng(5000 + n));
+    };
+    const backend = hostileH2Backend(response);
+    const gw = await startGateway(config(backend.address, "h2c"));
+    try {
+      for (const [k, want] of ["200", "200", "204", "200", "302"].entries()) {
+        assert.match(await viaPool(gw, `/v/${k}`), new RegExp(`^HTTP/1\\.1 ${want} `), `seed ${k}`);
+      }
+      const statuses = new Map<string, number>();
+      for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
+        const rounds = Array.from({ length: CONCURRENCY }, (_, i) => batch * CONCURRENCY + i);
+        const results = await Promise.all(
+          rounds.map((n) =>
+            exchange(gw.ports.web, latin1(`GET /r/${n} HTTP/1.1\r\nHost: origin\r\nTE: trailers\r\n\r\n`))
+          ),
+        );
+        results.forEach(({ out, ended }, i) => {
+          const n = rounds[i];
+          const label = `round ${n}: backend sent ${
+            JSON.stringify(String.fromCharCode(...response(n, 1)))
+          } (as stream 1)`;
+          assert.ok(ended, `${label}: the client's connection was left open`);
+          assert.ok(
+            out.length > 0 && wellFormedH1(out),
+            `${label}: the client got ${JSON.stringify(String.fromCharCode(...out))}`,
+          );
+          const status = String.fromCharCode(...out.subarray(9, 12));
+          statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        });
+      }
+      for (const s of ["200", "502"]) {
+        assert.ok((statuses.get(s) ?? 0) > 5, `${s}: ${JSON.stringify([...statuses])}`);
+      }
+      // A backend stalled inside a frame: the client's stream is cut at the response timeout, and
+      // that connection takes no new streams (the next request would stall behind the frame too).
+      for (let i = 0; i < 3; i++) {
+        const stalled = await viaPool(gw, `/r/${STALL}`);
+        assert.match(stalled, /^HTTP\/1\.1 200 /);
+        assert.match(await viaPool(gw, "/clean"), /^HTTP\/1\.1 200 [^]*\r\n\r\nclean\n$/, `after stall ${i}`);
+      }
       assert.doesNotMatch(gw.logs(), /unhandled rejection/);
     } finally {
       await gw.stop();

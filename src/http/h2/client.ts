@@ -188,6 +188,13 @@ export class H2ClientConn extends H2Session {
   override streamTimeout(s: H2Stream): void {
     s.fail(new H2StreamTimeout(s.waitTimeoutMs));
     this.resetStream(s, ErrorCode.CANCEL);
+    if (this.stuckMidFrame) {
+      // A backend that stalls inside a frame stalls every stream of the connection: a new stream
+      // put on it would time out too. No new streams; it closes once the others end.
+      this.pool.retire(this);
+      this.goaway("stalled inside a frame");
+      if (this.load === 0) this.shutdown();
+    }
   }
 
   protected override onStreamClosed(): void {

@@ -169,6 +169,15 @@ export abstract class H2Session implements StreamHost, Deadline {
     return this.#closing || this.closed;
   }
   #block: PendingBlock | null = null;
+
+  /**
+   * The peer stopped inside a frame (its header read, the payload not complete) or inside a field
+   * block (HEADERS without END_HEADERS, CONTINUATION still due): nothing more can be read on
+   * this connection until it finishes, whatever stream it is for.
+   */
+  protected get stuckMidFrame(): boolean {
+    return this.#reader.buffered > 0 || this.#block !== null;
+  }
   /**
    * Closed-stream memory (§5.1): how each remembered stream ended, in a two-way table: set
    * `(id >>> 1) & (sets - 1)` holds two entries (0 = empty: 0 is never a stream), the newer first.
