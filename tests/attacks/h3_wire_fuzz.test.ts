@@ -1,0 +1,197 @@
+/**
+ * Mutation fuzzing of the live gateway's HTTP/3 front: each round is a QUIC connection that
+ * sends valid HTTP/3 (our control stream with SETTINGS, a QPACK encoder stream that inserts
+ * entries, a request whose field section references them, sometimes with a body) with 1–3 random
+ * byte edits in one of those streams. QUIC itself is left alone (quinn inside Deno owns packets);
+ * what is fuzzed is the gateway's own HTTP/3 framing and QPACK decoding.
+ *
+ * Every round must end within a bound, one way or another: a response, a stream the server
+ * resets, or the connection closed by the server with an HTTP/3 or QPACK error code. None may
+ * hang, and none may get an answer our decoder cannot read. Afterwards the gateway still
+ * answers an HTTP/3 request and has logged no unhandled rejection.
+ */
+
+import assert from "node:assert/strict";
+import { quicGatewayConfig, startGateway } from "../helpers/gateway.ts";
+import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
+import { startOrigin } from "../helpers/origin.ts";
+import { rng } from "../unit/h2/helpers.ts";
+import { encodeFrame, encodeSettings, FrameType, Setting, StreamType } from "../../src/http/h3/frames.ts";
+
+const ROUNDS = 200;
+const CONCURRENCY = 10;
+/** header_timeout is 1 s: a round the gateway has not ended by this is a hang. */
+const END_WITHIN_MS = 6000;
+
+const hex = (s: string) => Uint8Array.from(s.replace(/\s+/g, "").match(/../g)!.map((h) => parseInt(h, 16)));
+const cat = (...parts: Uint8Array[]) => Uint8Array.from(parts.flatMap((p) => [...p]));
+
+/** 1–3 random edits from `from` on: overwrite, insert, delete, or cut short. */
+function mutate(src: Uint8Array, rand: () => number, from: number): Uint8Array {
+  let b = Array.from(src);
+  const edits = 1 + Math.floor(rand() * 3);
+  for (let e = 0; e < edits && b.length > from; e++) {
+    const at = from + Math.floor(rand() * (b.length - from));
+    const byte = rand() < 0.5
+      ? [0x00, 0x3f, 0x40, 0x7f, 0x80, 0xc0, 0xff][Math.floor(rand() * 7)]
+      : Math.floor(rand() * 256);
+    const op = Math.floor(rand() * 4);
+    if (op === 0) b[at] = byte;
+    else if (op === 1) b.splice(at, 0, byte);
+    else if (op === 2) b.splice(at, 1);
+    else b = b.slice(0, Math.max(at, from));
+  }
+  return Uint8Array.from(b);
+}
+
+interface Round {
+  control: Uint8Array;
+  encoder: Uint8Array;
+  request: Uint8Array;
+}
+
+/**
+ * The unmutated round: RFC 9204 B.2's inserts (:authority www.example.com, :path /sample/path)
+ * on the encoder stream, and a request section that references both (post-base) after the static
+ * :method and :scheme; `post` adds a body on the pooled path.
+ */
+function seed(post: boolean): Round {
+  const control = cat(
+    Uint8Array.of(StreamType.CONTROL),
+    encodeSettings([[Setting.QPACK_MAX_TABLE_CAPACITY, 4096], [Setting.QPACK_BLOCKED_STREAMS, 16]]),
+  );
+  const encoder = cat(
+    Uint8Array.of(StreamType.QPACK_ENCODER),
+    hex("3fbd01 c00f 7777772e6578616d706c652e636f6d c10c 2f73616d706c652f70617468"),
+  );
+  // RIC 2 (encoded 03), Base 0 (81: sign, delta 1); :method GET (d1) or POST (d4); :scheme https
+  // (d7); post-base 0 and 1 (10 11).
+  const section = hex(post ? "0381 d4 d7 10 11" : "0381 d1 d7 10 11");
+  const request = post
+    ? cat(
+      encodeFrame(FrameType.HEADERS, section),
+      encodeFrame(FrameType.DATA, new TextEncoder().encode("hello")),
+    )
+    : encodeFrame(FrameType.HEADERS, section);
+  return { control, encoder, request };
+}
+
+type Outcome = "response" | "stream reset" | "closed" | "hang" | "undecodable response";
+
+async function play(port: number, ca: string, r: Round): Promise<{ outcome: Outcome; detail: string }> {
+  const c = await H3Client.connect({ port, ca, noControl: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const closed = c.conn.closed.then((i) => ({
+    outcome: "closed" as Outcome,
+    detail: `${i.local ? "by us" : "by the server"} 0x${i.code.toString(16)} ${i.reason}`,
+  }));
+  const hang = new Promise<{ outcome: Outcome; detail: string }>((res) =>
+    timer = setTimeout(() => res({ outcome: "hang", detail: "" }), END_WITHIN_MS)
+  );
+  const act = (async () => {
+    const conn = c.conn;
+    const control = await conn.openUni();
+    await control.write(r.control);
+    const enc = await conn.openUni();
+    await enc.write(r.encoder);
+    const dec = await conn.openUni();
+    await dec.write(Uint8Array.of(StreamType.QPACK_DECODER));
+    const s = await conn.openBidi();
+    await s.send.write(r.request);
+    await s.send.finish();
+    try {
+      const res = await c.readResponse(s);
+      return { outcome: "response" as Outcome, detail: String(res.status) };
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      if (/could not be decoded/.test(msg)) {
+        return { outcome: "undecodable response" as Outcome, detail: msg };
+      }
+      // A reset stream or a closed connection: which one, the close promise says if it settles.
+      const viaClose = await Promise.race([
+        closed,
+        new Promise<null>((res) => setTimeout(() => res(null), 300)),
+      ]);
+      return viaClose ?? { outcome: "stream reset" as Outcome, detail: msg };
+    }
+  })().catch(() => closed);
+  try {
+    return await Promise.race([act, closed, hang]);
+  } finally {
+    clearTimeout(timer);
+    c.close();
+  }
+}
+
+Deno.test("h3 wire fuzz: 200 mutated HTTP/3 sessions each end (answer, reset or close), and the gateway serves on", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "eg-h3fuzz-" });
+  const pki = await makeTestPki(dir);
+  const origin = await startOrigin("o1");
+  const gw = await startGateway(quicGatewayConfig(pki, origin.address, {
+    name: "h3",
+    listener: 'header_timeout = "1s"\nbody_timeout = "1s"',
+    // POSTs (the requests with a body) go to the origin, whatever their path; the rest is answered here.
+    routes: `
+  [[listeners.routes]]
+  path_prefix = "/sample"
+  pool = "app"
+  [[listeners.routes]]
+  respond = { status = 200, body = "ok\\n" }`,
+  })).catch(async (e) => {
+    await origin.stop();
+    throw e;
+  });
+  try {
+    const port = gw.ports.h3;
+    // The seeds are valid: both are answered.
+    for (const post of [false, true]) {
+      const o = await play(port, pki.caPem, seed(post));
+      assert.deepEqual(o, { outcome: "response", detail: "200" }, `seed post=${post}`);
+    }
+    const rand = rng(9114);
+    const counts = new Map<string, number>();
+    for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
+      const rounds = Array.from({ length: CONCURRENCY }, (_, i) => {
+        const r = seed(rand() < 0.5);
+        // Mostly the request, sometimes the encoder stream or the control stream (never its type byte:
+        // a stream of another type is a different, already tested, case).
+        const which = rand();
+        if (which < 0.6) r.request = mutate(r.request, rand, 0);
+        else if (which < 0.85) r.encoder = mutate(r.encoder, rand, 1);
+        else r.control = mutate(r.control, rand, 1);
+        return r;
+      });
+      const results = await Promise.all(rounds.map((r) => play(port, pki.caPem, r)));
+      results.forEach((o, i) => {
+        const n = batch * CONCURRENCY + i;
+        const r = rounds[i];
+        const label = `round ${n}: control ${toHex(r.control)} encoder ${toHex(r.encoder)} request ${
+          toHex(r.request)
+        }`;
+        assert.notEqual(o.outcome, "hang", `${label}: not ended within ${END_WITHIN_MS} ms`);
+        assert.notEqual(o.outcome, "undecodable response", `${label}: ${o.detail}`);
+        const key = o.outcome === "closed"
+          ? `closed ${o.detail.split(" ").slice(0, 4).join(" ")}`
+          : o.outcome;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      });
+    }
+    // Both sides are reached: answers, and connection errors the server chose.
+    assert.ok((counts.get("response") ?? 0) > 20, JSON.stringify([...counts]));
+    assert.ok(
+      [...counts.keys()].some((k) => k.startsWith("closed by the server")),
+      JSON.stringify([...counts]),
+    );
+    const after = await play(port, pki.caPem, seed(true));
+    assert.deepEqual(after, { outcome: "response", detail: "200" });
+    assert.doesNotMatch(gw.logs(), /unhandled rejection/);
+  } finally {
+    await gw.stop();
+    await origin.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+function toHex(b: Uint8Array): string {
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
