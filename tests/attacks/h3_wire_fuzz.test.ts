@@ -151,7 +151,7 @@ Deno.test("h3 wire fuzz: 200 mutated HTTP/3 sessions each end (answer, reset or 
     const rand = rng(9114);
     const counts = new Map<string, number>();
     for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
-      const rounds = Array.from({ length: CONCURRENCY }, (_, i) => {
+      const rounds = Array.from({ length: CONCURRENCY }, () => {
         const r = seed(rand() < 0.5);
         // Mostly the request, sometimes the encoder stream or the control stream (never its type byte:
         // a stream of another type is a different, already tested, case).

@@ -17,7 +17,7 @@
 
 import assert from "node:assert/strict";
 import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
-import { type Origin, startOrigin } from "../helpers/origin.ts";
+import { startOrigin } from "../helpers/origin.ts";
 import { concat } from "../helpers/common.ts";
 import { rng } from "../unit/h2/helpers.ts";
 import {
