@@ -35,7 +35,7 @@ const CONCURRENCY = 20;
 /** A mangled connection must be ended by the gateway within this (its body timeout is 2 s). */
 const END_WITHIN_MS = 10_000;
 
-function config(origin: string, protocol = "http"): string {
+function config(origin: string, protocol = "h1"): string {
   return `${configHead()}[[listeners]]
 name = "web"
 bind = "127.0.0.1:0"
