@@ -20,6 +20,8 @@ import { configHead, type GatewayProcess, startGateway } from "../helpers/gatewa
 import { startOrigin } from "../helpers/origin.ts";
 import { concat } from "../helpers/common.ts";
 import { rng } from "../unit/h2/helpers.ts";
+import { RawH2 } from "../helpers/h2_raw.ts";
+import { h1ResponseSeeds, hostileBackend, latin1, mutate } from "../helpers/wire_fuzz.ts";
 import {
   CONNECTION_PREFACE,
   encodeFrame,
@@ -55,26 +57,6 @@ response_timeout = "1s"
   address = "${origin}"
   protocol = "${protocol}"
 `;
-}
-
-const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
-
-/** 1–3 random edits from `from` on: overwrite, insert, delete, duplicate a slice, or cut short. */
-function mutate(src: Uint8Array, rand: () => number, from = 0): Uint8Array {
-  let b = Array.from(src);
-  const edits = 1 + Math.floor(rand() * 3);
-  const special = [0x00, 0x0a, 0x0d, 0x20, 0x3a, 0x30, 0x7f, 0x80, 0xff];
-  for (let e = 0; e < edits && b.length > from; e++) {
-    const at = from + Math.floor(rand() * (b.length - from));
-    const byte = rand() < 0.5 ? special[Math.floor(rand() * special.length)] : Math.floor(rand() * 256);
-    const op = Math.floor(rand() * 5);
-    if (op === 0) b[at] = byte;
-    else if (op === 1) b.splice(at, 0, byte);
-    else if (op === 2) b.splice(at, 1);
-    else if (op === 3) b.splice(at, 0, ...b.slice(at, at + 1 + Math.floor(rand() * 16)));
-    else b = b.slice(0, Math.max(at, from));
-  }
-  return Uint8Array.from(b);
 }
 
 /** Quiet this long after the last byte from the gateway: it has answered what it will. */
@@ -357,68 +339,6 @@ Deno.test({
   },
 });
 
-/**
- * A hostile backend: for `GET /r/N` it writes response N of `responses` (mutated) and closes,
- * or holds the connection open when N is in `hold` (the gateway's response timeout must end
- * it); `GET /clean` gets a valid answer. Every socket it opens, it closes by `stop()`.
- */
-function hostileBackend(responses: Uint8Array[], hold: Set<number>) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const open = new Set<Deno.Conn>();
-  const serve = async (conn: Deno.Conn) => {
-    open.add(conn);
-    try {
-      let head = "";
-      const buf = new Uint8Array(16 * 1024);
-      while (!head.includes("\r\n\r\n") && head.length < 64 * 1024) {
-        const n = await conn.read(buf);
-        if (n === null) return;
-        head += String.fromCharCode(...buf.subarray(0, n));
-      }
-      const m = /^GET \/r\/(\d+) /.exec(head);
-      const reply = m
-        ? responses[Number(m[1])]
-        : latin1("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nclean\n");
-      let off = 0;
-      while (off < reply.length) off += await conn.write(reply.subarray(off));
-      if (m && hold.has(Number(m[1]))) await new Promise((r) => setTimeout(r, 3000));
-    } catch {
-      /* the gateway closed it: fine */
-    } finally {
-      open.delete(conn);
-      try {
-        conn.close();
-      } catch { /* closed */ }
-    }
-  };
-  const accepting = (async () => {
-    for await (const c of listener) serve(c);
-  })().catch(() => {});
-  return {
-    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    async stop() {
-      listener.close();
-      for (const c of open) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-      await accepting;
-    },
-  };
-}
-
-function h1ResponseSeeds(): Uint8Array[] {
-  return [
-    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world",
-    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n5;e=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: abc\r\n\r\n",
-    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n",
-    "HTTP/1.0 200 OK\r\nServer: old\r\n\r\nthe body runs until the connection closes",
-    'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nContent-Length: 5\r\n\r\n',
-    "HTTP/1.1 302 Found\r\nLocation: /x\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
-  ].map(latin1);
-}
-
 Deno.test({
   name:
     "wire fuzz: 400 mutated backend responses each give the client a well-formed answer or a cut, never a hang",
@@ -665,6 +585,86 @@ Deno.test({
         assert.match(stalled, /^HTTP\/1\.1 200 /);
         assert.match(await viaPool(gw, "/clean"), /^HTTP\/1\.1 200 [^]*\r\n\r\nclean\n$/, `after stall ${i}`);
       }
+      assert.doesNotMatch(gw.logs(), /unhandled rejection/);
+    } finally {
+      await gw.stop();
+      await backend.stop();
+    }
+  },
+});
+
+/**
+ * One GET on a fresh h2c connection: how stream 1 ended (END_STREAM, RST_STREAM, GOAWAY or the
+ * connection closed) and its :status, or "open" if none of that happened within END_WITHIN_MS.
+ */
+async function h2Get(port: number, path: string): Promise<{ end: string; status?: string }> {
+  const c = await RawH2.connect(port);
+  try {
+    await c.send(c.headers(1, [
+      [":method", "GET"],
+      [":scheme", "http"],
+      [":path", path],
+      [":authority", "origin"],
+      ["te", "trailers"],
+    ]));
+    let status: string | undefined;
+    const deadline = Date.now() + END_WITHIN_MS;
+    for (;;) {
+      const f = await c.next(Math.max(1, deadline - Date.now()));
+      if (f === undefined) return { end: "open", status };
+      if (f === "closed") return { end: "closed", status };
+      const { type, flags, streamId } = f.header;
+      if (type === FrameType.GOAWAY) return { end: "goaway", status };
+      if (streamId !== 1) continue;
+      if (type === FrameType.RST_STREAM) return { end: "rst_stream", status };
+      if (type === FrameType.HEADERS) {
+        // The gateway's own header blocks must decode (c.decoder follows its dynamic table).
+        const fields = c.decoder.decode(f.payload.subarray(flags & 0x20 ? 5 : 0));
+        status ??= fields.find(([n]) => n === ":status")?.[1];
+      }
+      if ((type === FrameType.HEADERS || type === FrameType.DATA) && flags & 0x1) {
+        return { end: "end_stream", status };
+      }
+    }
+  } finally {
+    c.close();
+  }
+}
+
+Deno.test({
+  name: "wire fuzz: 400 mutated backend responses through the h2c front: every stream ends, cleanly or reset",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const rand = rng(4115);
+    const seeds = h1ResponseSeeds();
+    const responses = Array.from({ length: ROUNDS }, (_, i) => mutate(seeds[i % seeds.length], rand));
+    const hold = new Set(Array.from({ length: ROUNDS }, (_, i) => i).filter((i) => i % 10 === 7));
+    const backend = hostileBackend(responses, hold);
+    const gw = await startGateway(config(backend.address));
+    try {
+      const ends = new Map<string, number>();
+      for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
+        const rounds = Array.from({ length: CONCURRENCY }, (_, i) => batch * CONCURRENCY + i);
+        const results = await Promise.all(rounds.map((n) => h2Get(gw.ports.web, `/r/${n}`)));
+        results.forEach((r, i) => {
+          const n = rounds[i];
+          const label = `round ${n}${hold.has(n) ? " (held open)" : ""}: backend sent ${
+            JSON.stringify(String.fromCharCode(...responses[n]))
+          }`;
+          assert.notEqual(r.end, "open", `${label}: the stream was left open`);
+          // A stream that ends cleanly has a response head; only a reset may come without one.
+          if (r.end === "end_stream") {
+            assert.ok(r.status !== undefined, `${label}: END_STREAM without a head`);
+          }
+          const key = `${r.end} ${r.status ?? "-"}`;
+          ends.set(key, (ends.get(key) ?? 0) + 1);
+        });
+      }
+      for (const k of ["end_stream 200", "end_stream 502", "end_stream 504"]) {
+        assert.ok((ends.get(k) ?? 0) > 5, `${k}: ${JSON.stringify([...ends])}`);
+      }
+      assert.deepEqual(await h2Get(gw.ports.web, "/clean"), { end: "end_stream", status: "200" });
       assert.doesNotMatch(gw.logs(), /unhandled rejection/);
     } finally {
       await gw.stop();

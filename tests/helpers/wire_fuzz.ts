@@ -1,0 +1,88 @@
+/**
+ * Pieces shared by the wire-fuzz attack tests (tests/attacks/wire_fuzz.test.ts,
+ * tests/attacks/h3_wire_fuzz.test.ts): byte mutation, and a hostile HTTP/1.1 backend that
+ * answers each request with a chosen (mutated) response.
+ */
+
+export const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+
+/** 1–3 random edits from `from` on: overwrite, insert, delete, duplicate a slice, or cut short. */
+export function mutate(src: Uint8Array, rand: () => number, from = 0): Uint8Array {
+  let b = Array.from(src);
+  const edits = 1 + Math.floor(rand() * 3);
+  const special = [0x00, 0x0a, 0x0d, 0x20, 0x3a, 0x30, 0x7f, 0x80, 0xff];
+  for (let e = 0; e < edits && b.length > from; e++) {
+    const at = from + Math.floor(rand() * (b.length - from));
+    const byte = rand() < 0.5 ? special[Math.floor(rand() * special.length)] : Math.floor(rand() * 256);
+    const op = Math.floor(rand() * 5);
+    if (op === 0) b[at] = byte;
+    else if (op === 1) b.splice(at, 0, byte);
+    else if (op === 2) b.splice(at, 1);
+    else if (op === 3) b.splice(at, 0, ...b.slice(at, at + 1 + Math.floor(rand() * 16)));
+    else b = b.slice(0, Math.max(at, from));
+  }
+  return Uint8Array.from(b);
+}
+
+/**
+ * A hostile backend: for `GET /r/N` it writes response N of `responses` (mutated) and closes,
+ * or holds the connection open when N is in `hold` (the gateway's response timeout must end
+ * it); `GET /clean` gets a valid answer. Every socket it opens, it closes by `stop()`.
+ */
+export function hostileBackend(responses: Uint8Array[], hold: Set<number>) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  const serve = async (conn: Deno.Conn) => {
+    open.add(conn);
+    try {
+      let head = "";
+      const buf = new Uint8Array(16 * 1024);
+      while (!head.includes("\r\n\r\n") && head.length < 64 * 1024) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        head += String.fromCharCode(...buf.subarray(0, n));
+      }
+      const m = /^GET \/r\/(\d+) /.exec(head);
+      const reply = m
+        ? responses[Number(m[1])]
+        : latin1("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nclean\n");
+      let off = 0;
+      while (off < reply.length) off += await conn.write(reply.subarray(off));
+      if (m && hold.has(Number(m[1]))) await new Promise((r) => setTimeout(r, 3000));
+    } catch {
+      /* the gateway closed it: fine */
+    } finally {
+      open.delete(conn);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  };
+  const accepting = (async () => {
+    for await (const c of listener) serve(c);
+  })().catch(() => {});
+  return {
+    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    async stop() {
+      listener.close();
+      for (const c of open) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await accepting;
+    },
+  };
+}
+
+/** Valid HTTP/1.1 responses of every framing: length, chunked with trailers, interim, close-delimited, bodiless. */
+export function h1ResponseSeeds(): Uint8Array[] {
+  return [
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n5;e=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: abc\r\n\r\n",
+    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n",
+    "HTTP/1.0 200 OK\r\nServer: old\r\n\r\nthe body runs until the connection closes",
+    'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nContent-Length: 5\r\n\r\n',
+    "HTTP/1.1 302 Found\r\nLocation: /x\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+  ].map(latin1);
+}
