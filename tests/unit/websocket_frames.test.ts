@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { concat } from "../helpers/common.ts";
+import { rng } from "./h2/helpers.ts";
 import { closeFrame, FrameTracker } from "../../src/websocket/frames.ts";
 import { acceptFor, validKey } from "../../src/websocket/handshake.ts";
 import { allowedTarget, normalizeTarget } from "../../src/websocket/connect.ts";
@@ -108,4 +109,38 @@ Deno.test("CONNECT allow-list: exact host:port, case-insensitive host, no wildca
   assert.equal(allowedTarget(cfg, ":443"), undefined);
   assert.equal(normalizeTarget("example.com"), undefined);
   assert.equal(normalizeTarget("a.b:0"), undefined);
+});
+
+Deno.test("FrameTracker: 2,000 mutated streams give the same boundaries and verdict in random chunks as byte by byte", () => {
+  const rand = rng(6455);
+  const seed = concat([frame(1, 5, true), frame(2, 300, false), frame(9, 0, true), frame(2, 1000, true)]);
+  let broken = 0;
+  for (let round = 0; round < 2000; round++) {
+    const b = Array.from(seed);
+    for (let e = 0; e < 1 + Math.floor(rand() * 3); e++) {
+      // Header bytes are what the tracker reads: edit them as often as all the payload bytes.
+      const at = rand() < 0.5 ? Math.floor(rand() * 16) : Math.floor(rand() * b.length);
+      if (rand() < 0.7) b[at] = Math.floor(rand() * 256);
+      else b.splice(at, 1);
+    }
+    const bytes = Uint8Array.from(b);
+    // The reference: byte by byte, every offset where the tracker is at a boundary.
+    const ref = new FrameTracker();
+    const boundaries = new Set<number>();
+    for (let off = 0; off < bytes.length; off++) {
+      ref.advance(bytes.subarray(off, off + 1));
+      if (ref.atBoundary) boundaries.add(off + 1);
+    }
+    if (ref.broken) broken++;
+    // In random chunks, the end of each chunk is a boundary exactly when it is one byte by byte.
+    const t = new FrameTracker();
+    for (let off = 0; off < bytes.length;) {
+      const end = Math.min(bytes.length, off + 1 + Math.floor(rand() * 700));
+      t.advance(bytes.subarray(off, end));
+      assert.equal(t.atBoundary, boundaries.has(end), `round ${round}: offset ${end}`);
+      off = end;
+    }
+    assert.equal(t.broken, ref.broken, `round ${round}: broken`);
+  }
+  assert.ok(broken > 0, "some mutations break the stream");
 });
