@@ -16,7 +16,7 @@ import { quicGatewayConfig, startGateway } from "../helpers/gateway.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { rng } from "../unit/h2/helpers.ts";
-import { h1ResponseSeeds, hostileBackend, mutate } from "../helpers/wire_fuzz.ts";
+import { hostileBackend, inBatches, mutate, mutatedResponses, tally } from "../helpers/wire_fuzz.ts";
 import { encodeFrame, encodeSettings, FrameType, Setting, StreamType } from "../../src/http/h3/frames.ts";
 
 const ROUNDS = 200;
@@ -133,32 +133,28 @@ Deno.test("h3 wire fuzz: 200 mutated HTTP/3 sessions each end (answer, reset or 
     }
     const rand = rng(9114);
     const counts = new Map<string, number>();
-    for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
-      const rounds = Array.from({ length: CONCURRENCY }, () => {
-        const r = seed(rand() < 0.5);
-        // Mostly the request, sometimes the encoder stream or the control stream (never its type byte:
-        // a stream of another type is a different, already tested, case).
-        const which = rand();
-        if (which < 0.6) r.request = mutate(r.request, rand, 0);
-        else if (which < 0.85) r.encoder = mutate(r.encoder, rand, 1);
-        else r.control = mutate(r.control, rand, 1);
-        return r;
-      });
-      const results = await Promise.all(rounds.map((r) => play(port, pki.caPem, r)));
-      results.forEach((o, i) => {
-        const n = batch * CONCURRENCY + i;
-        const r = rounds[i];
-        const label = `round ${n}: control ${toHex(r.control)} encoder ${toHex(r.encoder)} request ${
-          toHex(r.request)
-        }`;
-        assert.notEqual(o.outcome, "hang", `${label}: not ended within ${END_WITHIN_MS} ms`);
-        assert.notEqual(o.outcome, "undecodable response", `${label}: ${o.detail}`);
-        const key = o.outcome === "closed"
-          ? `closed ${o.detail.split(" ").slice(0, 4).join(" ")}`
-          : o.outcome;
-        counts.set(key, (counts.get(key) ?? 0) + 1);
-      });
-    }
+    const rounds = Array.from({ length: ROUNDS }, () => {
+      const r = seed(rand() < 0.5);
+      // Mostly the request, sometimes the encoder stream or the control stream (never its type byte:
+      // a stream of another type is a different, already tested, case).
+      const which = rand();
+      if (which < 0.6) r.request = mutate(r.request, rand, 0);
+      else if (which < 0.85) r.encoder = mutate(r.encoder, rand, 1);
+      else r.control = mutate(r.control, rand, 1);
+      return r;
+    });
+    await inBatches(ROUNDS, CONCURRENCY, (n) => play(port, pki.caPem, rounds[n]), (n, o) => {
+      const r = rounds[n];
+      const label = `round ${n}: control ${toHex(r.control)} encoder ${toHex(r.encoder)} request ${
+        toHex(r.request)
+      }`;
+      assert.notEqual(o.outcome, "hang", `${label}: not ended within ${END_WITHIN_MS} ms`);
+      assert.notEqual(o.outcome, "undecodable response", `${label}: ${o.detail}`);
+      tally(
+        counts,
+        o.outcome === "closed" ? `closed ${o.detail.split(" ").slice(0, 4).join(" ")}` : o.outcome,
+      );
+    });
     // Both sides are reached: answers, and connection errors the server chose.
     assert.ok((counts.get("response") ?? 0) > 20, JSON.stringify([...counts]));
     assert.ok(
@@ -182,10 +178,7 @@ function toHex(b: Uint8Array): string {
 Deno.test("h3 wire fuzz: 200 mutated backend responses through the HTTP/3 front: every stream ends, cleanly or reset", async () => {
   const dir = await Deno.makeTempDir({ prefix: "eg-h3fuzz-" });
   const pki = await makeTestPki(dir);
-  const rand = rng(9115);
-  const seeds = h1ResponseSeeds();
-  const responses = Array.from({ length: ROUNDS }, (_, i) => mutate(seeds[i % seeds.length], rand));
-  const hold = new Set(Array.from({ length: ROUNDS }, (_, i) => i).filter((i) => i % 10 === 7));
+  const { responses, hold } = mutatedResponses(ROUNDS, rng(9115));
   const backend = hostileBackend(responses, hold);
   const gw = await startGateway(
     quicGatewayConfig(pki, backend.address, { name: "h3" }).replace(
@@ -226,21 +219,16 @@ Deno.test("h3 wire fuzz: 200 mutated backend responses through the HTTP/3 front:
   };
   try {
     const ends = new Map<string, number>();
-    for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
-      const rounds = Array.from({ length: CONCURRENCY }, (_, i) => batch * CONCURRENCY + i);
-      const results = await Promise.all(rounds.map(get));
-      results.forEach((r, i) => {
-        const n = rounds[i];
-        const label = `round ${n}${hold.has(n) ? " (held open)" : ""}: backend sent ${
-          JSON.stringify(String.fromCharCode(...responses[n]))
-        }`;
-        assert.notEqual(r, "open", `${label}: the stream was left open`);
-        assert.doesNotMatch(r, /^undecodable/, label);
-        // The only connection close a backend may cause is the documented one.
-        if (r.startsWith("closed")) assert.equal(r, "closed 0x102 upstream body truncated", label);
-        ends.set(r, (ends.get(r) ?? 0) + 1);
-      });
-    }
+    await inBatches(ROUNDS, CONCURRENCY, get, (n, r) => {
+      const label = `round ${n}${hold.has(n) ? " (held open)" : ""}: backend sent ${
+        JSON.stringify(String.fromCharCode(...responses[n]))
+      }`;
+      assert.notEqual(r, "open", `${label}: the stream was left open`);
+      assert.doesNotMatch(r, /^undecodable/, label);
+      // The only connection close a backend may cause is the documented one.
+      if (r.startsWith("closed")) assert.equal(r, "closed 0x102 upstream body truncated", label);
+      tally(ends, r);
+    });
     for (const k of ["end 200", "end 502", "end 504"]) {
       assert.ok((ends.get(k) ?? 0) > 3, `${k}: ${JSON.stringify([...ends])}`);
     }

@@ -21,7 +21,17 @@ import { startOrigin } from "../helpers/origin.ts";
 import { concat } from "../helpers/common.ts";
 import { rng } from "../unit/h2/helpers.ts";
 import { RawH2 } from "../helpers/h2_raw.ts";
-import { h1ResponseSeeds, hostileBackend, latin1, mutate } from "../helpers/wire_fuzz.ts";
+import {
+  hostileBackend,
+  inBatches,
+  latin1,
+  mutate,
+  mutatedResponses,
+  serveConnections,
+  tally,
+  type TestServer,
+  writeAll,
+} from "../helpers/wire_fuzz.ts";
 import {
   CONNECTION_PREFACE,
   encodeFrame,
@@ -225,6 +235,7 @@ function h2Seeds(): Uint8Array[] {
   });
 }
 
+/** Mutates seeds round by round, sends each on its own connection, and checks what came back. */
 async function fuzz(
   gw: GatewayProcess,
   seeds: Uint8Array[],
@@ -233,28 +244,26 @@ async function fuzz(
   check: (out: Uint8Array) => string | undefined,
 ): Promise<Map<string, number>> {
   const rand = rng(seed);
-  const port = gw.ports.web;
+  // One in ten edits may hit the h2c preface (the stream is then HTTP/1.1 or refused).
+  const inputs = Array.from(
+    { length: ROUNDS },
+    (_, n) => mutate(seeds[n % seeds.length], rand, rand() < 0.1 ? 0 : from),
+  );
   const answered = new Map<string, number>();
-  for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
-    const inputs = Array.from({ length: CONCURRENCY }, (_, i) => {
-      const s = seeds[(batch * CONCURRENCY + i) % seeds.length];
-      // One in ten edits may hit the h2c preface (the stream is then HTTP/1.1 or refused).
-      return mutate(s, rand, rand() < 0.1 ? 0 : from);
-    });
-    const results = await Promise.all(inputs.map((b) => exchange(port, b)));
-    results.forEach(({ out, ended }, i) => {
-      const label = `round ${batch * CONCURRENCY + i}: ${JSON.stringify(String.fromCharCode(...inputs[i]))}`;
-      assert.ok(ended, `${label}: the gateway left the connection open`);
-      const bad = check(out);
-      assert.equal(bad, undefined, `${label}: ${bad}`);
-      const kind = out.length === 0
+  await inBatches(ROUNDS, CONCURRENCY, (n) => exchange(gw.ports.web, inputs[n]), (n, { out, ended }) => {
+    const label = `round ${n}: ${JSON.stringify(String.fromCharCode(...inputs[n]))}`;
+    assert.ok(ended, `${label}: the gateway left the connection open`);
+    const bad = check(out);
+    assert.equal(bad, undefined, `${label}: ${bad}`);
+    tally(
+      answered,
+      out.length === 0
         ? "closed silently"
         : out[0] === 0x48
         ? String.fromCharCode(...out.subarray(9, 12))
-        : "h2 frames";
-      answered.set(kind, (answered.get(kind) ?? 0) + 1);
-    });
-  }
+        : "h2 frames",
+    );
+  });
   return answered;
 }
 
@@ -266,22 +275,44 @@ async function viaPool(gw: GatewayProcess, path: string): Promise<string> {
   return String.fromCharCode(...out);
 }
 
+/**
+ * Runs `fn` against a gateway in front of `backend` (pool protocol `protocol`), then checks that
+ * no unhandled rejection was logged; stops both whatever happens.
+ */
+async function withGateway(
+  backend: { address: string; stop(): Promise<void> },
+  protocol: string,
+  fn: (gw: GatewayProcess) => Promise<void>,
+): Promise<void> {
+  const gw = await startGateway(config(backend.address, protocol)).catch(async (e) => {
+    await backend.stop();
+    throw e;
+  });
+  try {
+    await fn(gw);
+    assert.doesNotMatch(gw.logs(), /unhandled rejection/);
+  } finally {
+    await gw.stop();
+    await backend.stop();
+  }
+}
+
+/** A fuzz test: real sockets to child processes, which the resource sanitizer cannot follow. */
+function fuzzTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, sanitizeResources: false, sanitizeOps: false, fn });
+}
+
+/** The gateway answers itself and through the pool after a run. */
 async function stillServing(gw: GatewayProcess): Promise<void> {
   const own = await fetch(gw.url("web", "/"));
   assert.equal(await own.text(), "gateway ok\n");
   assert.match(await viaPool(gw, "/status/200"), /^HTTP\/1\.1 200 [^]*\r\nx-origin: origin\r\n/i);
-  assert.doesNotMatch(gw.logs(), /unhandled rejection/);
 }
 
-Deno.test({
-  name:
-    "wire fuzz: 400 mutated HTTP/1.1 streams are each answered well-formed or closed, and the gateway serves on",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const origin = await startOrigin();
-    const gw = await startGateway(config(origin.address));
-    try {
+fuzzTest(
+  "wire fuzz: 400 mutated HTTP/1.1 streams are each answered well-formed or closed, and the gateway serves on",
+  async () => {
+    await withGateway(await startOrigin(), "h1", async (gw) => {
       // The seeds themselves are valid: every request in them is answered with a success.
       for (const [i, seed] of h1Seeds().entries()) {
         const { out, ended } = await exchange(gw.ports.web, seed);
@@ -303,22 +334,14 @@ Deno.test({
       assert.ok((answered.get("400") ?? 0) > 20, JSON.stringify([...answered]));
       assert.ok((answered.get("200") ?? 0) > 20, JSON.stringify([...answered]));
       await stillServing(gw);
-    } finally {
-      await gw.stop();
-      await origin.stop();
-    }
+    });
   },
-});
+);
 
-Deno.test({
-  name:
-    "wire fuzz: 400 mutated h2c sessions are each ended with well-formed frames, and the gateway serves on",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const origin = await startOrigin();
-    const gw = await startGateway(config(origin.address));
-    try {
+fuzzTest(
+  "wire fuzz: 400 mutated h2c sessions are each ended with well-formed frames, and the gateway serves on",
+  async () => {
+    await withGateway(await startOrigin(), "h1", async (gw) => {
       // The seeds themselves are valid sessions: each is answered, once per stream not reset.
       for (const [i, seed] of h2Seeds().entries()) {
         const before = h2Responses;
@@ -332,22 +355,38 @@ Deno.test({
       // Not only refusals: mangled sessions still carry streams the origin answered.
       assert.ok(h2Responses > 40, `${h2Responses} response heads`);
       await stillServing(gw);
-    } finally {
-      await gw.stop();
-      await origin.stop();
-    }
+    });
   },
-});
+);
 
-Deno.test({
-  name:
-    "wire fuzz: 400 mutated backend responses each give the client a well-formed answer or a cut, never a hang",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const rand = rng(3114);
-    const seeds = h1ResponseSeeds();
-    const responses = Array.from({ length: ROUNDS }, (_, i) => mutate(seeds[i % seeds.length], rand));
+/**
+ * GET /r/N through the HTTP/1.1 front to a hostile backend, rounds 0‥ROUNDS-1 in batches: each
+ * client must get a well-formed answer (the relayed head, perhaps cut short after it, or the
+ * gateway's own) and the end of its connection. The statuses seen, counted.
+ */
+async function backendRounds(
+  gw: GatewayProcess,
+  describe: (n: number) => string,
+): Promise<Map<string, number>> {
+  const statuses = new Map<string, number>();
+  const get = (n: number) =>
+    exchange(gw.ports.web, latin1(`GET /r/${n} HTTP/1.1\r\nHost: origin\r\nTE: trailers\r\n\r\n`));
+  await inBatches(ROUNDS, CONCURRENCY, get, (n, { out, ended }) => {
+    const label = `round ${n}: ${describe(n)}`;
+    assert.ok(ended, `${label}: the client's connection was left open`);
+    assert.ok(
+      out.length > 0 && wellFormedH1(out),
+      `${label}: the client got ${JSON.stringify(String.fromCharCode(...out))}`,
+    );
+    tally(statuses, String.fromCharCode(...out.subarray(9, 12)));
+  });
+  return statuses;
+}
+
+fuzzTest(
+  "wire fuzz: 400 mutated backend responses each give the client a well-formed answer or a cut, never a hang",
+  async () => {
+    const { responses, hold } = mutatedResponses(ROUNDS, rng(3114));
     // Two fixed cases after the fuzzed ones: a small answer that arrives whole with bad chunk
     // framing is found broken before any of it was sent, and is a clear 502. (A body that is
     // merely cut short is found so only once the head has gone out: that stays a cut.)
@@ -355,33 +394,14 @@ Deno.test({
       latin1("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n"),
       latin1("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"),
     );
-    const hold = new Set(Array.from({ length: ROUNDS }, (_, i) => i).filter((i) => i % 10 === 7));
-    const backend = hostileBackend(responses, hold);
-    const gw = await startGateway(config(backend.address));
-    try {
-      const statuses = new Map<string, number>();
-      for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
-        const rounds = Array.from({ length: CONCURRENCY }, (_, i) => batch * CONCURRENCY + i);
-        const results = await Promise.all(
-          rounds.map((n) =>
-            exchange(gw.ports.web, latin1(`GET /r/${n} HTTP/1.1\r\nHost: origin\r\nTE: trailers\r\n\r\n`))
-          ),
-        );
-        results.forEach(({ out, ended }, i) => {
-          const n = rounds[i];
-          const label = `round ${n}${hold.has(n) ? " (held open)" : ""}: backend sent ${
+    await withGateway(hostileBackend(responses, hold), "h1", async (gw) => {
+      const statuses = await backendRounds(
+        gw,
+        (n) =>
+          `${hold.has(n) ? "(held open) " : ""}backend sent ${
             JSON.stringify(String.fromCharCode(...responses[n]))
-          }`;
-          assert.ok(ended, `${label}: the client's connection was left open`);
-          // Something is always said: the relayed head (perhaps cut short after it) or the gateway's own.
-          assert.ok(
-            out.length > 0 && wellFormedH1(out),
-            `${label}: the client got ${JSON.stringify(String.fromCharCode(...out))}`,
-          );
-          const status = String.fromCharCode(...out.subarray(9, 12));
-          statuses.set(status, (statuses.get(status) ?? 0) + 1);
-        });
-      }
+          }`,
+      );
       // Both sides of the backend grammar are reached: relayed answers and the gateway's 502/504.
       for (const s of ["200", "502", "504"]) {
         assert.ok((statuses.get(s) ?? 0) > 5, `${s}: ${JSON.stringify([...statuses])}`);
@@ -393,104 +413,67 @@ Deno.test({
         );
       }
       assert.match(await viaPool(gw, "/clean"), /^HTTP\/1\.1 200 [^]*\r\n\r\nclean\n$/);
-      assert.doesNotMatch(gw.logs(), /unhandled rejection/);
-    } finally {
-      await gw.stop();
-      await backend.stop();
-    }
+    });
   },
-});
+);
 
-/**
- * A hostile h2c backend: it answers each request for `/r/N` on its stream with `response(N, id)`
- * (mutated frames) and `/clean` with a valid answer; it never closes a connection itself, so a
- * response that leaves its stream (or the connection's framing) unfinished must be ended by the
- * gateway's response timeout. Every socket it opens, it closes by `stop()`.
- */
 /** The round number of the fixed stalled-mid-frame response (after the fuzzed rounds). */
 const STALL = 1_000_000;
 
-function hostileH2Backend(response: (n: number, streamId: number) => Uint8Array) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const open = new Set<Deno.Conn>();
-  const write = async (conn: Deno.Conn, b: Uint8Array) => {
-    let off = 0;
-    while (off < b.length) off += await conn.write(b.subarray(off));
-  };
-  const serve = async (conn: Deno.Conn) => {
-    open.add(conn);
-    try {
-      const reader = new FrameReader(16_777_215);
-      const dec = new HpackDecoder();
-      const buf = new Uint8Array(64 * 1024);
-      let preface = 0;
-      let block: Uint8Array[] = [];
-      // One stream per connection: a response that breaks its connection then fails only itself.
-      await write(
-        conn,
-        concat([
-          settingsFrame([[SettingsId.MAX_CONCURRENT_STREAMS, 1]]),
-          encodeFrame(FrameType.SETTINGS, 1, 0),
-        ]),
-      );
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) return;
-        let chunk = buf.slice(0, n);
-        if (preface < CONNECTION_PREFACE.length) {
-          const take = Math.min(CONNECTION_PREFACE.length - preface, chunk.length);
-          preface += take;
-          chunk = chunk.subarray(take);
-        }
-        reader.push(chunk);
-        for (let f = reader.next(); f; f = reader.next()) {
-          const t = f.header.type;
-          if (t === FrameType.SETTINGS && !(f.header.flags & 1)) {
-            await write(conn, encodeFrame(FrameType.SETTINGS, 1, 0));
-          }
-          if (t === FrameType.PING && !(f.header.flags & 1)) {
-            await write(conn, encodeFrame(FrameType.PING, 1, 0, f.payload));
-          }
-          if (t !== FrameType.HEADERS && t !== FrameType.CONTINUATION) continue;
-          block.push(t === FrameType.HEADERS && f.header.flags & 0x20 ? f.payload.subarray(5) : f.payload);
-          if (!(f.header.flags & 0x4)) continue;
-          const path = dec.decode(concat(block)).find(([name]) => name === ":path")?.[1] ?? "";
-          block = [];
-          const m = /^\/(r|v)\/(\d+)$/.exec(path);
-          const id = f.header.streamId;
-          // /v/K is seed K as it is: the seeds are checked to be valid answers.
-          await write(
-            conn,
-            m ? (m[1] === "r" ? response(Number(m[2]), id) : h2ResponseSeeds(id)[Number(m[2])]) : cleanH2(id),
-          );
-        }
+/**
+ * A hostile h2c backend: it answers each request for `/r/N` on its stream with `response(N, id)`
+ * (mutated frames), `/v/K` with seed K as it is, and `/clean` with a valid answer; it never closes
+ * a connection itself, so a response that leaves its stream (or the connection's framing)
+ * unfinished must be ended by the gateway's response timeout.
+ */
+function hostileH2Backend(response: (n: number, streamId: number) => Uint8Array): TestServer {
+  return serveConnections(async (conn) => {
+    const reader = new FrameReader(16_777_215);
+    const dec = new HpackDecoder();
+    const buf = new Uint8Array(64 * 1024);
+    let preface = 0;
+    let block: Uint8Array[] = [];
+    // One stream per connection: a response that breaks its connection then fails only itself.
+    await writeAll(
+      conn,
+      concat([
+        settingsFrame([[SettingsId.MAX_CONCURRENT_STREAMS, 1]]),
+        encodeFrame(FrameType.SETTINGS, 1, 0),
+      ]),
+    );
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      let chunk = buf.slice(0, n);
+      if (preface < CONNECTION_PREFACE.length) {
+        const take = Math.min(CONNECTION_PREFACE.length - preface, chunk.length);
+        preface += take;
+        chunk = chunk.subarray(take);
       }
-    } catch {
-      /* the gateway closed it, or sent what our reader refuses: fine */
-    } finally {
-      open.delete(conn);
-      try {
-        conn.close();
-      } catch { /* closed */ }
+      reader.push(chunk);
+      for (let f = reader.next(); f; f = reader.next()) {
+        const t = f.header.type;
+        if (t === FrameType.SETTINGS && !(f.header.flags & 1)) {
+          await writeAll(conn, encodeFrame(FrameType.SETTINGS, 1, 0));
+        }
+        if (t === FrameType.PING && !(f.header.flags & 1)) {
+          await writeAll(conn, encodeFrame(FrameType.PING, 1, 0, f.payload));
+        }
+        if (t !== FrameType.HEADERS && t !== FrameType.CONTINUATION) continue;
+        block.push(t === FrameType.HEADERS && f.header.flags & 0x20 ? f.payload.subarray(5) : f.payload);
+        if (!(f.header.flags & 0x4)) continue;
+        const path = dec.decode(concat(block)).find(([name]) => name === ":path")?.[1] ?? "";
+        block = [];
+        const m = /^\/(r|v)\/(\d+)$/.exec(path);
+        const id = f.header.streamId;
+        await writeAll(
+          conn,
+          m ? (m[1] === "r" ? response(Number(m[2]), id) : h2ResponseSeeds(id)[Number(m[2])]) : cleanH2(id),
+        );
+      }
     }
-  };
-  const accepting = (async () => {
-    for await (const c of listener) serve(c);
-  })().catch(() => {});
-  return {
-    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    async stop() {
-      listener.close();
-      for (const c of open) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-      await accepting;
-    },
-  };
+  });
 }
-
 /** A block of its own (no dynamic table), so one mangled response cannot desync the next. */
 const ownBlock = (fields: HeaderField[]) => new HpackEncoder({ maxTableSize: 0 }).encode(fields);
 
@@ -531,12 +514,9 @@ function h2ResponseSeeds(id: number): Uint8Array[] {
   ];
 }
 
-Deno.test({
-  name:
-    "wire fuzz: 400 mutated h2c backend responses each give the client a well-formed answer or a cut, never a hang",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
+fuzzTest(
+  "wire fuzz: 400 mutated h2c backend responses each give the client a well-formed answer or a cut, never a hang",
+  async () => {
     const response = (n: number, id: number) => {
       if (n === STALL) {
         // A DATA frame announced with 100 octets, 10 sent, and nothing more: stalled mid-frame.
@@ -547,34 +527,14 @@ Deno.test({
       // The same edits whatever the stream id (seeded by the round), so a failure is reproducible.
       return mutate(seeds[n % seeds.length], rng(5000 + n));
     };
-    const backend = hostileH2Backend(response);
-    const gw = await startGateway(config(backend.address, "h2c"));
-    try {
+    await withGateway(hostileH2Backend(response), "h2c", async (gw) => {
       for (const [k, want] of ["200", "200", "204", "200", "302"].entries()) {
         assert.match(await viaPool(gw, `/v/${k}`), new RegExp(`^HTTP/1\\.1 ${want} `), `seed ${k}`);
       }
-      const statuses = new Map<string, number>();
-      for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
-        const rounds = Array.from({ length: CONCURRENCY }, (_, i) => batch * CONCURRENCY + i);
-        const results = await Promise.all(
-          rounds.map((n) =>
-            exchange(gw.ports.web, latin1(`GET /r/${n} HTTP/1.1\r\nHost: origin\r\nTE: trailers\r\n\r\n`))
-          ),
-        );
-        results.forEach(({ out, ended }, i) => {
-          const n = rounds[i];
-          const label = `round ${n}: backend sent ${
-            JSON.stringify(String.fromCharCode(...response(n, 1)))
-          } (as stream 1)`;
-          assert.ok(ended, `${label}: the client's connection was left open`);
-          assert.ok(
-            out.length > 0 && wellFormedH1(out),
-            `${label}: the client got ${JSON.stringify(String.fromCharCode(...out))}`,
-          );
-          const status = String.fromCharCode(...out.subarray(9, 12));
-          statuses.set(status, (statuses.get(status) ?? 0) + 1);
-        });
-      }
+      const statuses = await backendRounds(
+        gw,
+        (n) => `backend sent ${JSON.stringify(String.fromCharCode(...response(n, 1)))} (as stream 1)`,
+      );
       for (const s of ["200", "502"]) {
         assert.ok((statuses.get(s) ?? 0) > 5, `${s}: ${JSON.stringify([...statuses])}`);
       }
@@ -585,13 +545,9 @@ Deno.test({
         assert.match(stalled, /^HTTP\/1\.1 200 /);
         assert.match(await viaPool(gw, "/clean"), /^HTTP\/1\.1 200 [^]*\r\n\r\nclean\n$/, `after stall ${i}`);
       }
-      assert.doesNotMatch(gw.logs(), /unhandled rejection/);
-    } finally {
-      await gw.stop();
-      await backend.stop();
-    }
+    });
   },
-});
+);
 
 /**
  * One GET on a fresh h2c connection: how stream 1 ended (END_STREAM, RST_STREAM, GOAWAY or the
@@ -631,44 +587,25 @@ async function h2Get(port: number, path: string): Promise<{ end: string; status?
   }
 }
 
-Deno.test({
-  name: "wire fuzz: 400 mutated backend responses through the h2c front: every stream ends, cleanly or reset",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const rand = rng(4115);
-    const seeds = h1ResponseSeeds();
-    const responses = Array.from({ length: ROUNDS }, (_, i) => mutate(seeds[i % seeds.length], rand));
-    const hold = new Set(Array.from({ length: ROUNDS }, (_, i) => i).filter((i) => i % 10 === 7));
-    const backend = hostileBackend(responses, hold);
-    const gw = await startGateway(config(backend.address));
-    try {
+fuzzTest(
+  "wire fuzz: 400 mutated backend responses through the h2c front: every stream ends, cleanly or reset",
+  async () => {
+    const { responses, hold } = mutatedResponses(ROUNDS, rng(4115));
+    await withGateway(hostileBackend(responses, hold), "h1", async (gw) => {
       const ends = new Map<string, number>();
-      for (let batch = 0; batch < ROUNDS / CONCURRENCY; batch++) {
-        const rounds = Array.from({ length: CONCURRENCY }, (_, i) => batch * CONCURRENCY + i);
-        const results = await Promise.all(rounds.map((n) => h2Get(gw.ports.web, `/r/${n}`)));
-        results.forEach((r, i) => {
-          const n = rounds[i];
-          const label = `round ${n}${hold.has(n) ? " (held open)" : ""}: backend sent ${
-            JSON.stringify(String.fromCharCode(...responses[n]))
-          }`;
-          assert.notEqual(r.end, "open", `${label}: the stream was left open`);
-          // A stream that ends cleanly has a response head; only a reset may come without one.
-          if (r.end === "end_stream") {
-            assert.ok(r.status !== undefined, `${label}: END_STREAM without a head`);
-          }
-          const key = `${r.end} ${r.status ?? "-"}`;
-          ends.set(key, (ends.get(key) ?? 0) + 1);
-        });
-      }
+      await inBatches(ROUNDS, CONCURRENCY, (n) => h2Get(gw.ports.web, `/r/${n}`), (n, r) => {
+        const label = `round ${n}${hold.has(n) ? " (held open)" : ""}: backend sent ${
+          JSON.stringify(String.fromCharCode(...responses[n]))
+        }`;
+        assert.notEqual(r.end, "open", `${label}: the stream was left open`);
+        // A stream that ends cleanly has a response head; only a reset may come without one.
+        if (r.end === "end_stream") assert.ok(r.status !== undefined, `${label}: END_STREAM without a head`);
+        tally(ends, `${r.end} ${r.status ?? "-"}`);
+      });
       for (const k of ["end_stream 200", "end_stream 502", "end_stream 504"]) {
         assert.ok((ends.get(k) ?? 0) > 5, `${k}: ${JSON.stringify([...ends])}`);
       }
       assert.deepEqual(await h2Get(gw.ports.web, "/clean"), { end: "end_stream", status: "200" });
-      assert.doesNotMatch(gw.logs(), /unhandled rejection/);
-    } finally {
-      await gw.stop();
-      await backend.stop();
-    }
+    });
   },
-});
+);

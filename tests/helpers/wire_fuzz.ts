@@ -1,7 +1,7 @@
 /**
  * Pieces shared by the wire-fuzz attack tests (tests/attacks/wire_fuzz.test.ts,
- * tests/attacks/h3_wire_fuzz.test.ts): byte mutation, and a hostile HTTP/1.1 backend that
- * answers each request with a chosen (mutated) response.
+ * tests/attacks/h3_wire_fuzz.test.ts): byte mutation, test servers (a hostile HTTP/1.1 backend
+ * that answers each request with a chosen, mutated, response), and running rounds in batches.
  */
 
 export const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
@@ -24,55 +24,106 @@ export function mutate(src: Uint8Array, rand: () => number, from = 0): Uint8Arra
   return Uint8Array.from(b);
 }
 
-/**
- * A hostile backend: for `GET /r/N` it writes response N of `responses` (mutated) and closes,
- * or holds the connection open when N is in `hold` (the gateway's response timeout must end
- * it); `GET /clean` gets a valid answer. Every socket it opens, it closes by `stop()`.
- */
-export function hostileBackend(responses: Uint8Array[], hold: Set<number>) {
+/** A TCP server on a free loopback port: each connection to `serve`, closed when it returns. */
+export interface TestServer {
+  address: string;
+  /** Stops accepting and closes every connection still open. */
+  stop(): Promise<void>;
+}
+
+export function serveConnections(serve: (conn: Deno.Conn) => Promise<void>): TestServer {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const open = new Set<Deno.Conn>();
-  const serve = async (conn: Deno.Conn) => {
+  const close = (c: Deno.Conn) => {
+    try {
+      c.close();
+    } catch { /* closed */ }
+  };
+  const handle = async (conn: Deno.Conn) => {
     open.add(conn);
     try {
-      let head = "";
-      const buf = new Uint8Array(16 * 1024);
-      while (!head.includes("\r\n\r\n") && head.length < 64 * 1024) {
-        const n = await conn.read(buf);
-        if (n === null) return;
-        head += String.fromCharCode(...buf.subarray(0, n));
-      }
-      const m = /^GET \/r\/(\d+) /.exec(head);
-      const reply = m
-        ? responses[Number(m[1])]
-        : latin1("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nclean\n");
-      let off = 0;
-      while (off < reply.length) off += await conn.write(reply.subarray(off));
-      if (m && hold.has(Number(m[1]))) await new Promise((r) => setTimeout(r, 3000));
+      await serve(conn);
     } catch {
-      /* the gateway closed it: fine */
+      /* the gateway closed it, or sent what the test server refuses: that ends this one */
     } finally {
       open.delete(conn);
-      try {
-        conn.close();
-      } catch { /* closed */ }
+      close(conn);
     }
   };
   const accepting = (async () => {
-    for await (const c of listener) serve(c);
+    for await (const c of listener) handle(c);
   })().catch(() => {});
   return {
     address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
     async stop() {
       listener.close();
-      for (const c of open) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
+      for (const c of open) close(c);
       await accepting;
     },
   };
+}
+
+/** Writes all of `b`. */
+export async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < b.length) off += await conn.write(b.subarray(off));
+}
+
+/**
+ * A hostile backend: for `GET /r/N` it writes response N of `responses` (mutated) and closes,
+ * or holds the connection open when N is in `hold` (the gateway's response timeout must end
+ * it); `GET /clean` gets a valid answer.
+ */
+export function hostileBackend(responses: Uint8Array[], hold: Set<number>): TestServer {
+  return serveConnections(async (conn) => {
+    let head = "";
+    const buf = new Uint8Array(16 * 1024);
+    while (!head.includes("\r\n\r\n") && head.length < 64 * 1024) {
+      const n = await conn.read(buf);
+      if (n === null) return;
+      head += String.fromCharCode(...buf.subarray(0, n));
+    }
+    const m = /^GET \/r\/(\d+) /.exec(head);
+    await writeAll(
+      conn,
+      m ? responses[Number(m[1])] : latin1("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nclean\n"),
+    );
+    if (m && hold.has(Number(m[1]))) await new Promise((r) => setTimeout(r, 3000));
+  });
+}
+
+/**
+ * `rounds` mutated copies of h1ResponseSeeds() (seeded), and the rounds whose connection the
+ * backend holds open after answering (one in ten).
+ */
+export function mutatedResponses(
+  rounds: number,
+  rand: () => number,
+): { responses: Uint8Array[]; hold: Set<number> } {
+  const seeds = h1ResponseSeeds();
+  return {
+    responses: Array.from({ length: rounds }, (_, i) => mutate(seeds[i % seeds.length], rand)),
+    hold: new Set(Array.from({ length: rounds }, (_, i) => i).filter((i) => i % 10 === 7)),
+  };
+}
+
+/** Runs rounds 0‥rounds-1 `concurrency` at a time; `check` sees each result with its round. */
+export async function inBatches<T>(
+  rounds: number,
+  concurrency: number,
+  run: (n: number) => Promise<T>,
+  check: (n: number, result: T) => void,
+): Promise<void> {
+  for (let first = 0; first < rounds; first += concurrency) {
+    const ns = Array.from({ length: Math.min(concurrency, rounds - first) }, (_, i) => first + i);
+    const results = await Promise.all(ns.map(run));
+    results.forEach((r, i) => check(ns[i], r));
+  }
+}
+
+/** Counts `key` in `counts`. */
+export function tally(counts: Map<string, number>, key: string): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
 }
 
 /** Valid HTTP/1.1 responses of every framing: length, chunked with trailers, interim, close-delimited, bodiless. */
