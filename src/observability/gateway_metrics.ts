@@ -24,6 +24,7 @@ export class DataPlaneMetrics {
   readonly inFlight: Gauge;
   readonly poolConnections: Gauge;
   readonly upstreamConnects: Counter;
+  readonly upstreamProtocolEvents: Counter;
   readonly backendPicks: Counter;
   readonly backendInFlight: Gauge;
   readonly backendEwma: Gauge;
@@ -110,6 +111,11 @@ export class DataPlaneMetrics {
       `${P}upstream_connects_total`,
       "Upstream connections opened per backend (with backend_picks_total: how often a request found one to reuse).",
       ["pool", "backend"],
+    );
+    this.upstreamProtocolEvents = r.counter(
+      `${P}upstream_protocol_events_total`,
+      "Protocol errors of HTTP/2 backends (h2_* events: what the backend sent that the gateway refused).",
+      ["pool", "backend", "event"],
     );
     this.backendPicks = r.counter(`${P}backend_picks_total`, "Times the balancer picked each backend.", [
       "pool",

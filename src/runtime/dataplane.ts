@@ -270,7 +270,14 @@ export class DataPlane {
     for (const b of removed) {
       const id = { pool: b.pool, backend: b.config.address };
       for (
-        const fam of [m.backendInFlight, m.backendEwma, m.poolConnections, m.backendPicks, m.upstreamConnects]
+        const fam of [
+          m.backendInFlight,
+          m.backendEwma,
+          m.poolConnections,
+          m.backendPicks,
+          m.upstreamConnects,
+          m.upstreamProtocolEvents,
+        ]
       ) {
         fam.removeMatching(id);
       }
@@ -430,6 +437,11 @@ export class DataPlane {
       m.poolConnections.with(b.pool, b.config.address, "open").set(used.open);
       m.poolConnections.with(b.pool, b.config.address, "idle").set(used.idle);
       m.upstreamConnects.with(b.pool, b.config.address).value = used.connects;
+      if (b.h2) {
+        for (const [event, n] of b.h2.events) {
+          m.upstreamProtocolEvents.with(b.pool, b.config.address, event).value = n;
+        }
+      }
     }
   }
 

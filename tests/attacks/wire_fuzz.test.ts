@@ -18,7 +18,7 @@
 import assert from "node:assert/strict";
 import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { startOrigin } from "../helpers/origin.ts";
-import { concat } from "../helpers/common.ts";
+import { concat, metricSum } from "../helpers/common.ts";
 import { rng } from "../unit/h2/helpers.ts";
 import { RawH2 } from "../helpers/h2_raw.ts";
 import {
@@ -545,6 +545,14 @@ fuzzTest(
         assert.match(stalled, /^HTTP\/1\.1 200 /);
         assert.match(await viaPool(gw, "/clean"), /^HTTP\/1\.1 200 [^]*\r\n\r\nclean\n$/, `after stall ${i}`);
       }
+      // What the backend did wrong is counted per backend, the stalls included.
+      const events = (e: string) =>
+        metricSum(
+          gw.adminPort,
+          new RegExp(`^expressgateway_upstream_protocol_events_total\\{.*event="${e}"`),
+        );
+      assert.ok(await events("h2_upstream_stalled") >= 3);
+      assert.ok(await events("h2_malformed") > 0);
     });
   },
 );

@@ -64,7 +64,8 @@ export class H2ClientConn extends H2Session {
   }
 
   event(kind: string): void {
-    this.pool.onEvent?.(kind);
+    const events = this.pool.events;
+    events.set(kind, (events.get(kind) ?? 0) + 1);
   }
 
   /** Sends the preface and starts reading; `ready` resolves on the server's SETTINGS. */
@@ -191,6 +192,7 @@ export class H2ClientConn extends H2Session {
     if (this.stuckMidFrame) {
       // A backend that stalls inside a frame stalls every stream of the connection: a new stream
       // put on it would time out too. No new streams; it closes once the others end.
+      this.event("h2_upstream_stalled");
       this.pool.retire(this);
       this.goaway("stalled inside a frame");
       if (this.load === 0) this.shutdown();
@@ -254,8 +256,6 @@ export class H2Pool {
     public target: ConnectTarget,
     public limits: PoolLimits,
     h2: Partial<H2Limits> = {},
-    /** Protocol events (see limits.ts), e.g. for metrics. */
-    public onEvent?: (kind: string) => void,
   ) {
     // A backend slow to read a request body is not an attack: no stall cut-off upstream
     // (response_timeout bounds the exchange).
@@ -264,6 +264,12 @@ export class H2Pool {
 
   /** Connections opened (preface and SETTINGS exchanged) since the pool was made. */
   connects = 0;
+
+  /**
+   * Protocol events on this pool's connections since it was made, by name (limits.ts, plus
+   * `h2_upstream_stalled`): what the backend did wrong, read into a metric at scrape time.
+   */
+  readonly events = new Map<string, number>();
 
   /** Connections open or being opened. */
   get open(): number {

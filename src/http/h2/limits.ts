@@ -42,6 +42,10 @@
  *                          waiting to (never opened its window, or stopped reading the socket):
  *                          GOAWAY(ENHANCE_YOUR_CALM) and close
  *   h2_refused_stream      max concurrent streams (exchanges still running after a reset count too)
+ * On the gateway's HTTP/2 backends (counted in upstream_protocol_events_total), the codec's events
+ * above, and:
+ *   h2_upstream_stalled    a stream timed out while its connection was stuck inside a frame or a
+ *                          field block: the connection is retired (GOAWAY, no new streams)
  */
 
 export interface H2Limits {
