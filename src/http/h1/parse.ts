@@ -116,10 +116,12 @@ export function findHeadEnd(
   }
   // A CR as the last byte is examined again with its successor on the next call (else a CR
   // followed by anything but LF in the next read would slip through).
-  const lastIsCr = end > start && bytes[end - 1] === CR;
-  st.scanned = end - base - (lastIsCr ? 1 : 0);
-  if (st.firstLineEnd < 0 && end - start - (lastIsCr ? 1 : 0) > limits.maxLine) throw lineTooLong(isRequest);
-  if (end - start - (lastIsCr ? 1 : 0) > limits.maxHead) {
+  const held = end > start && bytes[end - 1] === CR ? 1 : 0;
+  st.scanned = end - base - held;
+  // The caps count the bytes known to be clean: a held CR is judged with its successor.
+  const clean = end - start - held;
+  if (st.firstLineEnd < 0 && clean > limits.maxLine) throw lineTooLong(isRequest);
+  if (clean > limits.maxHead) {
     throw new H1ParseError(isRequest ? 431 : 502, "header block too large");
   }
   return -1;

@@ -509,16 +509,16 @@ export class H1ServerConn implements Deadline, ServerConnection {
    */
   #bodyFailed(body: Body, e: unknown, rec: RequestRecord, headAt: number): false | Promise<false> {
     body.cancel();
-    const upstream = e instanceof TruncatedBodyError || e instanceof H1ParseError;
+    const w = this.#writer;
+    // Nothing of this response was handed to the socket: no client write can have failed.
+    const unsent = !this.#closed && w.written === headAt && w.discardPending();
     rec.error ??= e instanceof TruncatedBodyError
       ? "upstream_truncated"
-      : upstream
+      : unsent || e instanceof H1ParseError
       ? "upstream_failed"
       : "client_write_failed";
-    const w = this.#writer;
-    if (this.#closed || w.written !== headAt || !w.discardPending()) return false;
+    if (!unsent) return false;
     rec.status = 502;
-    if (rec.error === "client_write_failed") rec.error = "upstream_failed"; // nothing was written: not the client
     this.#responseStarted = false;
     return this.#writeError(502, "the upstream response failed before any of it was sent").then(() => false);
   }

@@ -188,15 +188,15 @@ export class H2ClientConn extends H2Session {
 
   override streamTimeout(s: H2Stream): void {
     s.fail(new H2StreamTimeout(s.waitTimeoutMs));
-    this.resetStream(s, ErrorCode.CANCEL);
     if (this.stuckMidFrame) {
       // A backend that stalls inside a frame stalls every stream of the connection: a new stream
-      // put on it would time out too. No new streams; it closes once the others end.
+      // put on it would time out too. No new streams (GOAWAY makes it unusable, so it closes when
+      // its last stream does, this one included: #afterRelease).
       this.event("h2_upstream_stalled");
       this.pool.retire(this);
       this.goaway("stalled inside a frame");
-      if (this.load === 0) this.shutdown();
     }
+    this.resetStream(s, ErrorCode.CANCEL);
   }
 
   protected override onStreamClosed(): void {
