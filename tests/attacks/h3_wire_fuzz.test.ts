@@ -16,7 +16,7 @@ import { quicGatewayConfig, startGateway } from "../helpers/gateway.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { rng } from "../unit/h2/helpers.ts";
-import { hostileBackend, inBatches, mutate, mutatedResponses, tally } from "../helpers/wire_fuzz.ts";
+import { hostileBackend, inBatches, mutate, mutatedResponses, tally, within } from "../helpers/fuzz.ts";
 import { encodeFrame, encodeSettings, FrameType, Setting, StreamType } from "../../src/http/h3/frames.ts";
 
 const ROUNDS = 200;
@@ -61,17 +61,15 @@ function seed(post: boolean): Round {
 
 type Outcome = "response" | "stream reset" | "closed" | "hang" | "undecodable response";
 
-async function play(port: number, ca: string, r: Round): Promise<{ outcome: Outcome; detail: string }> {
+type Result = { outcome: Outcome; detail: string };
+
+async function play(port: number, ca: string, r: Round): Promise<Result> {
   const c = await H3Client.connect({ port, ca, noControl: true });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const closed = c.conn.closed.then((i) => ({
-    outcome: "closed" as Outcome,
+  const closed = c.conn.closed.then((i): Result => ({
+    outcome: "closed",
     detail: `${i.local ? "by us" : "by the server"} 0x${i.code.toString(16)} ${i.reason}`,
   }));
-  const hang = new Promise<{ outcome: Outcome; detail: string }>((res) =>
-    timer = setTimeout(() => res({ outcome: "hang", detail: "" }), END_WITHIN_MS)
-  );
-  const act = (async () => {
+  const act = (async (): Promise<Result> => {
     const conn = c.conn;
     const control = await conn.openUni();
     await control.write(r.control);
@@ -84,24 +82,17 @@ async function play(port: number, ca: string, r: Round): Promise<{ outcome: Outc
     await s.send.finish();
     try {
       const res = await c.readResponse(s);
-      return { outcome: "response" as Outcome, detail: String(res.status) };
+      return { outcome: "response", detail: String(res.status) };
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      if (/could not be decoded/.test(msg)) {
-        return { outcome: "undecodable response" as Outcome, detail: msg };
-      }
+      if (/could not be decoded/.test(msg)) return { outcome: "undecodable response", detail: msg };
       // A reset stream or a closed connection: which one, the close promise says if it settles.
-      const viaClose = await Promise.race([
-        closed,
-        new Promise<null>((res) => setTimeout(() => res(null), 300)),
-      ]);
-      return viaClose ?? { outcome: "stream reset" as Outcome, detail: msg };
+      return await within(closed, 300, { outcome: "stream reset", detail: msg });
     }
   })().catch(() => closed);
   try {
-    return await Promise.race([act, closed, hang]);
+    return await within(Promise.race([act, closed]), END_WITHIN_MS, { outcome: "hang", detail: "" });
   } finally {
-    clearTimeout(timer);
     c.close();
   }
 }
@@ -122,6 +113,7 @@ Deno.test("h3 wire fuzz: 200 mutated HTTP/3 sessions each end (answer, reset or 
   respond = { status = 200, body = "ok\\n" }`,
   })).catch(async (e) => {
     await origin.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw e;
   });
   try {
@@ -187,6 +179,7 @@ Deno.test("h3 wire fuzz: 200 mutated backend responses through the HTTP/3 front:
     ),
   ).catch(async (e) => {
     await backend.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw e;
   });
   /**
@@ -197,23 +190,17 @@ Deno.test("h3 wire fuzz: 200 mutated backend responses through the HTTP/3 front:
    */
   const get = async (n: number): Promise<string> => {
     const c = await H3Client.connect({ port: gw.ports.h3, ca: pki.caPem });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const hang = new Promise<string>((res) => timer = setTimeout(() => res("open"), END_WITHIN_MS));
     const got = c.request({ method: "GET", path: `/r/${n}`, authority: "origin" }).then(
       (res) => `end ${res.status}`,
       async (e) => {
         if (/decoded/.test(String(e))) return `undecodable ${e}`;
-        const closed = await Promise.race([
-          c.closed(),
-          new Promise<null>((r) => setTimeout(() => r(null), 300)),
-        ]);
+        const closed = await within(c.closed(), 300, null);
         return closed ? `closed 0x${closed.code.toString(16)} ${closed.reason}` : "reset";
       },
     );
     try {
-      return await Promise.race([got, hang]);
+      return await within(got, END_WITHIN_MS, "open");
     } finally {
-      clearTimeout(timer);
       c.close();
     }
   };

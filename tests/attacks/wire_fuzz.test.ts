@@ -31,7 +31,7 @@ import {
   tally,
   type TestServer,
   writeAll,
-} from "../helpers/wire_fuzz.ts";
+} from "../helpers/fuzz.ts";
 import {
   CONNECTION_PREFACE,
   encodeFrame,

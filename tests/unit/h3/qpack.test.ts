@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { H3, H3Error } from "../../../src/http/h3/frames.ts";
 import { rng } from "../h2/helpers.ts";
+import { mutate } from "../../helpers/fuzz.ts";
 import {
   DecoderStreamParser,
   encodeFieldSection,
@@ -244,23 +245,8 @@ Deno.test("qpack: the peer's decoder stream may only cancel streams (our encoder
   );
 });
 
-/** 1–3 random edits of a copy of `src`: overwrite, insert, delete or cut short. */
-function mutate(src: Uint8Array, rand: () => number): Uint8Array {
-  let b = Array.from(src);
-  const edits = 1 + Math.floor(rand() * 3);
-  for (let e = 0; e < edits && b.length > 0; e++) {
-    const at = Math.floor(rand() * b.length);
-    const op = Math.floor(rand() * 4);
-    const byte = rand() < 0.5
-      ? Math.floor(rand() * 256)
-      : [0x00, 0x7f, 0x80, 0xff, 0x3f, 0xc0][Math.floor(rand() * 6)];
-    if (op === 0) b[at] = byte;
-    else if (op === 1) b.splice(at, 0, byte);
-    else if (op === 2) b.splice(at, 1);
-    else b = b.slice(0, at);
-  }
-  return Uint8Array.from(b);
-}
+/** Prefix-integer and Huffman boundaries: where QPACK's decoder branches. */
+const QPACK_OCTETS = [0x00, 0x7f, 0x80, 0xff, 0x3f, 0xc0];
 
 /**
  * Feeds encoder-stream bytes in the given pieces to a new decoder: the table it built (insert
@@ -301,7 +287,9 @@ Deno.test("qpack: 3,000 mutated encoder streams and field sections only raise th
   const outcomes = new Map<string, number>();
   const count = (k: string) => outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
   for (let round = 0; round < 3000; round++) {
-    const stream = round % 2 === 0 ? mutate(encoderSeeds[round % 3], rand) : encoderSeeds[round % 3];
+    const stream = round % 2 === 0
+      ? mutate(encoderSeeds[round % 3], rand, 0, QPACK_OCTETS)
+      : encoderSeeds[round % 3];
     const label = `round ${round}: encoder stream ${toHex(stream)}`;
     const whole = encoderStreamVerdict([stream], label);
     // The same bytes one at a time build the same table and end the same way.
@@ -309,7 +297,7 @@ Deno.test("qpack: 3,000 mutated encoder streams and field sections only raise th
     assert.equal(bytewise.verdict, whole.verdict, `${label} (byte by byte)`);
     count(whole.verdict.endsWith("error") ? "encoder error" : "encoder ok");
     if (whole.verdict.endsWith("error")) continue;
-    const section = mutate(sectionSeeds[Math.floor(rand() * sectionSeeds.length)], rand);
+    const section = mutate(sectionSeeds[Math.floor(rand() * sectionSeeds.length)], rand, 0, QPACK_OCTETS);
     try {
       const r = whole.d.decode(section, 4 * round);
       count("blocked" in r ? "blocked" : r.fields === null ? "too large" : "decoded");

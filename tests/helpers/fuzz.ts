@@ -1,19 +1,34 @@
 /**
- * Pieces shared by the wire-fuzz attack tests (tests/attacks/wire_fuzz.test.ts,
- * tests/attacks/h3_wire_fuzz.test.ts): byte mutation, test servers (a hostile HTTP/1.1 backend
- * that answers each request with a chosen, mutated, response), and running rounds in batches.
+ * Pieces shared by the fuzz tests (unit: tests/unit/h1/parse.test.ts, tests/unit/h3/qpack.test.ts;
+ * live: tests/attacks/wire_fuzz.test.ts, tests/attacks/h3_wire_fuzz.test.ts): byte mutation, test
+ * servers (a hostile HTTP/1.1 backend that answers each request with a chosen, mutated,
+ * response), and running rounds in batches.
  */
 
 export const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 
-/** 1–3 random edits from `from` on: overwrite, insert, delete, duplicate a slice, or cut short. */
-export function mutate(src: Uint8Array, rand: () => number, from = 0): Uint8Array {
+/** Octets HTTP grammars care about (line ends, separators, bounds of the classes). */
+export const SPECIAL_OCTETS: readonly number[] = [0x00, 0x0a, 0x0d, 0x20, 0x3a, 0x30, 0x7f, 0x80, 0xff];
+
+/**
+ * 1–3 random edits from `from` on: overwrite, insert, delete, duplicate a slice, or cut short.
+ * A share `specialShare` of the octets written are from `special` (what the grammar under test
+ * branches on), the rest any octet.
+ */
+export function mutate(
+  src: Uint8Array,
+  rand: () => number,
+  from = 0,
+  special: readonly number[] = SPECIAL_OCTETS,
+  specialShare = 0.5,
+): Uint8Array {
   let b = Array.from(src);
   const edits = 1 + Math.floor(rand() * 3);
-  const special = [0x00, 0x0a, 0x0d, 0x20, 0x3a, 0x30, 0x7f, 0x80, 0xff];
   for (let e = 0; e < edits && b.length > from; e++) {
     const at = from + Math.floor(rand() * (b.length - from));
-    const byte = rand() < 0.5 ? special[Math.floor(rand() * special.length)] : Math.floor(rand() * 256);
+    const byte = rand() < specialShare
+      ? special[Math.floor(rand() * special.length)]
+      : Math.floor(rand() * 256);
     const op = Math.floor(rand() * 5);
     if (op === 0) b[at] = byte;
     else if (op === 1) b.splice(at, 0, byte);
@@ -118,6 +133,16 @@ export async function inBatches<T>(
     const ns = Array.from({ length: Math.min(concurrency, rounds - first) }, (_, i) => first + i);
     const results = await Promise.all(ns.map(run));
     results.forEach((r, i) => check(ns[i], r));
+  }
+}
+
+/** What `p` settles to, or `late` if it has not within `ms` (the timer is cleared either way). */
+export async function within<T>(p: Promise<T>, ms: number, late: T): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([p, new Promise<T>((r) => timer = setTimeout(() => r(late), ms))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
