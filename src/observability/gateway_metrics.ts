@@ -114,7 +114,7 @@ export class DataPlaneMetrics {
     );
     this.upstreamProtocolEvents = r.counter(
       `${P}upstream_protocol_events_total`,
-      "Protocol errors of HTTP/2 backends (h2_* events: what the backend sent that the gateway refused).",
+      "Protocol errors of HTTP/2 and HTTP/3 backends (h2_*, h3_* events: what the backend sent that the gateway refused).",
       ["pool", "backend", "event"],
     );
     this.backendPicks = r.counter(`${P}backend_picks_total`, "Times the balancer picked each backend.", [

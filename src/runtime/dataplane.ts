@@ -437,8 +437,9 @@ export class DataPlane {
       m.poolConnections.with(b.pool, b.config.address, "open").set(used.open);
       m.poolConnections.with(b.pool, b.config.address, "idle").set(used.idle);
       m.upstreamConnects.with(b.pool, b.config.address).value = used.connects;
-      if (b.h2) {
-        for (const [event, n] of b.h2.events) {
+      const refused = (b.h3 ?? b.h2)?.events;
+      if (refused) {
+        for (const [event, n] of refused) {
           m.upstreamProtocolEvents.with(b.pool, b.config.address, event).value = n;
         }
       }

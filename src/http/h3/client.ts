@@ -34,8 +34,10 @@ import {
   type QuicRecvStream,
 } from "../../quic/engine.ts";
 import {
+  checkRequestStreamFrame,
   encodeFrame,
   encodeSettings,
+  errorName,
   frameHeader,
   FrameReader,
   FrameType,
@@ -44,6 +46,7 @@ import {
   isReservedH2FrameType,
   parseSettings,
   parseSingleVarint,
+  readCriticalStream,
   Setting,
   StreamType,
 } from "./frames.ts";
@@ -107,21 +110,34 @@ class H3ClientConn {
     first[0] = StreamType.CONTROL;
     first.set(settings, 1);
     await control.write(first);
-    this.#readPeerStreams().catch((e) => this.fail(e));
+    this.#readPeerStreams().catch((e) => this.#streamFailed(e));
+  }
+
+  /** A peer stream's reader stopped: a protocol error of the backend's, or the connection ended. */
+  #streamFailed(e: unknown): void {
+    if (e instanceof H3Error) this.refuse(e);
+    else this.fail(e);
   }
 
   async #readPeerStreams(): Promise<void> {
     for (;;) {
       const s = await this.qc.acceptUni();
       if (!s) return;
-      this.#readUni(s).catch((e) => this.fail(e));
+      this.#readUni(s).catch((e) => this.#streamFailed(e));
     }
   }
+
+  /** The backend's critical streams seen so far: one of each type is allowed (RFC 9114 §6.2.1, RFC 9204 §4.2). */
+  readonly #peerStreams = { control: false, encoder: false, decoder: false };
+  /** The connection is closing (by either side): its critical streams may end. */
+  readonly #ending = () => this.#closed || this.qc.isClosed;
 
   async #readUni(s: QuicRecvStream): Promise<void> {
     const r = new FrameReader(s, 1024);
     const type = await r.varint().catch(() => null);
     if (type === StreamType.CONTROL) {
+      if (this.#peerStreams.control) throw new H3Error(H3.STREAM_CREATION_ERROR, "second control stream");
+      this.#peerStreams.control = true;
       let first = true;
       for (;;) {
         const h = await r.frameHeader().catch((e) => {
@@ -129,7 +145,8 @@ class H3ClientConn {
           return null;
         });
         if (!h) {
-          if (!this.#closed) {
+          // A control stream also ends when the connection does (closed by us: not yet #closed).
+          if (!this.#ending()) {
             throw new H3Error(H3.CLOSED_CRITICAL_STREAM, "backend closed its control stream");
           }
           return;
@@ -147,32 +164,51 @@ class H3ClientConn {
           parseSingleVarint(await r.payload(h.length), "GOAWAY");
           this.retire();
         } else if (
-          h.type === FrameType.DATA || h.type === FrameType.HEADERS || isReservedH2FrameType(h.type)
+          h.type === FrameType.DATA || h.type === FrameType.HEADERS || h.type === FrameType.PUSH_PROMISE ||
+          h.type === FrameType.MAX_PUSH_ID || isReservedH2FrameType(h.type)
         ) {
+          // MAX_PUSH_ID is a client's frame (§7.2.7); the rest never go on a control stream.
           throw new H3Error(H3.FRAME_UNEXPECTED, `frame 0x${h.type.toString(16)} on the control stream`);
+        } else if (h.type === FrameType.CANCEL_PUSH) {
+          // We allow no pushes (no MAX_PUSH_ID sent), so every push ID is out of range (§7.2.3).
+          throw new H3Error(H3.ID_ERROR, "CANCEL_PUSH without MAX_PUSH_ID");
         } else await r.discard(h.length);
       }
     }
     if (type === StreamType.QPACK_ENCODER) {
-      // Our table capacity is 0: any instruction but "capacity 0" fails in the decoder.
-      while (await r.more().catch(() => false)) {
-        this.decoder.onEncoderStream(r.buf.subarray(r.start, r.end));
-        r.start = r.end;
+      if (this.#peerStreams.encoder) {
+        throw new H3Error(H3.STREAM_CREATION_ERROR, "second QPACK encoder stream");
       }
-      return;
+      this.#peerStreams.encoder = true;
+      // Our table capacity is 0: any instruction but "capacity 0" fails in the decoder.
+      return await readCriticalStream(
+        r,
+        "QPACK encoder",
+        (b) => this.decoder.onEncoderStream(b),
+        this.#ending,
+      );
     }
     if (type === StreamType.QPACK_DECODER) {
-      // Critical: never stopped (the backend would close with H3_CLOSED_CRITICAL_STREAM).
+      if (this.#peerStreams.decoder) {
+        throw new H3Error(H3.STREAM_CREATION_ERROR, "second QPACK decoder stream");
+      }
+      this.#peerStreams.decoder = true;
       // We never insert, so only Stream Cancellations are valid on it.
       const parser = new DecoderStreamParser();
-      while (await r.more().catch(() => false)) {
-        parser.feed(r.buf.subarray(r.start, r.end));
-        r.start = r.end;
-      }
-      return;
+      return await readCriticalStream(r, "QPACK decoder", (b) => parser.feed(b), this.#ending);
     }
     if (type === StreamType.PUSH) throw new H3Error(H3.ID_ERROR, "push stream without MAX_PUSH_ID");
     s.stopSending(H3.STREAM_CREATION_ERROR); // unknown / GREASE stream types: not read
+  }
+
+  /**
+   * A connection error the backend caused (RFC 9114 §8): counted by its code
+   * (upstream_protocol_events_total), then the connection closes with that code.
+   */
+  refuse(e: H3Error): void {
+    if (this.#ending()) return;
+    this.pool.event(errorName(e.code).toLowerCase());
+    this.fail(e);
   }
 
   /** A connection error: close with its code; in-flight requests fail. */
@@ -237,6 +273,17 @@ export class H3Pool {
 
   /** Connections opened (QUIC handshake done, h3 negotiated) since the pool was made. */
   connects = 0;
+
+  /**
+   * What this pool's backends sent that the gateway refused, by event (`h3_malformed`,
+   * `h3_head_too_large`, or the lower-cased name of the connection error it closed with, e.g.
+   * `h3_frame_unexpected`), since the pool was made: read into a metric at scrape time.
+   */
+  readonly events = new Map<string, number>();
+
+  event(kind: string): void {
+    this.events.set(kind, (this.events.get(kind) ?? 0) + 1);
+  }
 
   get open(): number {
     return this.#conns.length + this.#connecting;
@@ -624,22 +671,46 @@ class UpstreamStream implements Body {
     this.#release();
   }
 
-  /** Frames up to the final response HEADERS. */
+  /** Frames up to the final response HEADERS. Throws UpstreamError. */
   async readHead(timeoutMs: number): Promise<H2ResponseHead> {
-    for (;;) {
-      const fields = await withTimeout(this.#nextHeaders(), timeoutMs, "response");
-      const head = parseResponseFields(fields);
-      if (typeof head === "string") {
-        throw new UpstreamError(`${this.pool.key} sent a malformed response: ${head}`, 502, false);
-      }
-      if (head.status >= 100 && head.status < 200) {
-        if (head.status === 101) {
-          throw new UpstreamError(`${this.pool.key} answered 101 over HTTP/3`, 502, false);
+    try {
+      for (;;) {
+        const fields = await withTimeout(this.#nextHeaders(), timeoutMs, "response");
+        const head = parseResponseFields(fields);
+        if (typeof head === "string") throw this.#malformed(head);
+        if (head.status >= 100 && head.status < 200) {
+          if (head.status === 101) throw this.#malformed("101 over HTTP/3"); // §4.5: not in HTTP/3
+          continue; // interim: the gateway answers Expect itself
         }
-        continue; // interim: the gateway answers Expect itself
+        return head;
       }
-      return head;
+    } catch (e) {
+      throw this.#upstreamError(e);
     }
+  }
+
+  /**
+   * A malformed response (RFC 9114 §4.1.2): a stream error, this request fails with 502 and the
+   * connection carries on.
+   */
+  #malformed(what: string): UpstreamError {
+    this.pool.event("h3_malformed");
+    return new UpstreamError(`${this.pool.key} sent a malformed response: ${what}`, 502, false);
+  }
+
+  /**
+   * What failed a read, as an UpstreamError. The backend's protocol errors (an H3Error: frames out
+   * of order or cut short, a frame type a response stream may not carry, a field section QPACK
+   * cannot decode) are connection errors (RFC 9114 §7.2, §8; RFC 9204 §2.2): the connection
+   * closes with that code and its other requests fail too.
+   */
+  #upstreamError(e: unknown): UpstreamError {
+    if (e instanceof UpstreamError) return e;
+    if (e instanceof H3Error) {
+      this.conn.refuse(e);
+      return new UpstreamError(`${this.pool.key}: ${e.message} (connection closed)`, 502, false);
+    }
+    return new UpstreamError(`${this.pool.key}: ${errText(e)}`, 502, false);
   }
 
   async #nextHeaders(): Promise<HeaderField[]> {
@@ -650,20 +721,23 @@ class UpstreamStream implements Body {
         throw new UpstreamError(`${this.pool.key} ended the stream before a response`, 502, false);
       }
       if (h.type === FrameType.HEADERS) {
-        if (h.length > MAX_RESPONSE_FIELDS * 4) {
-          throw new UpstreamError(`${this.pool.key}: response head too large`, 502, false);
-        }
+        if (h.length > MAX_RESPONSE_FIELDS * 4) throw this.#tooLarge("response head");
+        // Our table capacity is 0: a section that references the dynamic table fails to decode
+        // (QPACK_DECOMPRESSION_FAILED) rather than blocking.
         const d = this.conn.decoder.decode(await r.payload(h.length), Number(this.s.recv.id));
-        if ("blocked" in d || d.fields === null) {
-          throw new UpstreamError(`${this.pool.key}: response head too large or blocked`, 502, false);
-        }
+        if ("blocked" in d || d.fields === null) throw this.#tooLarge("response head");
         return d.fields;
       }
-      if (h.type === FrameType.DATA) {
-        throw new UpstreamError(`${this.pool.key}: DATA before HEADERS`, 502, false);
-      }
+      if (h.type === FrameType.DATA) throw new H3Error(H3.FRAME_UNEXPECTED, "DATA before HEADERS");
+      checkRequestStreamFrame(h.type, "server");
       await r.discard(h.length);
     }
+  }
+
+  /** More than MAX_RESPONSE_FIELDS (what our SETTINGS allow): this request fails, 502. */
+  #tooLarge(what: string): UpstreamError {
+    this.pool.event("h3_head_too_large");
+    return new UpstreamError(`${this.pool.key}: ${what} too large`, 502, false);
   }
 
   async read(): Promise<Uint8Array | null> {
@@ -672,7 +746,7 @@ class UpstreamStream implements Body {
       return await withTimeout(this.#next(), this.#responseTimeoutMs, "response body");
     } catch (e) {
       this.abandon(e);
-      throw e instanceof UpstreamError ? e : new UpstreamError(`${this.pool.key}: ${errText(e)}`, 502, false);
+      throw this.#upstreamError(e);
     }
   }
 
@@ -688,32 +762,30 @@ class UpstreamStream implements Body {
       const h = await r.frameHeader();
       if (h === null) {
         if (this.#expectedLength >= 0 && this.received !== this.#expectedLength) {
-          throw new UpstreamError(
-            `${this.pool.key}: body of ${this.received} bytes, content-length ${this.#expectedLength}`,
-            502,
-            false,
-          );
+          throw this.#malformed(`body of ${this.received} bytes, content-length ${this.#expectedLength}`);
         }
         this.done = true;
         this.#release();
         return null;
       }
       if (h.type === FrameType.DATA) {
-        if (this.#trailers) throw new UpstreamError(`${this.pool.key}: DATA after trailers`, 502, false);
+        if (this.#trailers) throw new H3Error(H3.FRAME_UNEXPECTED, "DATA after trailers");
         if (this.#expectedLength >= 0 && this.received + h.length > this.#expectedLength) {
-          throw new UpstreamError(`${this.pool.key}: body longer than content-length`, 502, false);
+          throw this.#malformed("body longer than content-length");
         }
         this.#remaining = h.length;
       } else if (h.type === FrameType.HEADERS) {
-        if (this.#trailers) throw new UpstreamError(`${this.pool.key}: second trailer section`, 502, false);
+        if (this.#trailers) throw new H3Error(H3.FRAME_UNEXPECTED, "second trailer section");
+        if (h.length > MAX_RESPONSE_FIELDS * 4) throw this.#tooLarge("trailer section");
         const d = this.conn.decoder.decode(await r.payload(h.length), Number(this.s.recv.id));
-        if ("blocked" in d || d.fields === null) {
-          throw new UpstreamError(`${this.pool.key}: trailers too large`, 502, false);
-        }
+        if ("blocked" in d || d.fields === null) throw this.#tooLarge("trailer section");
         const t = parseTrailerFields(d.fields);
-        if (typeof t === "string") throw new UpstreamError(`${this.pool.key}: ${t}`, 502, false);
+        if (typeof t === "string") throw this.#malformed(t);
         this.#trailers = t;
-      } else await r.discard(h.length);
+      } else {
+        checkRequestStreamFrame(h.type, "server");
+        await r.discard(h.length);
+      }
     }
   }
 

@@ -62,8 +62,13 @@ export function isReservedH2FrameType(t: number): boolean {
   return t === 0x02 || t === 0x06 || t === 0x08 || t === 0x09;
 }
 
-/** Frame types that may never appear on a request stream (§7.2): each is H3_FRAME_UNEXPECTED. */
-export function checkRequestStreamFrame(type: number): void {
+/**
+ * Frame types that may never appear on a request stream (§7.2), sent by the `from` side: each is
+ * a connection error. A client never sends PUSH_PROMISE (H3_FRAME_UNEXPECTED); a server may only
+ * after the client's MAX_PUSH_ID, which the gateway never sends, so from a backend it is
+ * H3_ID_ERROR (§7.2.5).
+ */
+export function checkRequestStreamFrame(type: number, from: "client" | "server" = "client"): void {
   switch (type) {
     case FrameType.SETTINGS:
     case FrameType.GOAWAY:
@@ -71,7 +76,9 @@ export function checkRequestStreamFrame(type: number): void {
     case FrameType.CANCEL_PUSH:
       throw new H3Error(H3.FRAME_UNEXPECTED, `control frame 0x${type.toString(16)} on a request stream`);
     case FrameType.PUSH_PROMISE:
-      throw new H3Error(H3.FRAME_UNEXPECTED, "PUSH_PROMISE from a client");
+      throw from === "client"
+        ? new H3Error(H3.FRAME_UNEXPECTED, "PUSH_PROMISE from a client")
+        : new H3Error(H3.ID_ERROR, "PUSH_PROMISE without MAX_PUSH_ID");
   }
   if (isReservedH2FrameType(type)) {
     throw new H3Error(H3.FRAME_UNEXPECTED, `HTTP/2 frame type 0x${type.toString(16)}`);
@@ -364,6 +371,35 @@ export class FrameReader {
       const n = Math.min(length, this.available);
       this.start += n;
       length -= n;
+    }
+  }
+}
+
+/**
+ * Reads a critical stream (QPACK encoder or decoder) to its forbidden end, feeding `onChunk` what
+ * arrived, the bytes that came with the stream type first. Its end, or a reset, is
+ * H3_CLOSED_CRITICAL_STREAM (RFC 9204 §4.2) unless `closing()` says the connection is going anyway.
+ */
+export async function readCriticalStream(
+  r: FrameReader,
+  what: string,
+  onChunk: (b: Uint8Array) => void,
+  closing: () => boolean,
+): Promise<void> {
+  for (;;) {
+    if (r.available > 0) {
+      onChunk(r.buf.subarray(r.start, r.end));
+      r.start = r.end;
+    }
+    let more: boolean;
+    try {
+      more = await r.more();
+    } catch {
+      more = false;
+    }
+    if (!more) {
+      if (closing()) return;
+      throw new H3Error(H3.CLOSED_CRITICAL_STREAM, `peer closed its ${what} stream`);
     }
   }
 }

@@ -51,6 +51,7 @@ import {
   isReservedH2FrameType,
   parseSettings,
   parseSingleVarint,
+  readCriticalStream,
   Setting,
   StreamType,
 } from "./frames.ts";
@@ -304,40 +305,25 @@ export class H3ServerConn implements ServerConnection, Deadline {
           throw new H3Error(H3.STREAM_CREATION_ERROR, "second QPACK encoder stream");
         }
         this.#peerStreams.encoder = true;
-        return await this.#readCritical(r, "QPACK encoder", (chunk) => {
+        return await readCriticalStream(r, "QPACK encoder", (chunk) => {
           this.#sendDecoderInstruction(this.#decoder.onEncoderStream(chunk));
-        });
+        }, () => this.#closing);
       case StreamType.QPACK_DECODER:
         if (this.#peerStreams.decoder) {
           throw new H3Error(H3.STREAM_CREATION_ERROR, "second QPACK decoder stream");
         }
         this.#peerStreams.decoder = true;
-        return await this.#readCritical(r, "QPACK decoder", (chunk) => this.#decoderStreamParser.feed(chunk));
+        return await readCriticalStream(
+          r,
+          "QPACK decoder",
+          (chunk) => this.#decoderStreamParser.feed(chunk),
+          () => this.#closing,
+        );
       case StreamType.PUSH:
         throw new H3Error(H3.STREAM_CREATION_ERROR, "client opened a push stream");
       default:
         // Unknown and reserved (GREASE) stream types: not read (§6.2: abort reading, no error).
         s.stopSending(H3.STREAM_CREATION_ERROR);
-    }
-  }
-
-  /** Reads a QPACK stream to its (forbidden) end, feeding `onChunk`. */
-  async #readCritical(r: FrameReader, what: string, onChunk: (b: Uint8Array) => void): Promise<void> {
-    for (;;) {
-      if (r.available > 0) {
-        onChunk(r.buf.subarray(r.start, r.end));
-        r.start = r.end;
-      }
-      let more: boolean;
-      try {
-        more = await r.more();
-      } catch {
-        more = false;
-      }
-      if (!more) {
-        if (this.#closing) return;
-        throw new H3Error(H3.CLOSED_CRITICAL_STREAM, `peer closed its ${what} stream`);
-      }
     }
   }
 
