@@ -13,6 +13,8 @@ import {
   type QuicClientEndpoint,
   type QuicConnection,
   type QuicSendStream,
+  QuicServer,
+  type QuicServerOptions,
 } from "../../src/quic/engine.ts";
 import {
   encodeFrame,
@@ -333,3 +335,20 @@ export function header(res: H3Response, name: string): string | undefined {
 
 /** A CA and a localhost leaf signed by it (scripts/pki.ts); Deno's QUIC client needs the chain. */
 export { makeTestPki } from "../../scripts/pki.ts";
+
+/** A QUIC server on a free loopback port for a test's own peers, with a leaf certificate's files. */
+export async function bindTestQuicServer(
+  files: { cert: string; key: string },
+  alpn: string[],
+  opts: Partial<QuicServerOptions> = {},
+): Promise<QuicServer> {
+  return QuicServer.bind({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: await Deno.readTextFile(files.cert),
+    key: await Deno.readTextFile(files.key),
+    alpn,
+    maxIdleTimeoutMs: 10_000,
+    ...opts,
+  });
+}

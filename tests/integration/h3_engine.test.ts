@@ -8,9 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { QuicClientEndpoint, type QuicConnection, QuicServer } from "../../src/quic/engine.ts";
+import { QuicClientEndpoint, type QuicConnection } from "../../src/quic/engine.ts";
 import { connectQuic } from "../../src/quic/engine.ts";
-import { makeTestPki } from "../helpers/h3_client.ts";
+import { bindTestQuicServer, makeTestPki } from "../helpers/h3_client.ts";
 
 async function readAll(c: { readInto(v: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> }) {
   const parts: number[] = [];
@@ -34,14 +34,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 Deno.test("quic engine: Deno's QUIC behaviours the HTTP/3 layer relies on", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "eg-quic-" });
   const pki = await makeTestPki(dir);
-  const server = QuicServer.bind({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: await Deno.readTextFile(pki.cert),
-    key: await Deno.readTextFile(pki.key),
-    alpn: ["h3"],
-    maxIdleTimeoutMs: 10_000,
-  });
+  const server = await bindTestQuicServer(pki, ["h3"]);
   const accepted: QuicConnection[] = [];
   const waiters: Array<(c: QuicConnection) => void> = [];
   const errors: unknown[] = [];

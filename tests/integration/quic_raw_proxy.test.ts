@@ -24,10 +24,10 @@ import {
   type QuicCloseInfo,
   type QuicConnection,
   type QuicRecvStream,
-  QuicServer,
+  type QuicServer,
 } from "../../src/quic/engine.ts";
 import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
-import { makeTestPki } from "../helpers/h3_client.ts";
+import { bindTestQuicServer, makeTestPki } from "../helpers/h3_client.ts";
 import { run } from "../helpers/run.ts";
 import { concat, sha256, stopChild } from "../helpers/common.ts";
 
@@ -88,12 +88,7 @@ class EchoBackend {
   }
 
   static async start(certFile: string, keyFile: string): Promise<EchoBackend> {
-    const server = QuicServer.bind({
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: await Deno.readTextFile(certFile),
-      key: await Deno.readTextFile(keyFile),
-      alpn: [ECHO_ALPN],
+    const server = await bindTestQuicServer({ cert: certFile, key: keyFile }, [ECHO_ALPN], {
       maxIdleTimeoutMs: 30_000,
     });
     return new EchoBackend(server);
