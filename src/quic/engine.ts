@@ -22,6 +22,9 @@
  *     garbage-collected (20 opened and closed held 20 sockets until a GC): short-lived users
  *     (health probes) share one endpoint instead of opening one each.
  *   - `accept()` of a failed handshake rejects; a failed handshake never stops the accept loop.
+ *   - A send stream whose object is garbage-collected is finished (the peer reads a FIN): a
+ *     stream that must stay open (an HTTP/3 control stream) is held by its owner for the
+ *     connection's life (tests/integration/h3_engine.test.ts, tests/fixtures/quic_gc.ts).
  */
 
 /**

@@ -32,6 +32,7 @@ import {
   QuicClientEndpoint,
   type QuicConnection,
   type QuicRecvStream,
+  type QuicSendStream,
 } from "../../quic/engine.ts";
 import {
   checkRequestStreamFrame,
@@ -44,6 +45,7 @@ import {
   H3,
   H3Error,
   isReservedH2FrameType,
+  nextControlFrame,
   parseSettings,
   parseSingleVarint,
   readCriticalStream,
@@ -73,6 +75,8 @@ const STREAMS_PER_CONNECTION = 100;
 /** Largest response field section we accept (SETTINGS_MAX_FIELD_SECTION_SIZE). */
 const MAX_RESPONSE_FIELDS = 64 * 1024;
 const COALESCE_LIMIT = 16 * 1024;
+/** How long after a critical stream ended its connection's close may still be reported. */
+const CRITICAL_END_GRACE_MS = 50;
 
 class H3ClientConn {
   active = 0;
@@ -103,6 +107,12 @@ class H3ClientConn {
     return this.#closed;
   }
 
+  /**
+   * Our control stream, held for the connection's life: Deno finishes a send stream whose object
+   * is garbage-collected, and a backend takes its end for H3_CLOSED_CRITICAL_STREAM.
+   */
+  #control: QuicSendStream | undefined;
+
   async start(): Promise<void> {
     const control = await this.qc.openUni();
     const settings = encodeSettings([[Setting.MAX_FIELD_SECTION_SIZE, MAX_RESPONSE_FIELDS]]);
@@ -110,12 +120,17 @@ class H3ClientConn {
     first[0] = StreamType.CONTROL;
     first.set(settings, 1);
     await control.write(first);
+    this.#control = control;
     this.#readPeerStreams().catch((e) => this.#streamFailed(e));
   }
 
   /** A peer stream's reader stopped: a protocol error of the backend's, or the connection ended. */
   #streamFailed(e: unknown): void {
-    if (e instanceof H3Error) this.refuse(e);
+    if (e instanceof H3Error && e.code === H3.CLOSED_CRITICAL_STREAM) {
+      // A critical stream also ends with its connection, and Deno may report the connection's
+      // close just after the stream's end: decide once it has had the time to.
+      setTimeout(() => this.refuse(e), CRITICAL_END_GRACE_MS);
+    } else if (e instanceof H3Error) this.refuse(e);
     else this.fail(e);
   }
 
@@ -124,6 +139,58 @@ class H3ClientConn {
       const s = await this.qc.acceptUni();
       if (!s) return;
       this.#readUni(s).catch((e) => this.#streamFailed(e));
+    }
+  }
+
+  /** The last GOAWAY's stream id: a later one may not raise it (RFC 9114 §5.2). */
+  #goawayId = Infinity;
+
+  async #readControl(r: FrameReader): Promise<void> {
+    let first = true;
+    for (;;) {
+      // Its end may also be its connection's, reported just after: #streamFailed tells them apart.
+      const h = await nextControlFrame(r, this.#ending);
+      if (h === null) return;
+      if (first && h.type !== FrameType.SETTINGS) {
+        throw new H3Error(H3.MISSING_SETTINGS, "no SETTINGS first");
+      }
+      if (h.type === FrameType.SETTINGS) {
+        if (!first) throw new H3Error(H3.FRAME_UNEXPECTED, "second SETTINGS");
+        first = false;
+        if (h.length > 16 * 1024) throw new H3Error(H3.EXCESSIVE_LOAD, "SETTINGS too large");
+        this.#gotSettings(parseSettings(await this.#controlPayload(r, h.length)));
+      } else if (h.type === FrameType.GOAWAY) {
+        if (h.length > 8) throw new H3Error(H3.FRAME_ERROR, "GOAWAY too long");
+        const id = parseSingleVarint(await this.#controlPayload(r, h.length), "GOAWAY");
+        // From a server it names a client-initiated bidirectional stream, and never grows (§5.2).
+        if (id % 4 !== 0) throw new H3Error(H3.ID_ERROR, `GOAWAY names stream ${id}, not a request stream`);
+        if (id > this.#goawayId) {
+          throw new H3Error(H3.ID_ERROR, `GOAWAY raised from ${this.#goawayId} to ${id}`);
+        }
+        this.#goawayId = id;
+        this.retire();
+      } else if (
+        h.type === FrameType.DATA || h.type === FrameType.HEADERS || h.type === FrameType.PUSH_PROMISE ||
+        h.type === FrameType.MAX_PUSH_ID || isReservedH2FrameType(h.type)
+      ) {
+        // MAX_PUSH_ID is a client's frame (§7.2.7); the rest never go on a control stream.
+        throw new H3Error(H3.FRAME_UNEXPECTED, `frame 0x${h.type.toString(16)} on the control stream`);
+      } else if (h.type === FrameType.CANCEL_PUSH) {
+        // We allow no pushes (no MAX_PUSH_ID sent), so every push ID is out of range (§7.2.3).
+        throw new H3Error(H3.ID_ERROR, "CANCEL_PUSH without MAX_PUSH_ID");
+      } else await this.#controlPayload(r, h.length, true);
+    }
+  }
+
+  /** A control frame's payload (or, `skip`, its length dropped); a stream that fails meanwhile is closed. */
+  async #controlPayload(r: FrameReader, length: number, skip = false): Promise<Uint8Array> {
+    try {
+      if (!skip) return await r.payload(length);
+      await r.discard(length);
+      return new Uint8Array(0);
+    } catch (e) {
+      if (e instanceof H3Error) throw e;
+      throw new H3Error(H3.CLOSED_CRITICAL_STREAM, "backend's control stream failed inside a frame");
     }
   }
 
@@ -138,42 +205,7 @@ class H3ClientConn {
     if (type === StreamType.CONTROL) {
       if (this.#peerStreams.control) throw new H3Error(H3.STREAM_CREATION_ERROR, "second control stream");
       this.#peerStreams.control = true;
-      let first = true;
-      for (;;) {
-        const h = await r.frameHeader().catch((e) => {
-          if (e instanceof H3Error) throw e;
-          return null;
-        });
-        if (!h) {
-          // A control stream also ends when the connection does (closed by us: not yet #closed).
-          if (!this.#ending()) {
-            throw new H3Error(H3.CLOSED_CRITICAL_STREAM, "backend closed its control stream");
-          }
-          return;
-        }
-        if (first && h.type !== FrameType.SETTINGS) {
-          throw new H3Error(H3.MISSING_SETTINGS, "no SETTINGS first");
-        }
-        if (h.type === FrameType.SETTINGS) {
-          if (!first) throw new H3Error(H3.FRAME_UNEXPECTED, "second SETTINGS");
-          first = false;
-          if (h.length > 16 * 1024) throw new H3Error(H3.EXCESSIVE_LOAD, "SETTINGS too large");
-          this.#gotSettings(parseSettings(await r.payload(h.length)));
-        } else if (h.type === FrameType.GOAWAY) {
-          if (h.length > 8) throw new H3Error(H3.FRAME_ERROR, "GOAWAY too long");
-          parseSingleVarint(await r.payload(h.length), "GOAWAY");
-          this.retire();
-        } else if (
-          h.type === FrameType.DATA || h.type === FrameType.HEADERS || h.type === FrameType.PUSH_PROMISE ||
-          h.type === FrameType.MAX_PUSH_ID || isReservedH2FrameType(h.type)
-        ) {
-          // MAX_PUSH_ID is a client's frame (§7.2.7); the rest never go on a control stream.
-          throw new H3Error(H3.FRAME_UNEXPECTED, `frame 0x${h.type.toString(16)} on the control stream`);
-        } else if (h.type === FrameType.CANCEL_PUSH) {
-          // We allow no pushes (no MAX_PUSH_ID sent), so every push ID is out of range (§7.2.3).
-          throw new H3Error(H3.ID_ERROR, "CANCEL_PUSH without MAX_PUSH_ID");
-        } else await r.discard(h.length);
-      }
+      return await this.#readControl(r);
     }
     if (type === StreamType.QPACK_ENCODER) {
       if (this.#peerStreams.encoder) {
@@ -658,15 +690,23 @@ class UpstreamStream implements Body {
     return null;
   }
 
+  /**
+   * We stopped reading (abandon, finishQuietly): a read still waiting then ends as if the backend
+   * had sent its FIN, which is no fault of the backend's.
+   */
+  #stopped = false;
+
   /** Stops reading and frees the slot (errors, cancel). */
   abandon(_reason?: unknown): void {
     this.done = true;
+    this.#stopped = true;
     this.s.recv.stopSending(H3.REQUEST_CANCELLED);
     this.#release();
   }
 
   finishQuietly(): void {
     this.done = true;
+    this.#stopped = true;
     if (!this.reader.eof) this.s.recv.stopSending(H3.NO_ERROR);
     this.#release();
   }
@@ -694,7 +734,7 @@ class UpstreamStream implements Body {
    * connection carries on.
    */
   #malformed(what: string): UpstreamError {
-    this.pool.event("h3_malformed");
+    if (!this.#stopped) this.pool.event("h3_malformed");
     return new UpstreamError(`${this.pool.key} sent a malformed response: ${what}`, 502, false);
   }
 
@@ -706,7 +746,7 @@ class UpstreamStream implements Body {
    */
   #upstreamError(e: unknown): UpstreamError {
     if (e instanceof UpstreamError) return e;
-    if (e instanceof H3Error) {
+    if (e instanceof H3Error && !this.#stopped) {
       this.conn.refuse(e);
       return new UpstreamError(`${this.pool.key}: ${e.message} (connection closed)`, 502, false);
     }
@@ -745,8 +785,9 @@ class UpstreamStream implements Body {
     try {
       return await withTimeout(this.#next(), this.#responseTimeoutMs, "response body");
     } catch (e) {
+      const err = this.#upstreamError(e); // before abandon(): after it, nothing is the backend's fault
       this.abandon(e);
-      throw this.#upstreamError(e);
+      throw err;
     }
   }
 

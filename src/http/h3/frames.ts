@@ -403,3 +403,25 @@ export async function readCriticalStream(
     }
   }
 }
+
+/**
+ * The next frame header on a peer's control stream. Its end or a reset is
+ * H3_CLOSED_CRITICAL_STREAM (RFC 9114 §6.2.1); null instead when `closing()` says the connection
+ * is going anyway.
+ */
+export async function nextControlFrame(
+  r: FrameReader,
+  closing: () => boolean,
+): Promise<{ type: number; length: number } | null> {
+  let h: { type: number; length: number } | null;
+  try {
+    h = await r.frameHeader();
+  } catch (e) {
+    if (closing()) return null;
+    if (e instanceof H3Error) throw e;
+    h = null; // reset
+  }
+  if (h !== null) return h;
+  if (closing()) return null;
+  throw new H3Error(H3.CLOSED_CRITICAL_STREAM, "peer closed its control stream");
+}

@@ -49,6 +49,7 @@ import {
   H3,
   H3Error,
   isReservedH2FrameType,
+  nextControlFrame,
   parseSettings,
   parseSingleVarint,
   readCriticalStream,
@@ -330,18 +331,8 @@ export class H3ServerConn implements ServerConnection, Deadline {
   async #readControl(r: FrameReader): Promise<void> {
     let first = true;
     for (;;) {
-      let h: { type: number; length: number } | null;
-      try {
-        h = await r.frameHeader();
-      } catch (e) {
-        if (this.#closing) return;
-        if (e instanceof H3Error) throw e;
-        h = null; // reset
-      }
-      if (h === null) {
-        if (this.#closing) return;
-        throw new H3Error(H3.CLOSED_CRITICAL_STREAM, "peer closed its control stream");
-      }
+      const h = await nextControlFrame(r, () => this.#closing);
+      if (h === null) return;
       const { type, length } = h;
       if (first && type !== FrameType.SETTINGS) {
         throw new H3Error(H3.MISSING_SETTINGS, "first frame on the control stream is not SETTINGS");
