@@ -9,7 +9,8 @@
  *
  * Backends: a hostile HTTP/1.1 backend, a hostile h2c backend and a hostile HTTP/3 backend answer
  * each request with a mutated response (some held open; for HTTP/3 also mutated control and QPACK
- * encoder streams). The client must always get a well-formed answer (the relayed head, perhaps cut
+ * encoder streams), and the h2c backend also with sessions of random frames from the whole grammar
+ * (what the gateway sends it must parse). The client must always get a well-formed answer (the relayed head, perhaps cut
  * short, or the gateway's own 502/504) and its connection must end. Fixed cases after the HTTP/3
  * rounds pin which of the backend's errors close its connection, and with which code.
  *
@@ -61,6 +62,7 @@ import {
   type QuicBidiStream,
   type QuicConnection,
   type QuicRecvStream,
+  type QuicSendStream,
 } from "../../src/quic/engine.ts";
 import { bindTestQuicServer, makeTestPki } from "../helpers/h3_client.ts";
 import type { TestPki } from "../../scripts/pki.ts";
@@ -70,12 +72,16 @@ const CONCURRENCY = 20;
 /** A mangled connection must be ended by the gateway within this (its body timeout is 2 s). */
 const END_WITHIN_MS = 10_000;
 
-/** `backendTls`: the backend's tls table line (an h3 backend needs its CA and name). */
+/**
+ * `backendTls`: the backend's tls table line (an h3 backend needs its CA and name). gRPC calls get
+ * at most 300 ms (grpc_max_timeout), so a test can have a deadline end a call mid-response.
+ */
 function config(origin: string, protocol = "h1", backendTls = ""): string {
   return `${configHead()}[[listeners]]
 name = "web"
 bind = "127.0.0.1:0"
 protocol = "http"
+grpc_max_timeout = "300ms"
 header_timeout = "2s"
 body_timeout = "2s"
 max_body_size = "64KiB"
@@ -385,6 +391,67 @@ fuzzTest(
   },
 );
 
+/** Which end a drawn session (frameSession) comes from. */
+interface GrammarSide {
+  /** Frames before the drawn ones. */
+  start: Uint8Array[];
+  /** HPACK encoder options for the drawn header blocks. */
+  hpack?: { maxTableSize: number };
+  /** The stream id for a frame of `type`; a `tame` session's ids are plausible for its type. */
+  stream(type: number, tame: boolean): number;
+  /** A header block's fields. */
+  fields(): HeaderField[];
+}
+type GrammarSideOf = (rand: () => number, pick: <T>(xs: T[]) => T) => GrammarSide;
+
+/** A client: the preface and SETTINGS, then requests on new (odd, rising) or recent streams. */
+const clientSide: GrammarSideOf = (rand, pick) => {
+  let next = 1;
+  return {
+    start: [CONNECTION_PREFACE, settingsFrame([[SettingsId.INITIAL_WINDOW_SIZE, 1000]])],
+    stream(type, tame) {
+      const stream = type === 4 || type === 6 || type === 7
+        ? (tame ? 0 : pick([0, 0, 1]))
+        : tame
+        ? (type === 1 ? next : Math.max(1, next - 2))
+        : pick([next, next, Math.max(1, next - 2), 0, 2, next + 100, 0x7fffffff]);
+      if (stream === next) next += 2;
+      return stream;
+    },
+    fields: () => [
+      [":method", pick(["GET", "POST", "HEAD", "CONNECT"])],
+      [":scheme", "http"],
+      [":path", pick(["/headers", "/echo", "/", "*", ""])],
+      [":authority", pick(["origin", "localhost", ""])],
+      ...(rand() < 0.3 ? [["te", pick(["trailers", "gzip"])] as HeaderField] : []),
+    ],
+  };
+};
+
+/**
+ * A backend answering the request on stream `id` (its SETTINGS already sent): responses, interim
+ * and final, bodies, trailers and resets on that stream, connection frames on stream 0, and frames
+ * on streams the gateway never opened (even ones, as a PUSH_PROMISE would, or far ahead). Half the
+ * sessions start with a valid response head, so what follows meets an open response. No dynamic
+ * table: the gateway may carry the next round on the same connection, and a session's inserts
+ * would desync it.
+ */
+const backendSide = (id: number): GrammarSideOf => (rand, pick) => ({
+  start: rand() < 0.5 ? [encodeFrame(FrameType.HEADERS, 0x4, id, ownBlock([[":status", "200"]]))] : [],
+  hpack: { maxTableSize: 0 },
+  stream: (type, tame) =>
+    type === 4 || type === 6 || type === 7
+      ? (tame ? 0 : pick([0, 0, id]))
+      : tame
+      ? id
+      : pick([id, id, id, 0, id + 2, 2, 0x7fffffff]),
+  fields: () => [
+    [":status", pick(["200", "200", "204", "304", "404", "103", "100", "abc", ""])],
+    ...(rand() < 0.3 ? [["content-length", pick(["0", "5", "x", "99999"])] as HeaderField] : []),
+    ...(rand() < 0.2 ? [pick<HeaderField>([["x-a", "b"], ["connection", "close"], ["Upper", "x"]])] : []),
+  ],
+});
+
 /**
  * A session of 3–30 frames drawn from the whole grammar rather than mutated bytes: every frame
  * type (and an unknown one), random flags, stream ids that are valid, reused, even, zero or far
@@ -392,12 +459,13 @@ fuzzTest(
  * encoder (valid requests) or random octets. It reaches the stream state machine where byte
  * edits mostly stop at the first frame.
  */
-function frameSession(rand: () => number): Uint8Array {
+function frameSession(rand: () => number, makeSide: GrammarSideOf = clientSide): Uint8Array {
   const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
   const bytes = (n: number) => Uint8Array.from({ length: n }, () => Math.floor(rand() * 256));
-  const enc = new HpackEncoder({ huffman: rand() < 0.5 });
-  const frames: Uint8Array[] = [CONNECTION_PREFACE, settingsFrame([[SettingsId.INITIAL_WINDOW_SIZE, 1000]])];
-  let next = 1;
+  const huffman = rand() < 0.5;
+  const side = makeSide(rand, pick);
+  const enc = new HpackEncoder({ huffman, ...side.hpack });
+  const frames: Uint8Array[] = [...side.start];
   const count = 3 + Math.floor(rand() * 28);
   // Two sessions in five stay close to valid (existing or next streams, meaningful flags, right
   // sizes), so they live long enough to reach stream states; the rest draw from everything.
@@ -406,12 +474,7 @@ function frameSession(rand: () => number): Uint8Array {
     const type = tame
       ? pick([0, 1, 1, 2, 3, 4, 6, 8, 0x21])
       : pick([0, 1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 0x21]);
-    const stream = type === 4 || type === 6 || type === 7
-      ? (tame ? 0 : pick([0, 0, 1]))
-      : tame
-      ? (type === 1 ? next : Math.max(1, next - 2))
-      : pick([next, next, Math.max(1, next - 2), 0, 2, next + 100, 0x7fffffff]);
-    if (stream === next) next += 2;
+    const stream = side.stream(type, tame);
     const flags = tame
       ? (type === 1 ? pick([0x4, 0x5]) : type === 0 ? pick([0, 0x1]) : 0)
       : rand() < 0.5
@@ -419,15 +482,7 @@ function frameSession(rand: () => number): Uint8Array {
       : Math.floor(rand() * 256);
     let payload: Uint8Array;
     if (type === 1 || (type === 9 && rand() < 0.5)) {
-      payload = tame || rand() < 0.8
-        ? enc.encode([
-          [":method", pick(["GET", "POST", "HEAD", "CONNECT"])],
-          [":scheme", "http"],
-          [":path", pick(["/headers", "/echo", "/", "*", ""])],
-          [":authority", pick(["origin", "localhost", ""])],
-          ...(rand() < 0.3 ? [["te", pick(["trailers", "gzip"])] as HeaderField] : []),
-        ])
-        : bytes(Math.floor(rand() * 40));
+      payload = tame || rand() < 0.8 ? enc.encode(side.fields()) : bytes(Math.floor(rand() * 40));
       // A padded or prioritised HEADERS needs its prefix octets.
       if (type === 1 && flags & 0x28) payload = concat([Uint8Array.of(0, 0, 0, 0, 0), payload]);
     } else {
@@ -560,9 +615,13 @@ const STALL = 1_000_000;
  * A hostile h2c backend: it answers each request for `/r/N` on its stream with `response(N, id)`
  * (mutated frames), `/v/K` with seed K as it is, and `/clean` with a valid answer; it never closes
  * a connection itself, so a response that leaves its stream (or the connection's framing)
- * unfinished must be ended by the gateway's response timeout.
+ * unfinished must be ended by the gateway's response timeout. What the gateway sends it must parse
+ * (frames, header blocks): `badOutput` hears of anything that does not.
  */
-function hostileH2Backend(response: (n: number, streamId: number) => Uint8Array): TestServer {
+function hostileH2Backend(
+  response: (n: number, streamId: number) => Uint8Array,
+  badOutput: (what: string) => void = () => {},
+): TestServer {
   return serveConnections(async (conn) => {
     const reader = new FrameReader(16_777_215);
     const dec = new HpackDecoder();
@@ -587,7 +646,15 @@ function hostileH2Backend(response: (n: number, streamId: number) => Uint8Array)
         chunk = chunk.subarray(take);
       }
       reader.push(chunk);
-      for (let f = reader.next(); f; f = reader.next()) {
+      for (;;) {
+        let f;
+        try {
+          f = reader.next();
+        } catch (e) {
+          badOutput(`the gateway's frames do not parse: ${e}`);
+          return;
+        }
+        if (!f) break;
         const t = f.header.type;
         if (t === FrameType.SETTINGS && !(f.header.flags & 1)) {
           await writeAll(conn, encodeFrame(FrameType.SETTINGS, 1, 0));
@@ -598,7 +665,14 @@ function hostileH2Backend(response: (n: number, streamId: number) => Uint8Array)
         if (t !== FrameType.HEADERS && t !== FrameType.CONTINUATION) continue;
         block.push(t === FrameType.HEADERS && f.header.flags & 0x20 ? f.payload.subarray(5) : f.payload);
         if (!(f.header.flags & 0x4)) continue;
-        const path = dec.decode(concat(block)).find(([name]) => name === ":path")?.[1] ?? "";
+        let fields: HeaderField[];
+        try {
+          fields = dec.decode(concat(block));
+        } catch (e) {
+          badOutput(`the gateway's header block does not decode: ${e}`);
+          return;
+        }
+        const path = fields.find(([name]) => name === ":path")?.[1] ?? "";
         block = [];
         const m = /^\/(r|v)\/(\d+)$/.exec(path);
         const id = f.header.streamId;
@@ -772,6 +846,8 @@ async function hostileH3Backend(
   TestServer & {
     servedBy: Map<number, number>;
     closedWith: Map<number, number>;
+    /** The gateway's streams that ended while their connection stayed up (a critical stream closed). */
+    criticalEnded(): number;
     accepted(): number;
     closeAll(): void;
   }
@@ -781,9 +857,13 @@ async function hostileH3Backend(
   const closedWith = new Map<number, number>();
   const conns = new Set<QuicConnection>();
   const timers = new Set<ReturnType<typeof setTimeout>>();
-  const drain = async (s: QuicRecvStream) => {
+  let criticalEnded = 0;
+  /** Reads the gateway's control stream (and any other it opens), which must stay open with its connection. */
+  const drain = async (s: QuicRecvStream, c: QuicConnection) => {
     const buf = new Uint8Array(4096);
-    while (await s.readInto(buf)) { /* the gateway's control, encoder and decoder streams */ }
+    while (await s.readInto(buf)) { /* SETTINGS, then nothing */ }
+    await new Promise((r) => setTimeout(r, 50)); // ended with its connection, or on its own?
+    if (!c.isClosed) criticalEnded++;
   };
   const answer = async (s: QuicBidiStream, k: number) => {
     const r = new H3FrameReader(s.recv, 1024);
@@ -814,12 +894,16 @@ async function hostileH3Backend(
     });
     try {
       if (!(await c.handshake)) return;
+      // Held until the connection ends: a stream object Deno collects is closed with it.
+      const critical: QuicSendStream[] = [];
       for (const bytes of [control(k), encoder(k)]) {
         const u = await c.openUni();
+        critical.push(u);
         u.write(bytes).catch(() => {});
       }
+      c.closed.then(() => critical.length = 0);
       (async () => {
-        for (let u = await c.acceptUni(); u; u = await c.acceptUni()) drain(u).catch(() => {});
+        for (let u = await c.acceptUni(); u; u = await c.acceptUni()) drain(u, c).catch(() => {});
       })();
       for (let s = await c.acceptBidi(); s; s = await c.acceptBidi()) answer(s, k).catch(() => {});
     } catch {
@@ -835,6 +919,7 @@ async function hostileH3Backend(
     servedBy,
     closedWith,
     accepted: () => k,
+    criticalEnded: () => criticalEnded,
     closeAll() {
       for (const c of conns) c.close(H3.NO_ERROR, "");
     },
@@ -881,6 +966,7 @@ function h3ResponseSeeds(): Uint8Array[] {
 /** The round numbers of FIXED_H3's cases (after the fuzzed rounds and the seeds), then of the control-stream cases. */
 const FIXED = 2_000_000;
 const FIXED_CONTROL = 3_000_000;
+const FIXED_CANCEL = 4_000_000;
 
 /**
  * Fixed hostile HTTP/3 responses: what the client gets through the HTTP/1.1 front, and the code the
@@ -977,6 +1063,7 @@ fuzzTest(
         (_, n) => mutate(seeds[n % seeds.length], rand, 0, H3_SPECIAL),
       );
       const hold = new Set(Array.from({ length: ROUNDS }, (_, i) => i).filter((i) => i % 10 === 7));
+      hold.add(FIXED_CANCEL);
       const controlSeeds = [
         concat([
           Uint8Array.of(StreamType.CONTROL),
@@ -1008,7 +1095,13 @@ fuzzTest(
         pki,
         (n) =>
           responses[n] ??
-            (n >= FIXED_CONTROL
+            (n === FIXED_CANCEL
+              ? concat([
+                h3Headers([[":status", "200"], ["content-type", "application/grpc"]]),
+                frameHeaderH3(H3FrameType.DATA, 100_000),
+                new Uint8Array(10),
+              ])
+              : n >= FIXED_CONTROL
               ? cleanH3()
               : n >= FIXED
               ? FIXED_H3[n - FIXED].response
@@ -1093,6 +1186,35 @@ fuzzTest(
           assert.equal(backend.closedWith.get(k), c.closes, `${c.what}: connection close code`);
           if (c.event) assert.equal(await counted(c.event), before + 1, `${c.what}: ${c.event} counted`);
         }
+        // The gateway cancelling a response itself (a gRPC deadline, while it waits inside a DATA
+        // frame) is no fault of the backend's: nothing counted, the connection stays up.
+        {
+          const frameErrors = await counted("h3_frame_error"), malformed = await counted("h3_malformed");
+          const c = await RawH2.connect(gw.ports.web);
+          try {
+            await c.send(c.headers(1, [
+              [":method", "POST"],
+              [":scheme", "http"],
+              [":path", `/r/${FIXED_CANCEL}`],
+              [":authority", "origin"],
+              ["content-type", "application/grpc"],
+              ["te", "trailers"],
+            ]));
+            const end = await c.waitFor(FrameType.HEADERS, 1, 3000); // the head, then the trailers
+            assert.ok(end !== undefined && end !== "closed", "response head");
+            const trailers = await c.waitFor(FrameType.HEADERS, 1, 3000);
+            assert.ok(trailers !== undefined && trailers !== "closed", "deadline trailers");
+            const fields = c.decoder.decode(trailers.payload);
+            assert.deepEqual(fields.find(([n]) => n === "grpc-status"), ["grpc-status", "4"]);
+          } finally {
+            c.close();
+          }
+          await new Promise((r) => setTimeout(r, 300));
+          const k = backend.servedBy.get(FIXED_CANCEL)!;
+          assert.equal(backend.closedWith.get(k), undefined, "the backend connection stays up");
+          assert.equal(await counted("h3_frame_error"), frameErrors);
+          assert.equal(await counted("h3_malformed"), malformed);
+        }
         // And the backend's control and encoder streams: each case on a connection of its own.
         const settings = encodeSettings([[Setting.MAX_FIELD_SECTION_SIZE, 65536]]);
         const ctl = (...frames: Uint8Array[]) => concat([Uint8Array.of(StreamType.CONTROL), ...frames]);
@@ -1130,6 +1252,16 @@ fuzzTest(
             closes: H3.QPACK_ENCODER_STREAM_ERROR,
           },
           {
+            what: "a GOAWAY naming a stream a client could not open",
+            control: ctl(settings, encodeGoaway(1)),
+            closes: H3.ID_ERROR,
+          },
+          {
+            what: "a GOAWAY raising the id of the one before",
+            control: ctl(settings, encodeGoaway(8), encodeGoaway(12)),
+            closes: H3.ID_ERROR,
+          },
+          {
             what: "a second control stream",
             control: ctl(settings),
             encoder: ctl(settings),
@@ -1153,10 +1285,42 @@ fuzzTest(
         // The backend closed the gateway's connections a dozen times (gracefully, H3_NO_ERROR): that is
         // not a protocol error, though its critical streams ended with them.
         assert.equal(await counted("h3_closed_critical_stream"), 0);
+        // Nor did the gateway close one of its own (its control stream lives as long as its connection).
+        assert.equal(backend.criticalEnded(), 0, "gateway streams that ended before their connection");
         assert.match(await viaPool(gw, "/clean"), /^HTTP\/1\.1 200 [^]*\r\n\r\nclean\n$/);
       }, `tls = { ca = "${pki.ca}", server_name = "localhost" }`);
     } finally {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
+  },
+);
+
+fuzzTest(
+  "wire fuzz: 400 h2c backend sessions of random frames from the whole grammar each give the client a well-formed answer or a cut, never a hang",
+  async () => {
+    const bad: string[] = [];
+    const response = (n: number, id: number) => frameSession(rng(9000 + n), backendSide(id));
+    await withGateway(hostileH2Backend(response, (what) => bad.push(what)), "h2c", async (gw) => {
+      const statuses = await backendRounds(
+        gw,
+        (n) => `backend sent ${JSON.stringify(String.fromCharCode(...response(n, 1)))} (as stream 1)`,
+      );
+      assert.deepEqual(bad, []);
+      // Both ends are reached: answers relayed (some of them cut), and mostly the gateway's own 502s
+      // (a session that breaks its connection in the same read as its head is found broken before
+      // any of the answer went out).
+      const relayed = [...statuses].filter(([s]) => s !== "502").reduce((sum, [, n]) => sum + n, 0);
+      assert.ok(relayed >= 5 && (statuses.get("502") ?? 0) > 100, JSON.stringify([...statuses]));
+      // What the backend did wrong is counted: connection and stream errors, malformed heads.
+      const events = (e: string) =>
+        metricSum(
+          gw.adminPort,
+          new RegExp(`^expressgateway_upstream_protocol_events_total\\{.*event="${e}"`),
+        );
+      for (const e of ["h2_protocol_error", "h2_stream_error", "h2_malformed"]) {
+        assert.ok(await events(e) > 0, e);
+      }
+      assert.match(await viaPool(gw, "/clean"), /^HTTP\/1\.1 200 [^]*\r\n\r\nclean\n$/);
+    });
   },
 );
