@@ -88,6 +88,8 @@ class H3ClientConn {
     maxFieldSectionSize: MAX_RESPONSE_FIELDS,
   });
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Pending decision on a critical stream that ended (#streamFailed). */
+  #criticalEnd: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #gotSettings!: (s: ReadonlyMap<number, number>) => void;
   /** The backend's SETTINGS once its control stream delivered them (empty if it closed first). */
@@ -98,6 +100,7 @@ class H3ClientConn {
       this.#closed = true;
       this.usable = false;
       clearTimeout(this.#idleTimer);
+      clearTimeout(this.#criticalEnd);
       this.#gotSettings(new Map());
       pool.forget(this);
     });
@@ -127,9 +130,14 @@ class H3ClientConn {
   /** A peer stream's reader stopped: a protocol error of the backend's, or the connection ended. */
   #streamFailed(e: unknown): void {
     if (e instanceof H3Error && e.code === H3.CLOSED_CRITICAL_STREAM) {
-      // A critical stream also ends with its connection, and Deno may report the connection's
-      // close just after the stream's end: decide once it has had the time to.
-      setTimeout(() => this.refuse(e), CRITICAL_END_GRACE_MS);
+      // Either way the connection is done: no new requests on it from now. But a critical stream
+      // also ends with its connection, and Deno may report the connection's close just after the
+      // stream's end: whether the backend closed it (counted, our close) is decided once it could.
+      this.usable = false;
+      this.pool.retire(this);
+      clearTimeout(this.#criticalEnd);
+      this.#criticalEnd = setTimeout(() => this.refuse(e), CRITICAL_END_GRACE_MS);
+      Deno.unrefTimer(this.#criticalEnd);
     } else if (e instanceof H3Error) this.refuse(e);
     else this.fail(e);
   }
@@ -621,7 +629,8 @@ class UpstreamTunnel extends H3TunnelStream {
       reader: stream.reader,
       send: stream.s.send,
       write: (b) => stream.s.send.write(b),
-      fail: (e) => conn.fail(e),
+      fail: (e) => e instanceof H3Error ? conn.refuse(e) : conn.fail(e),
+      peer: "server",
     });
     this.#upstream = stream;
   }
@@ -802,6 +811,8 @@ class UpstreamStream implements Body {
       }
       const h = await r.frameHeader();
       if (h === null) {
+        // After our own stopSending a read ends like a FIN: the body is not complete for it.
+        if (this.#stopped) throw new UpstreamError(`${this.pool.key}: response abandoned`, 502, false);
         if (this.#expectedLength >= 0 && this.received !== this.#expectedLength) {
           throw this.#malformed(`body of ${this.received} bytes, content-length ${this.#expectedLength}`);
         }

@@ -40,6 +40,8 @@ export interface H3TunnelCarrier {
   write(bytes: Uint8Array): Promise<void>;
   /** A connection error (H3Error): the codec closes the connection with its code. */
   fail(e: unknown): void;
+  /** Which side the peer is (what its frames may be): "client" on the quic front, "server" upstream. */
+  readonly peer?: "client" | "server";
 }
 
 export class H3TunnelStream implements ByteStream {
@@ -85,7 +87,7 @@ export class H3TunnelStream implements ByteStream {
         case FrameType.HEADERS:
           throw new H3Error(H3.FRAME_UNEXPECTED, "HEADERS on a CONNECT stream after its 2xx (RFC 9114 §4.4)");
         default:
-          checkRequestStreamFrame(h.type);
+          checkRequestStreamFrame(h.type, this.s.peer ?? "client");
           await r.discard(h.length);
       }
     }
