@@ -11,6 +11,9 @@
  *     would make a truncated message look complete.
  *   - `readable.cancel()` sends STOP_SENDING with code 0, whatever the reason:
  *     `QuicRecvStream.stopSending(code)` does that and records the code it could not send.
+ *     A read still pending then resolves as if the peer had sent its FIN: `readInto` rejects
+ *     with ReadStopped instead (and so does every later read), so a message we stopped reading
+ *     is never taken for one the peer ended, complete or truncated.
  *   - Reading `QuicIncoming.remoteAddr` / `localIp` / `remoteAddressValidated` before
  *     `accept()` consumes the incoming ("Invalid QuicIncoming resource", the client sees a
  *     refusal): this module never reads them; the address comes from the accepted connection.
@@ -57,6 +60,14 @@ export interface QuicCloseInfo {
   reason: string;
 }
 
+/** A read of a stream we sent STOP_SENDING on: it ended because we stopped it, not at the peer's FIN. */
+export class ReadStopped extends Error {
+  constructor() {
+    super("stream read stopped by STOP_SENDING");
+    this.name = "ReadStopped";
+  }
+}
+
 /** One received stream. Pull-based: nothing is read from quinn until read() is called. */
 export class QuicRecvStream {
   /** Read once at creation: Deno's getter throws after the stream is closed. */
@@ -83,8 +94,10 @@ export class QuicRecvStream {
    * Rejects if the peer reset the stream or the connection closed.
    */
   async readInto(view: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> {
+    if (this.stopCode !== undefined) throw new ReadStopped();
     if (this.#done) return null;
     const r = await this.#reader.read(view);
+    if (this.stopCode !== undefined) throw new ReadStopped(); // cancelled while it was pending
     if (r.done) {
       this.#done = true;
       // A read that meets the FIN transfers `view`'s buffer too, and hands it back (empty view):

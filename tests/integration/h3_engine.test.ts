@@ -1,7 +1,8 @@
 /**
  * The QUIC engine (src/quic/engine.ts) over real loopback QUIC, pinning down the Deno 2.9.6
  * behaviours docs/QUIC.md describes, so a Deno upgrade that changes one fails here loudly:
- * resetStream → the peer reads a clean FIN (no RESET_STREAM in Deno), stopSending → the peer's
+ * resetStream → the peer reads a clean FIN (no RESET_STREAM in Deno), a read pending at our own
+ * stopSending rejects with ReadStopped (Deno resolves it as a FIN), stopSending → the peer's
  * writes fail, close codes and reasons reach the peer, datagrams, certificate verification,
  * a failed handshake does not stop the accept loop, and 0-RTT: with a shared client endpoint
  * the second connection is early and its stream reaches the server before the handshake. And, in a
@@ -10,7 +11,7 @@
  */
 
 import assert from "node:assert/strict";
-import { QuicClientEndpoint, type QuicConnection } from "../../src/quic/engine.ts";
+import { QuicClientEndpoint, type QuicConnection, ReadStopped } from "../../src/quic/engine.ts";
 import { connectQuic } from "../../src/quic/engine.ts";
 import { bindTestQuicServer, makeTestPki } from "../helpers/h3_client.ts";
 import { run } from "../helpers/run.ts";
@@ -122,6 +123,27 @@ Deno.test("quic engine: Deno's QUIC behaviours the HTTP/3 layer relies on", asyn
       assert.ok(failed, "writes kept succeeding after STOP_SENDING");
       conn.close(0);
     });
+
+    await t.step(
+      "stopSending() while a read waits: the read rejects (ReadStopped), it is no FIN",
+      async () => {
+        const { conn } = await connect();
+        const sc = await nextServerConn();
+        const s = await conn.openBidi();
+        await s.send.write(Uint8Array.of(1));
+        const ss = (await withTimeout(sc.acceptBidi(), 5000, "server stream"))!;
+        assert.equal((await ss.recv.readInto(new Uint8Array(16)))?.length, 1);
+        const pending = ss.recv.readInto(new Uint8Array(16)).then(
+          (b) => b === null ? "FIN" : "data",
+          (e) => e,
+        );
+        ss.recv.stopSending(0x10c);
+        const got = await withTimeout(pending, 5000, "the pending read");
+        assert.ok(got instanceof ReadStopped, `the pending read gave ${got}`);
+        await assert.rejects(ss.recv.readInto(new Uint8Array(16)), ReadStopped, "and so does the next");
+        conn.close(0);
+      },
+    );
 
     await t.step("close code and reason reach the peer; datagrams round-trip", async () => {
       const { conn } = await connect();

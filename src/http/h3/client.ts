@@ -811,7 +811,8 @@ class UpstreamStream implements Body {
       }
       const h = await r.frameHeader();
       if (h === null) {
-        // After our own stopSending a read ends like a FIN: the body is not complete for it.
+        // Ended by our own stopSending, not by the backend (the engine rejects such reads with
+        // ReadStopped; this covers one that got past): the body is not complete for it.
         if (this.#stopped) throw new UpstreamError(`${this.pool.key}: response abandoned`, 502, false);
         if (this.#expectedLength >= 0 && this.received !== this.#expectedLength) {
           throw this.#malformed(`body of ${this.received} bytes, content-length ${this.#expectedLength}`);

@@ -25,7 +25,13 @@
 
 import type { ListenerConfig } from "../../config/types.ts";
 import { type Deadline, sweeper } from "../../net/deadlines.ts";
-import type { QuicBidiStream, QuicConnection, QuicRecvStream, QuicSendStream } from "../../quic/engine.ts";
+import {
+  type QuicBidiStream,
+  type QuicConnection,
+  type QuicRecvStream,
+  type QuicSendStream,
+  ReadStopped,
+} from "../../quic/engine.ts";
 import type { Body, ClientInfo, HeaderList, ProxyRequest, ProxyResponse } from "../exchange.ts";
 import { gatewayResponse, getHeader } from "../exchange.ts";
 import type { H1Handler, RequestRecord, ServerConnection } from "../h1/server.ts";
@@ -839,6 +845,9 @@ class RequestBody implements Body {
       return await this.#next();
     } catch (e) {
       this.#error = e;
+      // We stopped reading it (cancel(): nobody wants the rest): no failure of the client's, but
+      // not an end either, so an upstream that was still sending it does not take it as complete.
+      if (e instanceof ReadStopped) throw e;
       if (s.timedOut === "body") this.failure = { status: 408, reason: "body_timeout" };
       else if (e instanceof BodyTooLarge) this.failure = { status: 413, reason: "body_too_large" };
       else if (e instanceof H3Error) {
