@@ -1,6 +1,6 @@
 /**
  * Pieces shared by the fuzz tests (unit: tests/unit/h1/parse.test.ts, tests/unit/h3/qpack.test.ts;
- * live: tests/attacks/wire_fuzz.test.ts, tests/attacks/h3_wire_fuzz.test.ts): byte mutation, test
+ * live: tests/attacks/wire_fuzz.test.ts, h3_wire_fuzz.test.ts, h3_backend_fuzz.test.ts): byte mutation, test
  * servers (a hostile HTTP/1.1 backend that answers each request with a chosen, mutated,
  * response), and running rounds in batches.
  */
