@@ -166,10 +166,10 @@ class H3ClientConn {
         if (!first) throw new H3Error(H3.FRAME_UNEXPECTED, "second SETTINGS");
         first = false;
         if (h.length > 16 * 1024) throw new H3Error(H3.EXCESSIVE_LOAD, "SETTINGS too large");
-        this.#gotSettings(parseSettings(await this.#controlPayload(r, h.length)));
+        this.#gotSettings(parseSettings(await r.payload(h.length)));
       } else if (h.type === FrameType.GOAWAY) {
         if (h.length > 8) throw new H3Error(H3.FRAME_ERROR, "GOAWAY too long");
-        const id = parseSingleVarint(await this.#controlPayload(r, h.length), "GOAWAY");
+        const id = parseSingleVarint(await r.payload(h.length), "GOAWAY");
         // From a server it names a client-initiated bidirectional stream, and never grows (§5.2).
         if (id % 4 !== 0) throw new H3Error(H3.ID_ERROR, `GOAWAY names stream ${id}, not a request stream`);
         if (id > this.#goawayId) {
@@ -186,19 +186,7 @@ class H3ClientConn {
       } else if (h.type === FrameType.CANCEL_PUSH) {
         // We allow no pushes (no MAX_PUSH_ID sent), so every push ID is out of range (§7.2.3).
         throw new H3Error(H3.ID_ERROR, "CANCEL_PUSH without MAX_PUSH_ID");
-      } else await this.#controlPayload(r, h.length, true);
-    }
-  }
-
-  /** A control frame's payload (or, `skip`, its length dropped); a stream that fails meanwhile is closed. */
-  async #controlPayload(r: FrameReader, length: number, skip = false): Promise<Uint8Array> {
-    try {
-      if (!skip) return await r.payload(length);
-      await r.discard(length);
-      return new Uint8Array(0);
-    } catch (e) {
-      if (e instanceof H3Error) throw e;
-      throw new H3Error(H3.CLOSED_CRITICAL_STREAM, "backend's control stream failed inside a frame");
+      } else await r.discard(h.length);
     }
   }
 
@@ -213,7 +201,12 @@ class H3ClientConn {
     if (type === StreamType.CONTROL) {
       if (this.#peerStreams.control) throw new H3Error(H3.STREAM_CREATION_ERROR, "second control stream");
       this.#peerStreams.control = true;
-      return await this.#readControl(r);
+      // A reset inside a frame (the header read maps its own: nextControlFrame) ends it as well.
+      return await this.#readControl(r).catch((e) => {
+        throw e instanceof H3Error
+          ? e
+          : new H3Error(H3.CLOSED_CRITICAL_STREAM, "backend's control stream failed");
+      });
     }
     if (type === StreamType.QPACK_ENCODER) {
       if (this.#peerStreams.encoder) {
@@ -699,23 +692,15 @@ class UpstreamStream implements Body {
     return null;
   }
 
-  /**
-   * We stopped reading (abandon, finishQuietly): a read still waiting then ends as if the backend
-   * had sent its FIN, which is no fault of the backend's.
-   */
-  #stopped = false;
-
   /** Stops reading and frees the slot (errors, cancel). */
   abandon(_reason?: unknown): void {
     this.done = true;
-    this.#stopped = true;
     this.s.recv.stopSending(H3.REQUEST_CANCELLED);
     this.#release();
   }
 
   finishQuietly(): void {
     this.done = true;
-    this.#stopped = true;
     if (!this.reader.eof) this.s.recv.stopSending(H3.NO_ERROR);
     this.#release();
   }
@@ -743,7 +728,7 @@ class UpstreamStream implements Body {
    * connection carries on.
    */
   #malformed(what: string): UpstreamError {
-    if (!this.#stopped) this.pool.event("h3_malformed");
+    this.pool.event("h3_malformed");
     return new UpstreamError(`${this.pool.key} sent a malformed response: ${what}`, 502, false);
   }
 
@@ -751,11 +736,13 @@ class UpstreamStream implements Body {
    * What failed a read, as an UpstreamError. The backend's protocol errors (an H3Error: frames out
    * of order or cut short, a frame type a response stream may not carry, a field section QPACK
    * cannot decode) are connection errors (RFC 9114 §7.2, §8; RFC 9204 §2.2): the connection
-   * closes with that code and its other requests fail too.
+   * closes with that code and its other requests fail too. A read our own stopSending cut short
+   * (a cancel, a timeout, a gRPC deadline) rejects with ReadStopped (src/quic/engine.ts): never
+   * an H3Error, so never blamed on the backend.
    */
   #upstreamError(e: unknown): UpstreamError {
     if (e instanceof UpstreamError) return e;
-    if (e instanceof H3Error && !this.#stopped) {
+    if (e instanceof H3Error) {
       this.conn.refuse(e);
       return new UpstreamError(`${this.pool.key}: ${e.message} (connection closed)`, 502, false);
     }
@@ -794,9 +781,8 @@ class UpstreamStream implements Body {
     try {
       return await withTimeout(this.#next(), this.#responseTimeoutMs, "response body");
     } catch (e) {
-      const err = this.#upstreamError(e); // before abandon(): after it, nothing is the backend's fault
       this.abandon(e);
-      throw err;
+      throw this.#upstreamError(e);
     }
   }
 
@@ -811,9 +797,6 @@ class UpstreamStream implements Body {
       }
       const h = await r.frameHeader();
       if (h === null) {
-        // Ended by our own stopSending, not by the backend (the engine rejects such reads with
-        // ReadStopped; this covers one that got past): the body is not complete for it.
-        if (this.#stopped) throw new UpstreamError(`${this.pool.key}: response abandoned`, 502, false);
         if (this.#expectedLength >= 0 && this.received !== this.#expectedLength) {
           throw this.#malformed(`body of ${this.received} bytes, content-length ${this.#expectedLength}`);
         }
