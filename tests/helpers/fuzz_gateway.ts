@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { configHead, type GatewayProcess, startGateway } from "./gateway.ts";
 import { concat } from "./common.ts";
 import { inBatches, latin1, tally } from "./fuzz.ts";
+import { assertSettled } from "./settled.ts";
 
 /** Rounds per fuzz run, and how many run at once (each on its own connection). */
 export const ROUNDS = 400;
@@ -124,7 +125,8 @@ export async function viaPool(gw: GatewayProcess, path: string): Promise<string>
 
 /**
  * Runs `fn` against a gateway in front of `backend` (pool protocol `protocol`), then checks that
- * no unhandled rejection was logged; stops both whatever happens.
+ * the gateway's books balance (tests/helpers/settled.ts: nothing left in flight, every upstream
+ * connection idle) and that no unhandled rejection was logged; stops both whatever happens.
  */
 export async function withGateway(
   backend: { address: string; stop(): Promise<void> },
@@ -138,6 +140,7 @@ export async function withGateway(
   });
   try {
     await fn(gw);
+    await assertSettled(gw);
     assert.doesNotMatch(gw.logs(), /unhandled rejection/);
   } finally {
     await gw.stop();

@@ -11,6 +11,8 @@ export interface Origin {
   child: Deno.ChildProcess;
   /** Requests the origin has seen (excluding /__requests). */
   requests(): Promise<number>;
+  /** Requests whose body (maybe empty) arrived complete (tests/fixtures/origin.mjs's /__stats). */
+  completed(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -43,6 +45,10 @@ export async function startOrigin(name = "origin", fixedPort = 0): Promise<Origi
     async requests() {
       const r = await fetch(`http://127.0.0.1:${port}/__requests`);
       return (await r.json()).requests;
+    },
+    async completed() {
+      const r = await fetch(`http://127.0.0.1:${port}/__stats`);
+      return (await r.json()).completed;
     },
     async stop() {
       if (stopped) return;

@@ -165,6 +165,20 @@ Deno.test("h3spec: every HTTP/3 and QPACK server case, and the reproducible QUIC
     assert.equal(await origin.requests(), before, "the refused request never reached the origin");
   };
   const step = (name: string, fn: () => Promise<void>) => t.step(name, fn);
+  /**
+   * A malformed request refused on its own stream: answered 400, the connection not closed, and
+   * (to the proxied route) the origin never given the request whole.
+   */
+  const malformedOnItsStream = async (path: string, request: Uint8Array[]) => {
+    const before = await origin.completed();
+    const o = await run({ request });
+    assert.ok(o.kind === "response", `expected a 400 on the stream, got ${describe(o)}`);
+    assert.equal(o.res.status, 400);
+    if (path === "/drain") {
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(await origin.completed(), before, "the origin never received the request whole");
+    }
+  };
 
   try {
     // A well-behaved run first: the baseline every case below differs from in one thing.
@@ -223,15 +237,24 @@ Deno.test("h3spec: every HTTP/3 and QPACK server case, and the reproducible QUIC
       },
     );
 
+    // Not h3spec's (it has no such case): RFC 9114 §4.1.2 makes these malformed messages stream
+    // errors, and the gateway keeps them to their stream (src/http/h3/server.ts, RequestBody.read):
+    // a peer that cannot reset a stream (another gateway on Deno whose client left mid-upload)
+    // ends a cut body with a FIN, and a connection close would fail everything multiplexed with it.
     for (const path of ["/drain", "/"]) {
       const where = path === "/" ? " (respond route)" : " (proxied, the body is read)";
       await step(
         `MUST treat content that does not match content-length as malformed [HTTP/3 4.1.2]${where}`,
         async () => {
-          expectClose(
-            await run({ request: [headers(requestFields("POST", path, [["content-length", "5"]]))] }),
-            H3.MESSAGE_ERROR,
-          );
+          await malformedOnItsStream(path, [headers(requestFields("POST", path, [["content-length", "5"]]))]);
+          await malformedOnItsStream(path, [
+            headers(requestFields("POST", path, [["content-length", "5"]])),
+            data(new TextEncoder().encode("hel")),
+          ]);
+          await malformedOnItsStream(path, [
+            headers(requestFields("POST", path, [["content-length", "2"]])),
+            data(new TextEncoder().encode("hello")),
+          ]);
         },
       );
     }
@@ -256,16 +279,11 @@ Deno.test("h3spec: every HTTP/3 and QPACK server case, and the reproducible QUIC
       await step(
         `MUST treat a request whose trailers carry connection as malformed [HTTP/3 4.2]${where}`,
         async () => {
-          expectClose(
-            await run({
-              request: [
-                headers(requestFields("POST", path)),
-                data(new TextEncoder().encode("hello")),
-                headers([["connection", "close"]]),
-              ],
-            }),
-            H3.MESSAGE_ERROR,
-          );
+          await malformedOnItsStream(path, [
+            headers(requestFields("POST", path)),
+            data(new TextEncoder().encode("hello")),
+            headers([["connection", "close"]]),
+          ]);
         },
       );
     }

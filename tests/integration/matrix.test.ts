@@ -32,6 +32,7 @@ import { startNodePeer } from "../helpers/node_peer.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { run } from "../helpers/run.ts";
 import { sha256 } from "../helpers/common.ts";
+import { assertSettled } from "../helpers/settled.ts";
 import { startCaddyH3 } from "../helpers/caddy.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -265,6 +266,10 @@ ${h3PoolConfig("h3t", `127.0.0.1:${inner.ports.q}`, pki.ca)}
               "from-the-client",
               "request trailer reached the origin",
             );
+            // Every request of the cell has ended: nothing may be left in flight, and every
+            // upstream connection must be idle (the clients keep theirs open).
+            await assertSettled(gw!, { clientsGone: false });
+            await assertSettled(inner!, { clientsGone: false });
           });
         }
       }

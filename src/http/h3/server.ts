@@ -850,9 +850,19 @@ class RequestBody implements Body {
       if (e instanceof ReadStopped) throw e;
       if (s.timedOut === "body") this.failure = { status: 408, reason: "body_timeout" };
       else if (e instanceof BodyTooLarge) this.failure = { status: 413, reason: "body_too_large" };
-      else if (e instanceof H3Error) {
+      else if (e instanceof H3Error && e.code === H3.MESSAGE_ERROR) {
+        // A body that does not add up to its content-length, or malformed trailers: RFC 9114
+        // §4.1.2 makes that a stream error. Deno cannot reset a stream with a code, so the
+        // request is refused on its stream alone (STOP_SENDING, and a 400 if the response has
+        // not started). Not the connection: a peer that cannot reset a stream either, such as
+        // another gateway on Deno whose own client went away mid-upload, ends the cut body with
+        // a FIN, and closing the connection would fail every other request multiplexed on it.
         this.failure = { status: 400, reason: "bad_request_body" };
-        s.conn.fail(e); // malformed body: connection error with its H3 code
+        s.conn.handler.event("h3_malformed");
+        s.reader.stream.stopSending(H3.MESSAGE_ERROR);
+      } else if (e instanceof H3Error) {
+        this.failure = { status: 400, reason: "bad_request_body" };
+        s.conn.fail(e); // a frame out of place or too large: connection error with its H3 code
       } else this.failure = { status: 400, reason: "body_read_failed" };
       throw e;
     } finally {

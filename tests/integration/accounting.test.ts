@@ -1,0 +1,348 @@
+/**
+ * The books balance after requests end badly, on every front (HTTP/1.1, h2c, HTTP/3) to every
+ * backend protocol (HTTP/1.1, h2c, HTTP/3). Each cell gets the ways a request ends other than
+ * well: the client goes away mid-download and mid-upload (h2 and h3 cancel the stream first, then
+ * close), the backend is too slow (504 at response_timeout), the backend fails mid-body, and the
+ * client leaves while the backend is still thinking; then one ordinary request must still be
+ * served. Afterwards tests/helpers/settled.ts must find nothing in flight, no backend counting a
+ * request, and every upstream connection idle. A request whose end was missed would show there
+ * long before it showed anywhere else: as the in-flight cap filling up, or as least_request
+ * avoiding a backend for requests long gone.
+ *
+ * Backends: the node `http` origin (tests/fixtures/origin.mjs), the node `http2` origin over h2c
+ * (tests/fixtures/h2_origin.mjs), and for HTTP/3 a second gateway's quic listener in front of the
+ * node origin. Clients: raw TCP for HTTP/1.1, tests/helpers/h2_raw.ts for h2c, and
+ * tests/helpers/h3_client.ts on our QUIC engine for HTTP/3 (they can cut a stream at any byte).
+ */
+
+import assert from "node:assert/strict";
+import {
+  configHead,
+  type GatewayProcess,
+  h3PoolConfig,
+  quicGatewayConfig,
+  startGateway,
+} from "../helpers/gateway.ts";
+import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
+import { RawH2, u32 } from "../helpers/h2_raw.ts";
+import { startNodePeer } from "../helpers/node_peer.ts";
+import { startOrigin } from "../helpers/origin.ts";
+import { assertSettled } from "../helpers/settled.ts";
+import { metricSum } from "../helpers/common.ts";
+import { encodeFrame, ErrorCode, FrameType } from "../../src/http/h2/frames.ts";
+import type { HeaderField } from "../../src/http/h2/hpack.ts";
+
+const KiB = 1024, MiB = 1024 * KiB;
+/** No step may take longer than this (a hang is a failure, not a slow pass). */
+const STEP_MS = 10_000;
+const H3_REQUEST_CANCELLED = 0x10c;
+
+type Proto = "h1" | "h2" | "h3";
+type Ending = "download_cut" | "upload_cut" | "timeout" | "backend_fails" | "client_leaves" | "ok";
+const ENDINGS: Ending[] = ["download_cut", "upload_cut", "timeout", "backend_fails", "client_leaves", "ok"];
+
+/** Where the backend fails mid-body: the node http origin resets after half its Content-Length; the h2 one sends RST_STREAM. */
+const failPath = (back: Proto) => back === "h2" ? "/reset-midway" : "/kill-after/1000";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+
+/** `p`, or a failure naming `what` after STEP_MS. */
+async function bounded<T>(what: string, p: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) =>
+        timer = setTimeout(() => reject(new Error(`${what}: no end within ${STEP_MS} ms`)), STEP_MS)
+      ),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
+  for (let off = 0; off < b.length;) off += await conn.write(b.subarray(off));
+}
+
+/** Reads until `atLeast` bytes came (or EOF); returns them (latin1). */
+async function readSome(conn: Deno.Conn, atLeast: number): Promise<string> {
+  const buf = new Uint8Array(64 * KiB);
+  let got = "";
+  while (got.length < atLeast) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    got += String.fromCharCode(...buf.subarray(0, Math.min(n, 256)));
+    if (n > 256) got += " ".repeat(n - 256); // only the head is looked at
+  }
+  return got;
+}
+
+async function h1Ending(port: number, host: string, back: Proto, ending: Ending): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const get = (path: string) => latin1(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  try {
+    switch (ending) {
+      case "download_cut":
+        await writeAll(conn, get(`/bytes/${8 * MiB}`));
+        assert.match(await readSome(conn, 64 * KiB), /^HTTP\/1\.1 200 /);
+        return; // closed with most of the body unread
+      case "upload_cut":
+        await writeAll(
+          conn,
+          latin1(`POST /sha256 HTTP/1.1\r\nHost: ${host}\r\nContent-Length: ${MiB}\r\n\r\n`),
+        );
+        await writeAll(conn, new Uint8Array(128 * KiB));
+        await sleep(200);
+        return;
+      case "timeout":
+        await writeAll(conn, get("/slow?ms=1500"));
+        assert.match(await readSome(conn, Infinity), /^HTTP\/1\.1 504 /);
+        return;
+      case "backend_fails":
+        await writeAll(conn, get(failPath(back)));
+        await readSome(conn, Infinity); // the gateway must end it: a cut body, or its own error
+        return;
+      case "client_leaves":
+        await writeAll(conn, get("/slow?ms=1500"));
+        await sleep(200);
+        return;
+      case "ok": {
+        await writeAll(conn, get("/bytes/100"));
+        const text = await readSome(conn, Infinity);
+        assert.match(text, /^HTTP\/1\.1 200 /);
+        assert.equal(text.length - text.indexOf("\r\n\r\n") - 4, 100, text);
+        return;
+      }
+    }
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed by the gateway */ }
+  }
+}
+
+async function h2Ending(port: number, host: string, back: Proto, ending: Ending): Promise<void> {
+  const c = await RawH2.connect(port);
+  const fields = (method: string, path: string, extra: HeaderField[] = []): HeaderField[] => [
+    [":method", method],
+    [":scheme", "http"],
+    [":authority", host],
+    [":path", path],
+    ...extra,
+  ];
+  const rst = () => c.send(encodeFrame(FrameType.RST_STREAM, 0, 1, u32(ErrorCode.CANCEL)));
+  /** Frames on stream 1 until `stop` says so, the stream ends, or the connection does; the :status seen. */
+  const follow = async (
+    stop: (dataBytes: number) => boolean,
+  ): Promise<{ status: number; ended: boolean }> => {
+    let data = 0, status = 0;
+    for (;;) {
+      const f = await c.next(STEP_MS);
+      if (f === undefined) throw new Error("h2: no frame within the step's time");
+      if (f === "closed") return { status, ended: true };
+      const { type, flags, streamId } = f.header;
+      if (streamId !== 1) continue;
+      if (type === FrameType.HEADERS && status === 0) {
+        status = Number(c.decoder.decode(f.payload).find(([n]) => n === ":status")?.[1] ?? 0);
+      }
+      if (type === FrameType.DATA) data += f.payload.length;
+      if (type === FrameType.RST_STREAM || (flags & 0x1) !== 0) return { status, ended: true };
+      if (stop(data)) return { status, ended: false };
+    }
+  };
+  try {
+    switch (ending) {
+      case "download_cut": {
+        await c.send(c.headers(1, fields("GET", `/bytes/${8 * MiB}`)));
+        const r = await follow((n) => n >= 32 * KiB); // the initial window is 64 KiB
+        assert.equal(r.status, 200);
+        await rst();
+        await sleep(100);
+        return;
+      }
+      case "upload_cut":
+        await c.send(c.headers(1, fields("POST", "/sha256", [["content-length", String(MiB)]]), 0x4));
+        for (let i = 0; i < 3; i++) await c.send(encodeFrame(FrameType.DATA, 0, 1, new Uint8Array(16 * KiB)));
+        await sleep(200);
+        await rst();
+        await sleep(100);
+        return;
+      case "timeout":
+        await c.send(c.headers(1, fields("GET", "/slow?ms=1500")));
+        assert.equal((await follow(() => false)).status, 504);
+        return;
+      case "backend_fails":
+        await c.send(c.headers(1, fields("GET", failPath(back))));
+        await follow(() => false);
+        return;
+      case "client_leaves":
+        await c.send(c.headers(1, fields("GET", "/slow?ms=1500")));
+        await sleep(200);
+        return; // the connection closes with the stream open
+      case "ok": {
+        await c.send(c.headers(1, fields("GET", "/bytes/100")));
+        assert.equal((await follow(() => false)).status, 200);
+        return;
+      }
+    }
+  } finally {
+    c.close();
+  }
+}
+
+async function h3Ending(port: number, ca: string, host: string, back: Proto, ending: Ending): Promise<void> {
+  const c = await H3Client.connect({ port, ca });
+  const fields = (method: string, path: string, extra: HeaderField[] = []): HeaderField[] => [
+    [":method", method],
+    [":scheme", "https"],
+    [":authority", host],
+    [":path", path],
+    ...extra,
+  ];
+  try {
+    switch (ending) {
+      case "download_cut": {
+        const s = await c.openStream();
+        await s.send.write(H3Client.headersFrame(fields("GET", `/bytes/${8 * MiB}`)));
+        await s.send.finish();
+        let buf = new Uint8Array(64 * KiB);
+        for (let got = 0; got < 64 * KiB;) {
+          const part = await s.recv.readInto(buf);
+          if (part === null) throw new Error("h3: the download ended before 64 KiB");
+          got += part.length;
+          buf = new Uint8Array(part.buffer); // the read took the buffer over (a BYOB read)
+        }
+        s.recv.stopSending(H3_REQUEST_CANCELLED);
+        await sleep(100);
+        return;
+      }
+      case "upload_cut": {
+        const s = await c.openStream();
+        await s.send.write(
+          H3Client.headersFrame(fields("POST", "/sha256", [["content-length", String(MiB)]])),
+        );
+        await s.send.write(H3Client.dataFrame(new Uint8Array(128 * KiB)));
+        await sleep(200);
+        s.recv.stopSending(H3_REQUEST_CANCELLED);
+        await sleep(100);
+        return;
+      }
+      case "timeout": {
+        const r = await c.request({ path: "/slow?ms=1500", authority: host });
+        assert.equal(r.status, 504);
+        return;
+      }
+      case "backend_fails":
+        // A cut body may end the stream or, without a length to fall short of, the connection.
+        await c.request({ path: failPath(back), authority: host }).catch(() => {});
+        return;
+      case "client_leaves":
+        c.request({ path: "/slow?ms=1500", authority: host }).catch(() => {});
+        await sleep(200);
+        return; // the connection closes with the stream open
+      case "ok": {
+        const r = await c.request({ path: "/bytes/100", authority: host });
+        assert.equal(r.status, 200);
+        assert.equal(r.body.length, 100);
+        return;
+      }
+    }
+  } finally {
+    c.close();
+  }
+}
+
+Deno.test({
+  name: "accounting: after every bad ending on every front to every backend, nothing is left in flight",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async (t) => {
+    const dir = await Deno.makeTempDir({ prefix: "eg-accounting-" });
+    const pki = await makeTestPki(dir);
+    const origin = await startOrigin("o1");
+    const h2origin = await startNodePeer("h2_origin.mjs", ["h2o", "h2c"]);
+    let inner: GatewayProcess | undefined;
+    let gw: GatewayProcess | undefined;
+    try {
+      inner = await startGateway(quicGatewayConfig(pki, origin.address, { pool: "origin" }));
+      const routes = ["h1", "h2", "h3"].map((p) => `
+  [[listeners.routes]]
+  host = "${p}.test"
+  pool = "${p}"`).join("");
+      gw = await startGateway(`${configHead()}[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+protocol = "http"
+${routes}
+[[listeners]]
+name = "q"
+bind = "127.0.0.1:0"
+protocol = "quic"
+tls = { cert = "${pki.cert}", key = "${pki.key}" }
+${routes}
+[[pools]]
+name = "h1"
+response_timeout = "500ms"
+  [[pools.backends]]
+  address = "${origin.address}"
+[[pools]]
+name = "h2"
+response_timeout = "500ms"
+  [[pools.backends]]
+  address = "127.0.0.1:${h2origin.port}"
+  protocol = "h2c"
+${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_timeout = "500ms"` })}
+`);
+      const g = gw;
+      for (const front of ["h1", "h2", "h3"] as Proto[]) {
+        for (const back of ["h1", "h2", "h3"] as Proto[]) {
+          await t.step(`${front} → ${back}`, async () => {
+            const host = `${back}.test`;
+            for (const ending of ENDINGS) {
+              const what = `${front} → ${back}, ${ending}`;
+              await bounded(
+                what,
+                front === "h1"
+                  ? h1Ending(g.ports.web, host, back, ending)
+                  : front === "h2"
+                  ? h2Ending(g.ports.web, host, back, ending)
+                  : h3Ending(g.ports.q, pki.caPem, host, back, ending),
+              ).catch(async (e) => {
+                // What the gateways said about it is the first thing to read (logs are flushed in batches).
+                await sleep(500);
+                throw new Error(
+                  `${what}: ${e}\n--- gateway ---\n${g.logs().slice(-3000)}` +
+                    `\n--- inner gateway ---\n${inner!.logs().slice(-2000)}`,
+                );
+              });
+            }
+            await assertSettled(g);
+          });
+        }
+      }
+      // The inner gateway's client (the outer gateway's HTTP/3 pool) keeps its connection.
+      await assertSettled(inner, { clientsGone: false });
+      // Every cut upload to the HTTP/3 backend ended with a FIN short of its content-length (Deno
+      // cannot reset a stream): the backend refused each on its stream, and the one connection
+      // to it carried all the rest (a connection close would fail every request multiplexed on it).
+      const h3Backend = `pool="h3",backend="127.0.0.1:${inner.ports.q}"`;
+      assert.equal(
+        await metricSum(g.adminPort, new RegExp(`^expressgateway_upstream_connects_total\\{${h3Backend}\\}`)),
+        1,
+      );
+      assert.equal(
+        await metricSum(inner.adminPort, /^expressgateway_protocol_events_total\{.*event="h3_malformed"\}/),
+        3,
+      );
+      for (const p of [g, inner]) assert.doesNotMatch(p.logs(), /unhandled rejection/);
+    } finally {
+      await gw?.stop();
+      await inner?.stop();
+      await h2origin.stop();
+      await origin.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
