@@ -38,8 +38,23 @@ const STEP_MS = 10_000;
 const H3_REQUEST_CANCELLED = 0x10c;
 
 type Proto = "h1" | "h2" | "h3";
-type Ending = "download_cut" | "upload_cut" | "timeout" | "backend_fails" | "client_leaves" | "ok";
-const ENDINGS: Ending[] = ["download_cut", "upload_cut", "timeout", "backend_fails", "client_leaves", "ok"];
+type Ending =
+  | "download_cut"
+  | "upload_cut"
+  | "streamed_upload_cut"
+  | "timeout"
+  | "backend_fails"
+  | "client_leaves"
+  | "ok";
+const ENDINGS: Ending[] = [
+  "download_cut",
+  "upload_cut",
+  "streamed_upload_cut",
+  "timeout",
+  "backend_fails",
+  "client_leaves",
+  "ok",
+];
 
 /** Where the backend fails mid-body: the node http origin resets after half its Content-Length; the h2 one sends RST_STREAM. */
 const failPath = (back: Proto) => back === "h2" ? "/reset-midway" : "/kill-after/1000";
@@ -96,8 +111,16 @@ async function h1Ending(port: number, host: string, back: Proto, ending: Ending)
         await writeAll(conn, new Uint8Array(128 * KiB));
         await sleep(200);
         return;
+      case "streamed_upload_cut": // no length announced: chunked, cut inside the second chunk
+        await writeAll(
+          conn,
+          latin1(`POST /sha256 HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\n`),
+        );
+        await writeAll(conn, latin1(`10000\r\n${"x".repeat(64 * KiB)}\r\n10000\r\nxxxx`));
+        await sleep(200);
+        return;
       case "timeout":
-        await writeAll(conn, get("/slow?ms=1500"));
+        await writeAll(conn, get("/slow?ms=4000"));
         assert.match(await readSome(conn, Infinity), /^HTTP\/1\.1 504 /);
         return;
       case "backend_fails":
@@ -105,7 +128,7 @@ async function h1Ending(port: number, host: string, back: Proto, ending: Ending)
         await readSome(conn, Infinity); // the gateway must end it: a cut body, or its own error
         return;
       case "client_leaves":
-        await writeAll(conn, get("/slow?ms=1500"));
+        await writeAll(conn, get("/slow?ms=4000"));
         await sleep(200);
         return;
       case "ok": {
@@ -163,14 +186,19 @@ async function h2Ending(port: number, host: string, back: Proto, ending: Ending)
         return;
       }
       case "upload_cut":
-        await c.send(c.headers(1, fields("POST", "/sha256", [["content-length", String(MiB)]]), 0x4));
+      case "streamed_upload_cut":
+        await c.send(c.headers(
+          1,
+          fields("POST", "/sha256", ending === "upload_cut" ? [["content-length", String(MiB)]] : []),
+          0x4,
+        ));
         for (let i = 0; i < 3; i++) await c.send(encodeFrame(FrameType.DATA, 0, 1, new Uint8Array(16 * KiB)));
         await sleep(200);
         await rst();
         await sleep(100);
         return;
       case "timeout":
-        await c.send(c.headers(1, fields("GET", "/slow?ms=1500")));
+        await c.send(c.headers(1, fields("GET", "/slow?ms=4000")));
         assert.equal((await follow(() => false)).status, 504);
         return;
       case "backend_fails":
@@ -178,7 +206,7 @@ async function h2Ending(port: number, host: string, back: Proto, ending: Ending)
         await follow(() => false);
         return;
       case "client_leaves":
-        await c.send(c.headers(1, fields("GET", "/slow?ms=1500")));
+        await c.send(c.headers(1, fields("GET", "/slow?ms=4000")));
         await sleep(200);
         return; // the connection closes with the stream open
       case "ok": {
@@ -218,11 +246,11 @@ async function h3Ending(port: number, ca: string, host: string, back: Proto, end
         await sleep(100);
         return;
       }
-      case "upload_cut": {
+      case "upload_cut":
+      case "streamed_upload_cut": {
         const s = await c.openStream();
-        await s.send.write(
-          H3Client.headersFrame(fields("POST", "/sha256", [["content-length", String(MiB)]])),
-        );
+        const length: HeaderField[] = ending === "upload_cut" ? [["content-length", String(MiB)]] : [];
+        await s.send.write(H3Client.headersFrame(fields("POST", "/sha256", length)));
         await s.send.write(H3Client.dataFrame(new Uint8Array(128 * KiB)));
         await sleep(200);
         s.recv.stopSending(H3_REQUEST_CANCELLED);
@@ -230,7 +258,7 @@ async function h3Ending(port: number, ca: string, host: string, back: Proto, end
         return;
       }
       case "timeout": {
-        const r = await c.request({ path: "/slow?ms=1500", authority: host });
+        const r = await c.request({ path: "/slow?ms=4000", authority: host });
         assert.equal(r.status, 504);
         return;
       }
@@ -239,7 +267,7 @@ async function h3Ending(port: number, ca: string, host: string, back: Proto, end
         await c.request({ path: failPath(back), authority: host }).catch(() => {});
         return;
       case "client_leaves":
-        c.request({ path: "/slow?ms=1500", authority: host }).catch(() => {});
+        c.request({ path: "/slow?ms=4000", authority: host }).catch(() => {});
         await sleep(200);
         return; // the connection closes with the stream open
       case "ok": {
@@ -266,7 +294,11 @@ Deno.test({
     let inner: GatewayProcess | undefined;
     let gw: GatewayProcess | undefined;
     try {
-      inner = await startGateway(quicGatewayConfig(pki, origin.address, { pool: "origin" }));
+      // A short body timeout: an upload of unknown length cut on the way to it is held open by
+      // the outer gateway until this one gives up on the body (src/http/h3/client.ts, holdOpen).
+      inner = await startGateway(
+        quicGatewayConfig(pki, origin.address, { pool: "origin", listener: `body_timeout = "500ms"` }),
+      );
       const routes = ["h1", "h2", "h3"].map((p) => `
   [[listeners.routes]]
   host = "${p}.test"
@@ -293,7 +325,7 @@ response_timeout = "500ms"
   [[pools.backends]]
   address = "127.0.0.1:${h2origin.port}"
   protocol = "h2c"
-${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_timeout = "500ms"` })}
+${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_timeout = "2500ms"` })}
 `);
       const g = gw;
       for (const front of ["h1", "h2", "h3"] as Proto[]) {
@@ -324,9 +356,10 @@ ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_tim
       }
       // The inner gateway's client (the outer gateway's HTTP/3 pool) keeps its connection.
       await assertSettled(inner, { clientsGone: false });
-      // Every cut upload to the HTTP/3 backend ended with a FIN short of its content-length (Deno
-      // cannot reset a stream): the backend refused each on its stream, and the one connection
-      // to it carried all the rest (a connection close would fail every request multiplexed on it).
+      // Deno cannot reset a stream. Every cut upload with a length ended with a FIN short of it,
+      // which the backend refused on its stream; every cut upload without one was held open until
+      // the backend's body timeout stopped it. The one connection to the backend carried all the
+      // rest: a connection close would have failed every request multiplexed on it.
       const h3Backend = `pool="h3",backend="127.0.0.1:${inner.ports.q}"`;
       assert.equal(
         await metricSum(g.adminPort, new RegExp(`^expressgateway_upstream_connects_total\\{${h3Backend}\\}`)),
@@ -334,6 +367,12 @@ ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_tim
       );
       assert.equal(
         await metricSum(inner.adminPort, /^expressgateway_protocol_events_total\{.*event="h3_malformed"\}/),
+        3,
+      );
+      // And no held stream was ever ended with a FIN that would have made its cut body look whole:
+      // each of the three ended at the backend's body timeout.
+      assert.equal(
+        await metricSum(inner.adminPort, /^expressgateway_protocol_events_total\{.*event="body_timeout"\}/),
         3,
       );
       for (const p of [g, inner]) assert.doesNotMatch(p.logs(), /unhandled rejection/);

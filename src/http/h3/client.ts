@@ -11,8 +11,9 @@
  *
  * Deno gap (docs/QUIC.md): a stream cannot be reset. A request body that fails mid-way is ended
  * with FIN when it announced a content-length (the backend sees fewer bytes: malformed, never
- * complete); without one, the whole QUIC connection is closed, which is the only way to stop
- * the backend from taking a truncated body as complete.
+ * complete). Without one a FIN would hand the backend the cut body as complete, so the stream is
+ * held open instead (UpstreamStream.holdOpen) until the backend stops it; closing the connection
+ * would fail every other request on it.
  */
 
 import type { BackendConfig } from "../../config/types.ts";
@@ -77,6 +78,14 @@ const MAX_RESPONSE_FIELDS = 64 * 1024;
 const COALESCE_LIMIT = 16 * 1024;
 /** How long after a critical stream ended its connection's close may still be reported. */
 const CRITICAL_END_GRACE_MS = 50;
+/** How often a held stream (UpstreamStream.holdOpen) checks whether the backend has stopped it. */
+const HOLD_PROBE_MS = 1000;
+/**
+ * A reserved frame type with no payload (RFC 9114 §7.2.8: 0x1f * N + 0x21, which a receiver must
+ * ignore): the probe a held stream writes, since Deno reports a peer's STOP_SENDING only to a
+ * write that carries bytes.
+ */
+const GREASE_FRAME = Uint8Array.of(0x21, 0x00);
 
 class H3ClientConn {
   active = 0;
@@ -502,13 +511,16 @@ export async function h3Forward(
         try {
           chunk = await body.read();
         } catch (e) {
-          if (stream.done) return; // the response is complete; the rest of the body is not needed
+          // The response is complete: the backend wants no more of the body. (A response given
+          // up on, the client gone or a timeout, is not: its cut body still must not look whole.)
+          if (stream.answered) return;
           requestFailure = e;
           // The backend must not take a partial body as complete (see the module comment).
-          if (body.length === undefined) {
-            conn.fail(new H3Error(H3.REQUEST_CANCELLED, "client request body failed"));
-          } else s.send.resetStream(H3.REQUEST_CANCELLED);
-          stream.abandon(e);
+          if (body.length === undefined) stream.holdOpen(t.responseTimeoutMs);
+          else {
+            s.send.resetStream(H3.REQUEST_CANCELLED);
+            stream.abandon(e);
+          }
           return;
         }
         if (chunk === null) break;
@@ -661,6 +673,8 @@ class UpstreamStream implements Body {
   #expectedLength = -1;
   #responseTimeoutMs = 0;
   done = false;
+  /** The response was read to its end (or has no body): nothing more is owed to the backend. */
+  answered = false;
   #remaining = 0;
   #trailers: HeaderList | undefined;
   #released = false;
@@ -688,6 +702,7 @@ class UpstreamStream implements Body {
     this.#expectedLength = hasBody && head.contentLength >= 0 ? head.contentLength : -1;
     this.#responseTimeoutMs = timeoutMs;
     if (hasBody) return this;
+    this.answered = true;
     this.finishQuietly();
     return null;
   }
@@ -697,6 +712,33 @@ class UpstreamStream implements Body {
     this.done = true;
     this.s.recv.stopSending(H3.REQUEST_CANCELLED);
     this.#release();
+  }
+
+  /**
+   * The client's request body, of unknown length, failed mid-way. A FIN would hand the backend
+   * the cut body as complete and Deno cannot reset the stream, so its send side stays open, held
+   * here (Deno FINs a send stream it garbage-collects) and keeping its slot, until the backend
+   * stops it: its body timeout or a cancel of its own sends STOP_SENDING, which a probe write
+   * (a reserved frame, ignored by the backend) sees as a rejection. If the backend is still
+   * waiting after `boundMs`, the connection takes no new request and closes once its other
+   * requests are done, which ends this stream too, without a FIN and without failing them.
+   */
+  holdOpen(boundMs: number): void {
+    this.done = true;
+    this.s.recv.stopSending(H3.REQUEST_CANCELLED);
+    const until = performance.now() + boundMs;
+    const send = this.s.send;
+    (async () => {
+      try {
+        for (let left = boundMs; left > 0 && !this.conn.closed; left = until - performance.now()) {
+          const wait = Math.min(HOLD_PROBE_MS, left);
+          await new Promise<void>((resolve) => Deno.unrefTimer(setTimeout(resolve, wait)));
+          await send.write(GREASE_FRAME); // rejects once the backend stopped the stream
+        }
+        this.conn.retire();
+      } catch { /* stopped by the backend, or the connection is gone: the stream is over */ }
+      this.#release();
+    })();
   }
 
   finishQuietly(): void {
@@ -800,7 +842,7 @@ class UpstreamStream implements Body {
         if (this.#expectedLength >= 0 && this.received !== this.#expectedLength) {
           throw this.#malformed(`body of ${this.received} bytes, content-length ${this.#expectedLength}`);
         }
-        this.done = true;
+        this.done = this.answered = true;
         this.#release();
         return null;
       }
