@@ -89,6 +89,8 @@ export class H2Stream implements Body, Deadline {
   #waiter: Resolve | null = null;
   #reject: ((e: unknown) => void) | null = null;
   #failure: Error | undefined;
+  /** Why the receive side was given up before the reader had all of it (abandonRecv). */
+  #abandoned: Error | undefined;
   #trailers: HeaderList | undefined;
 
   // --- send side ---
@@ -143,6 +145,7 @@ export class H2Stream implements Body, Deadline {
   read(): Promise<Uint8Array | null> {
     if (this.#head < this.#chunks.length) return Promise.resolve(this.#shift());
     if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#abandoned) return Promise.reject(this.#abandoned);
     if (this.recvEnded) return Promise.resolve(null);
     if (this.#waiter) return Promise.reject(new Error("concurrent read on an HTTP/2 stream"));
     return new Promise<Uint8Array | null>((resolve, reject) => {
@@ -157,6 +160,7 @@ export class H2Stream implements Body, Deadline {
   tryRead(): Uint8Array | null | undefined {
     if (this.#head < this.#chunks.length) return this.#shift();
     if (this.#failure) throw this.#failure;
+    if (this.#abandoned) throw this.#abandoned;
     if (this.recvEnded) return null;
     return undefined;
   }
@@ -226,6 +230,12 @@ export class H2Stream implements Body, Deadline {
   /** Drops everything queued (returning connection window); later DATA is dropped on arrival. */
   abandonRecv(reason?: Error): void {
     this.discarding = true;
+    // What the reader has not had is gone: from now on a read says so, never that the body ended
+    // (an upstream writer reading on would hand its backend a cut body as complete: a 413 or a
+    // body timeout of ours, a response that ended first). A body the reader had whole stays so.
+    if (!this.recvEnded || this.#queued > 0) {
+      this.#abandoned ??= reason ?? new Error("request body abandoned");
+    }
     if (this.#queued > 0) {
       this.host.dropped(this.#queued);
       this.#queued = 0;
