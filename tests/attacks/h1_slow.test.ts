@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { assertSettled } from "../helpers/settled.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 import { RawClient, rawOnce } from "../unit/h1/raw_client.ts";
 
@@ -286,6 +287,13 @@ Deno.test("slow clients and guards: slowloris, slow POST, idle, per-IP cap, list
       }
       assert.ok(admitted);
     });
+
+    await t.step(
+      "the books balance: every slow, capped or timed-out client has left nothing counted",
+      async () => {
+        await assertSettled(gw!);
+      },
+    );
   } finally {
     if (gw) assert.equal(await gw.stop(), 0);
     await origin.stop();

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { basicConfig, type GatewayProcess, poolConfig, startGateway } from "../helpers/gateway.ts";
+import { assertSettled } from "../helpers/settled.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 import { latin1Bytes, SMUGGLING } from "../unit/h1/corpus.ts";
 import { RawClient, rawOnce, text } from "../unit/h1/raw_client.ts";
@@ -45,6 +46,8 @@ async function withGateway(fn: (gw: GatewayProcess, origin: Origin) => Promise<v
   }));
   try {
     await fn(gw, origin);
+    // No refused or smuggled request may have left anything counted.
+    await assertSettled(gw);
   } finally {
     assert.equal(await gw.stop(), 0);
     await origin.stop();

@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { assertSettled } from "../helpers/settled.ts";
 import { type Origin, startOrigin } from "../helpers/origin.ts";
 import { collect, concat, RawH2, u32 } from "../helpers/h2_raw.ts";
 import { encodeFrame, ErrorCode, FrameType, settingsFrame, SettingsId } from "../../src/http/h2/frames.ts";
@@ -372,6 +373,8 @@ Deno.test("h2 DoS catalog: each abuse gets its answer and its counter, others ar
     // A 200 MB body relayed without backpressure alone would add ~200 MiB.
     assert.ok(growthMb < 64, `gateway RSS grew by ${growthMb.toFixed(1)} MiB during the attacks`);
     assert.equal(gw.child.pid, pid);
+    // Every attack connection is closed: nothing they opened may still be counted.
+    await assertSettled(gw);
   } finally {
     sampling = false;
     if (gw) assert.equal(await gw.stop(), 0);

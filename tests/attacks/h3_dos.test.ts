@@ -17,6 +17,7 @@
 
 import assert from "node:assert/strict";
 import { quicGatewayConfig, startGateway } from "../helpers/gateway.ts";
+import { assertSettled } from "../helpers/settled.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { H3, StreamType } from "../../src/http/h3/frames.ts";
@@ -250,6 +251,13 @@ qpack_blocked_streams = ${BLOCKED}`,
       const grown = (await rssKiB(pid)) - rssBefore;
       assert.ok(grown < 64 * 1024, `RSS grew ${grown} KiB`);
     });
+
+    await t.step(
+      "the books balance after the catalog: nothing in flight, every upstream connection idle",
+      async () => {
+        await assertSettled(gw);
+      },
+    );
   } finally {
     await gw.stop();
     await origin.stop();

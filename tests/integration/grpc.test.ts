@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import { assertSettled } from "../helpers/settled.ts";
 import { run } from "../helpers/run.ts";
 import { until } from "../helpers/common.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
@@ -326,6 +327,13 @@ Deno.test("gRPC through the gateway: all call kinds, trailers, deadlines, health
       assert.ok(eventCount(text, "grpc_over_http1") >= 1);
       assert.ok(eventCount(text, "grpc_deadline_exceeded") >= 1);
     });
+
+    await t.step(
+      "the books balance: every call of every kind, deadlines and cancels included, has ended",
+      async () => {
+        await assertSettled(gw!, { clientsGone: false });
+      },
+    );
   } finally {
     if (gw) assert.equal(await gw.stop(), 0);
     await a.stop();

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { basicConfig, type GatewayProcess, poolConfig, startGateway } from "../helpers/gateway.ts";
+import { assertSettled } from "../helpers/settled.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
 import { metricValue, rssKiB, startWsServer, WsClient, type WsServer } from "./websocket_helpers.ts";
 
@@ -34,6 +35,8 @@ async function withSetup(
   try {
     gw = await startGateway(config(server, { h2c: mode === "h2c", pool }));
     await fn(gw, server);
+    // Every session has closed: no tunnel, request or upstream connection may be left counted.
+    await assertSettled(gw);
   } finally {
     if (gw) await gw.stop();
     await server.stop();
