@@ -281,6 +281,7 @@ export class ListenerProxy implements H1Handler {
           const timeouts = {
             responseTimeoutMs: byDeadline ? left : pool.config.response_timeout,
             maxResponseHead: 64 * 1024,
+            holdMs: pool.config.response_timeout,
           };
           const answer: TunnelAnswer = ws
             ? await forwardWebSocket(backend, req, ws, headers, timeouts)

@@ -7,8 +7,8 @@
  * Gaps of Deno 2.9.6's QUIC and what this module does about each (measured; docs/QUIC.md):
  *   - `writable.abort()` sends a FIN, not RESET_STREAM, and no API takes an error code:
  *     `QuicSendStream.resetStream(code)` finishes the stream and answers `false` ("the peer saw
- *     a FIN, not your code"), so the caller escalates (HTTP/3: connection close) when a FIN
- *     would make a truncated message look complete.
+ *     a FIN, not your code"), so the caller escalates (HTTP/3: connection close, or an upstream
+ *     request stream held open) when a FIN would make a truncated message look complete.
  *   - `readable.cancel()` sends STOP_SENDING with code 0, whatever the reason:
  *     `QuicRecvStream.stopSending(code)` does that and records the code it could not send.
  *     A read still pending then resolves as if the peer had sent its FIN: `readInto` rejects

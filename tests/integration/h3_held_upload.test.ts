@@ -15,8 +15,11 @@
 import assert from "node:assert/strict";
 import { concat, metricSum } from "../helpers/common.ts";
 import { configHead, startGateway } from "../helpers/gateway.ts";
-import { bindTestQuicServer, makeTestPki } from "../helpers/h3_client.ts";
+import { bindTestQuicServer, H3Client, makeTestPki } from "../helpers/h3_client.ts";
+import type { TestPki } from "../../scripts/pki.ts";
 import { assertSettled } from "../helpers/settled.ts";
+import { RawH2 } from "../helpers/h2_raw.ts";
+import { encodeFrame as encodeH2Frame, FrameType as H2FrameType } from "../../src/http/h2/frames.ts";
 import {
   encodeFrame,
   encodeSettings,
@@ -141,6 +144,33 @@ async function exchange(
   }
 }
 
+function gatewayConfig(backend: string, pki: TestPki): string {
+  const ca = pki.ca;
+  return `${configHead()}[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+protocol = "http"
+body_timeout = "1s"
+  [[listeners.routes]]
+  pool = "h3"
+[[listeners]]
+name = "q"
+bind = "127.0.0.1:0"
+protocol = "quic"
+body_timeout = "1s"
+tls = { cert = "${pki.cert}", key = "${pki.key}" }
+  [[listeners.routes]]
+  pool = "h3"
+[[pools]]
+name = "h3"
+response_timeout = "1s"
+  [[pools.backends]]
+  address = "${backend}"
+  protocol = "h3"
+  tls = { ca = "${ca}", server_name = "localhost" }
+`;
+}
+
 Deno.test({
   name:
     "h3 backend: a cut upload of unknown length is held open, never FINed; past the bound its connection retires without failing the request beside it",
@@ -150,20 +180,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "eg-h3-held-" });
     const pki = await makeTestPki(dir);
     const backend = await patientBackend(pki);
-    const gw = await startGateway(`${configHead()}[[listeners]]
-name = "web"
-bind = "127.0.0.1:0"
-protocol = "http"
-  [[listeners.routes]]
-  pool = "h3"
-[[pools]]
-name = "h3"
-response_timeout = "1s"
-  [[pools.backends]]
-  address = "${backend.address}"
-  protocol = "h3"
-  tls = { ca = "${pki.ca}", server_name = "localhost" }
-`).catch(async (e) => {
+    const gw = await startGateway(gatewayConfig(backend.address, pki)).catch(async (e) => {
       await backend.stop();
       throw e;
     });
@@ -199,6 +216,82 @@ response_timeout = "1s"
       // The backend saw the cut upload end with its connection, never with a FIN.
       for (let i = 0; i < 30 && backend.uploadEnds.length === 0; i++) await sleep(100);
       assert.deepEqual(backend.uploadEnds, ["cut"]);
+      await assertSettled(gw);
+    } finally {
+      await gw.stop();
+      await backend.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "h3 backend: a response streaming while its request body times out is cut for the client, never ended as if whole",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "eg-h3-held-" });
+    const pki = await makeTestPki(dir);
+    const backend = await patientBackend(pki);
+    const gw = await startGateway(gatewayConfig(backend.address, pki)).catch(async (e) => {
+      await backend.stop();
+      throw e;
+    });
+    try {
+      // h2c: /stream answers at once and streams for 2 s; the request body stalls, so the
+      // gateway's body timeout (1 s) gives up on it while the response is under way.
+      const c = await RawH2.connect(gw.ports.web);
+      try {
+        await c.send(
+          c.headers(
+            1,
+            [[":method", "POST"], [":scheme", "http"], [":authority", "x"], [":path", "/stream"]],
+            0x4,
+          ),
+          encodeH2Frame(H2FrameType.DATA, 0, 1, new Uint8Array(1000)),
+        );
+        let data = "";
+        let end = "";
+        for (let i = 0; i < 100 && !end; i++) {
+          const f = await c.next(5000);
+          if (f === undefined) end = "timeout";
+          else if (f === "closed") end = "closed";
+          else if (f.header.streamId !== 1) continue;
+          else if (f.header.type === H2FrameType.RST_STREAM) end = "reset";
+          else if (f.header.type === H2FrameType.DATA) {
+            data += text(f.payload);
+            if (f.header.flags & 0x1) end = "end_stream";
+          } else if (f.header.type === H2FrameType.HEADERS && (f.header.flags & 0x1)) end = "end_stream";
+        }
+        // The backend's response was cut (its stream given up with the request body): the
+        // client must see a reset, not an END_STREAM after some of the parts.
+        assert.equal(end, "reset", `got ${JSON.stringify(data)} then ${end}`);
+        assert.notEqual(data, "part 0;part 1;part 2;part 3;part 4;part 5;part 6;");
+      } finally {
+        c.close();
+      }
+      // HTTP/3: the front keeps relaying a response whose request body failed, so what ends it is
+      // the upstream body. It must fail (a response without a length then closes the connection,
+      // docs/QUIC.md), not end as if the backend had finished.
+      const q = await H3Client.connect({ port: gw.ports.q, ca: pki.caPem });
+      try {
+        const s = await q.openStream();
+        await s.send.write(H3Client.headersFrame([
+          [":method", "POST"],
+          [":scheme", "https"],
+          [":authority", "localhost"],
+          [":path", "/stream"],
+        ]));
+        await s.send.write(H3Client.dataFrame(new Uint8Array(1000)));
+        const outcome = await q.readResponse(s).then(
+          (r) => `a ${r.status} ending cleanly after ${JSON.stringify(text(r.body))}`,
+          () => "cut",
+        );
+        assert.equal(outcome, "cut");
+      } finally {
+        q.close();
+      }
       await assertSettled(gw);
     } finally {
       await gw.stop();

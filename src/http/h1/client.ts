@@ -404,6 +404,11 @@ export class H1Pool {
 export interface ForwardTimeouts {
   responseTimeoutMs: number;
   maxResponseHead: number;
+  /**
+   * The pool's response_timeout whatever the request's deadline: how long an HTTP/3 stream whose
+   * request body was cut may be held open for the backend to stop it (h3 client, holdOpen).
+   */
+  holdMs?: number;
 }
 
 export interface UpstreamAnswer {

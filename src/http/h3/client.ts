@@ -78,6 +78,10 @@ const MAX_RESPONSE_FIELDS = 64 * 1024;
 const COALESCE_LIMIT = 16 * 1024;
 /** How long after a critical stream ended its connection's close may still be reported. */
 const CRITICAL_END_GRACE_MS = 50;
+function sleepUnref(ms: number): Promise<void> {
+  return new Promise<void>((resolve) => Deno.unrefTimer(setTimeout(resolve, ms)));
+}
+
 /** How often a held stream (UpstreamStream.holdOpen) checks whether the backend has stopped it. */
 const HOLD_PROBE_MS = 1000;
 /**
@@ -110,6 +114,7 @@ class H3ClientConn {
       this.usable = false;
       clearTimeout(this.#idleTimer);
       clearTimeout(this.#criticalEnd);
+      this.#kept.length = 0;
       this.#gotSettings(new Map());
       pool.forget(this);
     });
@@ -259,6 +264,13 @@ class H3ClientConn {
     this.usable = false;
     const code = e instanceof H3Error ? e.code : H3.INTERNAL_ERROR;
     this.qc.close(code, e instanceof Error ? e.message.slice(0, 200) : "");
+  }
+
+  /** Send streams that must live as long as this connection (a held stream past its bound). */
+  #kept: QuicSendStream[] = [];
+
+  keepUntilClosed(s: QuicSendStream): void {
+    this.#kept.push(s);
   }
 
   /** No new requests; close once the last one is done. */
@@ -516,7 +528,7 @@ export async function h3Forward(
           if (stream.answered) return;
           requestFailure = e;
           // The backend must not take a partial body as complete (see the module comment).
-          if (body.length === undefined) stream.holdOpen(t.responseTimeoutMs);
+          if (body.length === undefined) stream.holdOpen(t.holdMs ?? t.responseTimeoutMs);
           else {
             s.send.resetStream(H3.REQUEST_CANCELLED);
             stream.abandon(e);
@@ -688,10 +700,12 @@ class UpstreamStream implements Body {
   }
 
   #release(): void {
-    if (this.#released) return;
+    if (this.#released || this.#holding) return;
     this.#released = true;
     giveSlotBack(this.pool, this.conn);
   }
+  /** Held open (holdOpen): the slot stays taken, the stream still uses the backend's stream credit. */
+  #holding = false;
 
   /**
    * The response body once `head` is in: this stream, reading DATA up to the head's
@@ -725,18 +739,34 @@ class UpstreamStream implements Body {
    */
   holdOpen(boundMs: number): void {
     this.done = true;
+    this.#holding = !this.#released;
     this.s.recv.stopSending(H3.REQUEST_CANCELLED);
     const until = performance.now() + boundMs;
     const send = this.s.send;
     (async () => {
       try {
         for (let left = boundMs; left > 0 && !this.conn.closed; left = until - performance.now()) {
-          const wait = Math.min(HOLD_PROBE_MS, left);
-          await new Promise<void>((resolve) => Deno.unrefTimer(setTimeout(resolve, wait)));
-          await send.write(GREASE_FRAME); // rejects once the backend stopped the stream
+          await sleepUnref(Math.min(HOLD_PROBE_MS, left));
+          // Rejects once the backend stopped the stream. A probe stuck behind flow control (a
+          // backend that neither reads nor stops) must not outlast the bound: raced against it.
+          const probe = send.write(GREASE_FRAME);
+          probe.catch(() => {});
+          const rest = until - performance.now();
+          if (
+            rest <= 0 ||
+            await Promise.race([probe.then(() => true), sleepUnref(rest).then(() => false)]) === false
+          ) {
+            break;
+          }
         }
-        this.conn.retire();
+        if (!this.conn.closed) {
+          // Still waiting: no new request on this connection, which closes once the others are
+          // done. Until then the stream must stay referenced, or Deno would FIN it when collected.
+          this.conn.keepUntilClosed(send);
+          this.conn.retire();
+        }
       } catch { /* stopped by the backend, or the connection is gone: the stream is over */ }
+      this.#holding = false;
       this.#release();
     })();
   }
@@ -819,7 +849,11 @@ class UpstreamStream implements Body {
   }
 
   async read(): Promise<Uint8Array | null> {
-    if (this.done) return null;
+    if (this.done) {
+      // Given up on (a cancel, a timeout, a cut request body): not the response's end.
+      if (!this.answered) throw new UpstreamError(`${this.pool.key}: response abandoned`, 502, false);
+      return null;
+    }
     try {
       return await withTimeout(this.#next(), this.#responseTimeoutMs, "response body");
     } catch (e) {

@@ -115,6 +115,13 @@ const UNREAD_CHECK_MS = 5;
 /** Payloads up to this size are copied behind their DATA frame header (one write, not two). */
 const COALESCE_LIMIT = 16 * 1024;
 
+/** A request body that ended (FIN) short of its content-length: refused on its stream (RequestBody.read). */
+class CutBody extends H3Error {
+  constructor() {
+    super(H3.MESSAGE_ERROR, "request body shorter than content-length");
+  }
+}
+
 class H3StreamAbort extends Error {
   constructor(message: string) {
     super(message);
@@ -802,7 +809,8 @@ class RequestBody implements Body {
   /**
    * Reads the body to its end if nobody read any of it and all of it has already arrived (FIN
    * seen within a few milliseconds, at most UNREAD_CHECK_LIMIT buffered), so that content-length
-   * and trailers are checked (read() records a failure; an H3 error closes the connection). A
+   * and trailers are checked (read() records a failure; an H3 error other than a body cut short
+   * closes the connection). A
    * body still arriving is left alone: the response then ends it with STOP_SENDING (§4.1.1).
    */
   async checkIfArrived(): Promise<void> {
@@ -828,7 +836,7 @@ class RequestBody implements Body {
     }
     try {
       while ((await this.read()) !== null) { /* discard: nobody wants it */ }
-    } catch { /* recorded in `failure`; an H3Error has closed the connection */ }
+    } catch { /* recorded in `failure` (and a connection error has closed the connection) */ }
   }
 
   async read(): Promise<Uint8Array | null> {
@@ -850,19 +858,20 @@ class RequestBody implements Body {
       if (e instanceof ReadStopped) throw e;
       if (s.timedOut === "body") this.failure = { status: 408, reason: "body_timeout" };
       else if (e instanceof BodyTooLarge) this.failure = { status: 413, reason: "body_too_large" };
-      else if (e instanceof H3Error && e.code === H3.MESSAGE_ERROR) {
-        // A body that does not add up to its content-length, or malformed trailers: RFC 9114
-        // §4.1.2 makes that a stream error. Deno cannot reset a stream with a code, so the
-        // request is refused on its stream alone (STOP_SENDING, and a 400 if the response has
-        // not started). Not the connection: a peer that cannot reset a stream either, such as
-        // another gateway on Deno whose own client went away mid-upload, ends the cut body with
-        // a FIN, and closing the connection would fail every other request multiplexed on it.
+      else if (e instanceof CutBody) {
+        // The body ended (FIN) short of its content-length: malformed, and RFC 9114 §4.1.2 makes
+        // that a stream error. Deno cannot reset a stream with a code, so it is refused on its
+        // stream alone (a 400 if the response has not started). Not the connection: a FIN short
+        // of the length is how a peer that cannot reset a stream either ends an upload it
+        // abandoned (another gateway on Deno whose own client went away mid-upload), and closing
+        // the connection would fail every request multiplexed with it. Other malformed bodies
+        // (longer than the length, malformed trailers) are no such accident: connection errors,
+        // whose H3 code the client then sees.
         this.failure = { status: 400, reason: "bad_request_body" };
         s.conn.handler.event("h3_malformed");
-        s.reader.stream.stopSending(H3.MESSAGE_ERROR);
       } else if (e instanceof H3Error) {
         this.failure = { status: 400, reason: "bad_request_body" };
-        s.conn.fail(e); // a frame out of place or too large: connection error with its H3 code
+        s.conn.fail(e); // a frame out of place, too large, or a malformed body: connection error
       } else this.failure = { status: 400, reason: "body_read_failed" };
       throw e;
     } finally {
@@ -881,9 +890,7 @@ class RequestBody implements Body {
       }
       const h = await r.frameHeader();
       if (h === null) {
-        if (this.length !== undefined && this.received !== this.length) {
-          throw new H3Error(H3.MESSAGE_ERROR, "request body shorter than content-length");
-        }
+        if (this.length !== undefined && this.received !== this.length) throw new CutBody();
         this.#done = true;
         return null;
       }
