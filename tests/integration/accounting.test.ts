@@ -28,7 +28,7 @@ import { RawH2, u32 } from "../helpers/h2_raw.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { assertSettled } from "../helpers/settled.ts";
-import { metricSum } from "../helpers/common.ts";
+import { concat, metricSum } from "../helpers/common.ts";
 import { encodeFrame, ErrorCode, FrameType } from "../../src/http/h2/frames.ts";
 import type { HeaderField } from "../../src/http/h2/hpack.ts";
 
@@ -94,6 +94,22 @@ async function readSome(conn: Deno.Conn, atLeast: number): Promise<string> {
   return got;
 }
 
+/** GET `path` from `host` through the gateway's HTTP/1.1 front (as HTTP/1.0: no chunked framing to undo): the body. */
+async function viaGateway(port: number, host: string, path: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(conn, latin1(`GET ${path} HTTP/1.0\r\nHost: ${host}\r\n\r\n`));
+    const parts: Uint8Array[] = [];
+    const buf = new Uint8Array(16 * KiB);
+    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) parts.push(buf.slice(0, n));
+    const text = new TextDecoder().decode(concat(parts));
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    return text.slice(text.indexOf("\r\n\r\n") + 4);
+  } finally {
+    conn.close();
+  }
+}
+
 async function h1Ending(port: number, host: string, back: Proto, ending: Ending): Promise<void> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const get = (path: string) => latin1(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
@@ -106,7 +122,7 @@ async function h1Ending(port: number, host: string, back: Proto, ending: Ending)
       case "upload_cut":
         await writeAll(
           conn,
-          latin1(`POST /sha256 HTTP/1.1\r\nHost: ${host}\r\nContent-Length: ${MiB}\r\n\r\n`),
+          latin1(`POST /sha256?cut=1 HTTP/1.1\r\nHost: ${host}\r\nContent-Length: ${MiB}\r\n\r\n`),
         );
         await writeAll(conn, new Uint8Array(128 * KiB));
         await sleep(200);
@@ -114,7 +130,7 @@ async function h1Ending(port: number, host: string, back: Proto, ending: Ending)
       case "streamed_upload_cut": // no length announced: chunked, cut inside the second chunk
         await writeAll(
           conn,
-          latin1(`POST /sha256 HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\n`),
+          latin1(`POST /sha256?cut=1 HTTP/1.1\r\nHost: ${host}\r\nTransfer-Encoding: chunked\r\n\r\n`),
         );
         await writeAll(conn, latin1(`10000\r\n${"x".repeat(64 * KiB)}\r\n10000\r\nxxxx`));
         await sleep(200);
@@ -189,7 +205,7 @@ async function h2Ending(port: number, host: string, back: Proto, ending: Ending)
       case "streamed_upload_cut":
         await c.send(c.headers(
           1,
-          fields("POST", "/sha256", ending === "upload_cut" ? [["content-length", String(MiB)]] : []),
+          fields("POST", "/sha256?cut=1", ending === "upload_cut" ? [["content-length", String(MiB)]] : []),
           0x4,
         ));
         for (let i = 0; i < 3; i++) await c.send(encodeFrame(FrameType.DATA, 0, 1, new Uint8Array(16 * KiB)));
@@ -250,7 +266,7 @@ async function h3Ending(port: number, ca: string, host: string, back: Proto, end
       case "streamed_upload_cut": {
         const s = await c.openStream();
         const length: HeaderField[] = ending === "upload_cut" ? [["content-length", String(MiB)]] : [];
-        await s.send.write(H3Client.headersFrame(fields("POST", "/sha256", length)));
+        await s.send.write(H3Client.headersFrame(fields("POST", "/sha256?cut=1", length)));
         await s.send.write(H3Client.dataFrame(new Uint8Array(128 * KiB)));
         await sleep(200);
         s.recv.stopSending(H3_REQUEST_CANCELLED);
@@ -375,6 +391,15 @@ ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_tim
         await metricSum(inner.adminPort, /^expressgateway_protocol_events_total\{.*event="body_timeout"\}/),
         3,
       );
+      // No cut upload (every one goes to /sha256?cut=1) ever reached an origin as a whole body.
+      const o1 = await (await fetch(`http://${origin.address}/__stats`)).json();
+      assert.equal(
+        o1.cutCompleted,
+        0,
+        "the HTTP/1.1 origin (also behind the HTTP/3 backend) got a cut body whole",
+      );
+      const o2 = JSON.parse(await viaGateway(g.ports.web, "h2.test", "/__requests"));
+      assert.equal(o2.cutCompleted, 0, "the HTTP/2 origin got a cut body whole");
       for (const p of [g, inner]) assert.doesNotMatch(p.logs(), /unhandled rejection/);
     } finally {
       await gw?.stop();
