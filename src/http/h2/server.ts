@@ -273,7 +273,9 @@ export class H2ServerConn extends H2Session implements ServerConnection {
   protected override onLocalEnd(st: H2Stream): void {
     const s = st as ServerStream;
     if (s.recvEnded) {
-      s.abandonRecv();
+      // A tunnel's last client bytes may still be queued for the backend: delivered, not dropped
+      // (the client half-closed after them). A request's body is not needed once answered.
+      if (!s.upgraded) s.abandonRecv();
       this.closeStream(s, Closed.Ended);
       return;
     }

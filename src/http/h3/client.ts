@@ -280,6 +280,12 @@ class H3ClientConn {
     if (this.active === 0) this.qc.close(H3.NO_ERROR, "");
   }
 
+  /** A slot taken again without asking (a held stream whose slot was given back: holdOpen). */
+  retake(): void {
+    this.active++;
+    clearTimeout(this.#idleTimer);
+  }
+
   reserve(): boolean {
     if (!this.usable || this.#closed || this.active >= STREAMS_PER_CONNECTION) return false;
     this.active++;
@@ -739,7 +745,13 @@ class UpstreamStream implements Body {
    */
   holdOpen(boundMs: number): void {
     this.done = true;
-    this.#holding = !this.#released;
+    if (this.#released) {
+      // Given back already (the response was given up on first): taken again, since the stream
+      // goes on using the backend's stream credit while it is held.
+      this.#released = false;
+      this.conn.retake();
+    }
+    this.#holding = true;
     this.s.recv.stopSending(H3.REQUEST_CANCELLED);
     const until = performance.now() + boundMs;
     const send = this.s.send;
@@ -752,12 +764,15 @@ class UpstreamStream implements Body {
           const probe = send.write(GREASE_FRAME);
           probe.catch(() => {});
           const rest = until - performance.now();
-          if (
-            rest <= 0 ||
-            await Promise.race([probe.then(() => true), sleepUnref(rest).then(() => false)]) === false
-          ) {
-            break;
-          }
+          if (rest <= 0) break;
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const late = new Promise<false>((resolve) => {
+            timer = setTimeout(resolve, rest, false);
+            Deno.unrefTimer(timer);
+          });
+          const sent = await Promise.race([probe.then(() => true), late]);
+          clearTimeout(timer);
+          if (!sent) break;
         }
         if (!this.conn.closed) {
           // Still waiting: no new request on this connection, which closes once the others are
