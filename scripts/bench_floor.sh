@@ -5,8 +5,10 @@
 #   nginx    proxy_pass with upstream keepalive (scripts/bench's nginx config, in short)
 #   floor    scripts/bench_floor_relay.ts: read → write → read → write per request, nothing else
 #   gateway  this gateway (1 worker, no access log)
-# Prints median req/s and CPU µs per request of the proxy process (user+sys from /proc), and the
-# ratios. Nothing is asserted. About 1 minute with the defaults.
+# Prints median req/s, CPU µs per request of the proxy process (user+sys from /proc) and the user
+# part of it, and the ratios. The system part is the socket work every proxy pays alike (the same
+# system calls per request); the user part is what each does on top. Nothing is asserted. About 1
+# minute with the defaults.
 #   scripts/bench_floor.sh [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,11 +37,12 @@ taskset -c 1 "$DENO" run --no-prompt $flags main.ts "$W/gw.toml" >"$W/gw.log" 2>
 gw_pid=$!
 wait_ready "$AP"
 nginx_worker="$(pgrep -P "$nginx_master" | head -1)"
-# CPU ticks (user+sys) of a process and all its threads.
+# CPU ticks (user+sys, and user alone) of a process and all its threads.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+uticks() { awk '{print $14}' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"
-declare -A rps cpu
-for name in nginx floor gateway; do rps[$name]=""; cpu[$name]=""; done
+declare -A rps cpu user
+for name in nginx floor gateway; do rps[$name]=""; cpu[$name]=""; user[$name]=""; done
 for name in nginx floor gateway; do # warm-up, not recorded
   case $name in nginx) port=$NP ;; floor) port=$FP ;; gateway) port=$GP ;; esac
   curl -sf "http://127.0.0.1:$port/small" >/dev/null
@@ -52,22 +55,24 @@ for round in $(seq "$ROUNDS"); do
       floor) port=$FP pid=$floor_pid ;;
       gateway) port=$GP pid=$gw_pid ;;
     esac
-    a="$(ticks "$pid")"
+    a="$(ticks "$pid")" ua="$(uticks "$pid")"
     out="$(taskset -c 0 wrk -t1 -c50 "-d${SECS}s" "http://127.0.0.1:$port/small")"
-    b="$(ticks "$pid")"
+    b="$(ticks "$pid")" ub="$(uticks "$pid")"
     reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
     r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
     c="$(awk -v t=$((b - a)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
+    u="$(awk -v t=$((ub - ua)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
     rps[$name]+="$r "
     cpu[$name]+="$c "
-    echo "round $round $name: $r req/s, $c µs CPU per request"
+    user[$name]+="$u "
+    echo "round $round $name: $r req/s, $c µs CPU per request ($u µs user)"
   done
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
-printf '%-8s %12s %18s\n' proxy "req/s" "CPU µs/request"
+printf '%-8s %12s %18s %18s\n' proxy "req/s" "CPU µs/request" "user µs/request"
 for name in nginx floor gateway; do
-  printf '%-8s %12s %18s\n' "$name" "$(median "${rps[$name]}")" "$(median "${cpu[$name]}")"
+  printf '%-8s %12s %18s %18s\n' "$name" "$(median "${rps[$name]}")" "$(median "${cpu[$name]}")" "$(median "${user[$name]}")"
 done
 n="$(median "${rps[nginx]}")" f="$(median "${rps[floor]}")" g="$(median "${rps[gateway]}")"
 awk -v n="$n" -v f="$f" -v g="$g" 'BEGIN {printf "floor/nginx %.2f   gateway/nginx %.2f   gateway/floor %.2f\n", f / n, g / n, g / f}'

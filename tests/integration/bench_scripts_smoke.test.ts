@@ -1,6 +1,7 @@
 /**
  * The small benchmark scripts cannot rot: scripts/bench_floor.sh (nginx, the bare Deno relay and
- * the gateway in alternating h1-small rounds), scripts/bench_tls_stall.sh (an https download with
+ * the gateway in alternating h1-small rounds), scripts/bench_h2_cpu.sh (nghttpx and the gateway
+ * in alternating h2-small rounds), scripts/bench_tls_stall.sh (an https download with
  * and without TCP_NODELAY on the listener), scripts/bench_ab.sh (two revisions of the gateway in
  * interleaved slices) and scripts/bench_gc.sh (the gateway's scavenges under load) run for real,
  * briefly, and print every number they promise;
@@ -27,19 +28,34 @@ async function running(needle: string): Promise<string[]> {
   return r.stdout.split("\n").filter((l) => l.trim() !== "" && !l.includes("pgrep"));
 }
 
-Deno.test("scripts/bench_floor.sh: a row per proxy with req/s and CPU per request, ratios, nothing left", async () => {
+Deno.test("scripts/bench_floor.sh: a row per proxy with req/s, CPU and user CPU per request, ratios, nothing left", async () => {
   const before = await workDirs("eg-floor.");
   const r = await run("bash", [`${ROOT}scripts/bench_floor.sh`, "1", "1"], { timeoutMs: 120_000 });
   assert.equal(r.code, 0, r.stderr);
   for (const proxy of ["nginx", "floor", "gateway"]) {
     const row = r.stdout.split("\n").find((l) => l.startsWith(`${proxy} `));
     assert.ok(row, `no ${proxy} row in:\n${r.stdout}`);
-    const [, rps, cpu] = row.trim().split(/\s+/);
-    assert.ok(Number(rps) > 0 && Number(cpu) > 0, row);
+    const [, rps, cpu, user] = row.trim().split(/\s+/);
+    assert.ok(Number(rps) > 0 && Number(cpu) > 0 && Number(user) > 0 && Number(user) <= Number(cpu), row);
   }
   assert.match(r.stdout, /floor\/nginx \d+\.\d\d +gateway\/nginx \d+\.\d\d +gateway\/floor \d+\.\d\d/);
   assert.deepEqual(await workDirs("eg-floor."), before, "the work directory was removed");
   assert.deepEqual(await running("bench_floor_relay.ts"), [], "the relay was stopped");
+});
+
+Deno.test("scripts/bench_h2_cpu.sh: a row per proxy with req/s, CPU and user CPU per request, the ratio, nothing left", async () => {
+  const before = await workDirs("eg-h2cpu.");
+  const r = await run("bash", [`${ROOT}scripts/bench_h2_cpu.sh`, "1", "1"], { timeoutMs: 120_000 });
+  assert.equal(r.code, 0, r.stderr);
+  for (const proxy of ["nghttpx", "gateway"]) {
+    const row = r.stdout.split("\n").find((l) => l.startsWith(`${proxy} `));
+    assert.ok(row, `no ${proxy} row in:\n${r.stdout}`);
+    const [, rps, cpu, user] = row.trim().split(/\s+/);
+    assert.ok(Number(rps) > 0 && Number(cpu) > 0 && Number(user) > 0 && Number(user) <= Number(cpu), row);
+  }
+  assert.match(r.stdout, /gateway\/nghttpx \d+\.\d\d/);
+  assert.deepEqual(await workDirs("eg-h2cpu."), before, "the work directory was removed");
+  assert.deepEqual(await running("nghttpx.conf"), [], "nghttpx was stopped");
 });
 
 Deno.test("scripts/bench_tls_stall.sh: both modes download 20 MB and time 20 requests each, nothing left", async () => {
