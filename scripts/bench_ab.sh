@@ -59,8 +59,6 @@ wait_ready "$AAP" && wait_ready "$BAP" || {
   cat "$W/a.log" "$W/b.log" >&2
   exit 1
 }
-# CPU ticks (user+sys) of a process and all its threads.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"
 # One slice of load against a port; prints "<requests> <req/s> <p99 µs>" (p99 from wrk only: h2load
 # reports no percentiles, so "-" for h2c).

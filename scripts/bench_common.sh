@@ -1,4 +1,4 @@
-# Shared by the small benchmark scripts (scripts/bench_floor.sh, bench_tls_stall.sh, bench_ab.sh):
+# Shared by the small benchmark scripts (scripts/bench_floor.sh, bench_h2_cpu.sh, bench_tls_stall.sh, bench_ab.sh):
 # sourced, not run. Sets W to a fresh work directory, tracks the processes a script starts in
 # `pids`, and on any exit kills them and removes W. free_ports N prints N free loopback ports.
 # shellcheck shell=bash
@@ -94,4 +94,29 @@ wait_ready() {
   for _ in $(seq 150); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "the gateway with admin port $1 did not become ready" >&2
   return 1
+}
+
+# CPU per request, split (bench_floor.sh, bench_h2_cpu.sh). ticks / uticks PID: the CPU ticks of a
+# process and all its threads, user+sys and user alone (proc(5) fields 14 and 15).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+uticks() { awk '{print $14}' "/proc/$1/stat"; }
+# The rounds of each proxy, by name: req/s, CPU µs per request, user µs per request.
+declare -A rps cpu user
+# record NAME REQS_PER_SEC REQUESTS TICKS USER_TICKS ROUND: keeps one round and prints it.
+record() {
+  local c u
+  c="$(awk -v t="$4" -v hz="$(getconf CLK_TCK)" -v n="$3" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
+  u="$(awk -v t="$5" -v hz="$(getconf CLK_TCK)" -v n="$3" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
+  rps[$1]+="$2 " cpu[$1]+="$c " user[$1]+="$u "
+  echo "round $6 $1: $2 req/s, $c µs CPU per request ($u µs user)"
+}
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# cpu_table NAME...: the medians of what record() kept, a row per proxy.
+cpu_table() {
+  echo
+  printf '%-8s %12s %18s %18s\n' proxy "req/s" "CPU µs/request" "user µs/request"
+  for name in "$@"; do
+    printf '%-8s %12s %18s %18s\n' "$name" "$(median "${rps[$name]}")" "$(median "${cpu[$name]}")" \
+      "$(median "${user[$name]}")"
+  done
 }

@@ -37,12 +37,6 @@ taskset -c 1 "$DENO" run --no-prompt $flags main.ts "$W/gw.toml" >"$W/gw.log" 2>
 gw_pid=$!
 wait_ready "$AP"
 nginx_worker="$(pgrep -P "$nginx_master" | head -1)"
-# CPU ticks (user+sys, and user alone) of a process and all its threads.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-uticks() { awk '{print $14}' "/proc/$1/stat"; }
-hz="$(getconf CLK_TCK)"
-declare -A rps cpu user
-for name in nginx floor gateway; do rps[$name]=""; cpu[$name]=""; user[$name]=""; done
 for name in nginx floor gateway; do # warm-up, not recorded
   case $name in nginx) port=$NP ;; floor) port=$FP ;; gateway) port=$GP ;; esac
   curl -sf "http://127.0.0.1:$port/small" >/dev/null
@@ -60,19 +54,9 @@ for round in $(seq "$ROUNDS"); do
     b="$(ticks "$pid")" ub="$(uticks "$pid")"
     reqs="$(awk '/requests in/ {print $1}' <<<"$out")"
     r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
-    c="$(awk -v t=$((b - a)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
-    u="$(awk -v t=$((ub - ua)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
-    rps[$name]+="$r "
-    cpu[$name]+="$c "
-    user[$name]+="$u "
-    echo "round $round $name: $r req/s, $c µs CPU per request ($u µs user)"
+    record "$name" "$r" "$reqs" $((b - a)) $((ub - ua)) "$round"
   done
 done
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo
-printf '%-8s %12s %18s %18s\n' proxy "req/s" "CPU µs/request" "user µs/request"
-for name in nginx floor gateway; do
-  printf '%-8s %12s %18s %18s\n' "$name" "$(median "${rps[$name]}")" "$(median "${cpu[$name]}")" "$(median "${user[$name]}")"
-done
+cpu_table nginx floor gateway
 n="$(median "${rps[nginx]}")" f="$(median "${rps[floor]}")" g="$(median "${rps[gateway]}")"
 awk -v n="$n" -v f="$f" -v g="$g" 'BEGIN {printf "floor/nginx %.2f   gateway/nginx %.2f   gateway/floor %.2f\n", f / n, g / n, g / f}'

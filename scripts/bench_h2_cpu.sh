@@ -43,12 +43,6 @@ taskset -c 1 "$DENO" run --no-prompt $flags main.ts "$W/gw.toml" >"$W/gw.log" 2>
 gw_pid=$!
 wait_ready "$AP"
 for _ in $(seq 50); do curl -sf --http2-prior-knowledge "http://127.0.0.1:$NP/small" >/dev/null && break; sleep 0.1; done
-# CPU ticks (user+sys, and user alone) of a process and all its threads.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-uticks() { awk '{print $14}' "/proc/$1/stat"; }
-hz="$(getconf CLK_TCK)"
-declare -A rps cpu user
-for name in nghttpx gateway; do rps[$name]=""; cpu[$name]=""; user[$name]=""; done
 load() { taskset -c 0 h2load -c10 -m10 -t1 -D "$2" "http://127.0.0.1:$1/small"; }
 for name in nghttpx gateway; do # warm-up, not recorded
   case $name in nghttpx) port=$NP ;; gateway) port=$GP ;; esac
@@ -65,19 +59,9 @@ for round in $(seq "$ROUNDS"); do
     b="$(ticks "$pid")" ub="$(uticks "$pid")"
     reqs="$(awk '/^requests:/ {print $8}' <<<"$out")" # succeeded
     r="$(awk -v n="$reqs" -v s="$SECS" 'BEGIN {printf "%.0f", n / s}')"
-    c="$(awk -v t=$((b - a)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
-    u="$(awk -v t=$((ub - ua)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
-    rps[$name]+="$r "
-    cpu[$name]+="$c "
-    user[$name]+="$u "
-    echo "round $round $name: $r req/s, $c µs CPU per request ($u µs user)"
+    record "$name" "$r" "$reqs" $((b - a)) $((ub - ua)) "$round"
   done
 done
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo
-printf '%-8s %12s %18s %18s\n' proxy "req/s" "CPU µs/request" "user µs/request"
-for name in nghttpx gateway; do
-  printf '%-8s %12s %18s %18s\n' "$name" "$(median "${rps[$name]}")" "$(median "${cpu[$name]}")" "$(median "${user[$name]}")"
-done
+cpu_table nghttpx gateway
 x="$(median "${rps[nghttpx]}")" g="$(median "${rps[gateway]}")"
 awk -v x="$x" -v g="$g" 'BEGIN {printf "gateway/nghttpx %.2f\n", g / x}'

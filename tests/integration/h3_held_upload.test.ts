@@ -14,7 +14,7 @@
 
 import assert from "node:assert/strict";
 import { concat, metricSum } from "../helpers/common.ts";
-import { configHead, startGateway } from "../helpers/gateway.ts";
+import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { bindTestQuicServer, H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import type { TestPki } from "../../scripts/pki.ts";
 import { assertSettled } from "../helpers/settled.ts";
@@ -171,20 +171,35 @@ response_timeout = "1s"
 `;
 }
 
+/** A patient backend behind a gateway (gatewayConfig), for `fn`; both stopped after. */
+async function withHeldSetup(
+  fn: (
+    s: { gw: GatewayProcess; backend: Awaited<ReturnType<typeof patientBackend>>; pki: TestPki },
+  ) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "eg-h3-held-" });
+  const pki = await makeTestPki(dir);
+  const backend = await patientBackend(pki);
+  const gw = await startGateway(gatewayConfig(backend.address, pki)).catch(async (e) => {
+    await backend.stop();
+    throw e;
+  });
+  try {
+    await fn({ gw, backend, pki });
+  } finally {
+    await gw.stop();
+    await backend.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test({
   name:
     "h3 backend: a cut upload of unknown length is held open, never FINed; past the bound its connection retires without failing the request beside it",
   sanitizeResources: false,
   sanitizeOps: false,
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "eg-h3-held-" });
-    const pki = await makeTestPki(dir);
-    const backend = await patientBackend(pki);
-    const gw = await startGateway(gatewayConfig(backend.address, pki)).catch(async (e) => {
-      await backend.stop();
-      throw e;
-    });
-    try {
+  fn: () =>
+    withHeldSetup(async ({ gw, backend }) => {
       const port = gw.ports.web;
       // A long response on the pool's one connection…
       const long = exchange(port, "GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -217,12 +232,7 @@ Deno.test({
       for (let i = 0; i < 30 && backend.uploadEnds.length === 0; i++) await sleep(100);
       assert.deepEqual(backend.uploadEnds, ["cut"]);
       await assertSettled(gw);
-    } finally {
-      await gw.stop();
-      await backend.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -230,15 +240,8 @@ Deno.test({
     "h3 backend: a response streaming while its request body times out is cut for the client, never ended as if whole",
   sanitizeResources: false,
   sanitizeOps: false,
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "eg-h3-held-" });
-    const pki = await makeTestPki(dir);
-    const backend = await patientBackend(pki);
-    const gw = await startGateway(gatewayConfig(backend.address, pki)).catch(async (e) => {
-      await backend.stop();
-      throw e;
-    });
-    try {
+  fn: () =>
+    withHeldSetup(async ({ gw, pki }) => {
       // h2c: /stream answers at once and streams for 2 s; the request body stalls, so the
       // gateway's body timeout (1 s) gives up on it while the response is under way.
       const c = await RawH2.connect(gw.ports.web);
@@ -293,10 +296,5 @@ Deno.test({
         q.close();
       }
       await assertSettled(gw);
-    } finally {
-      await gw.stop();
-      await backend.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
