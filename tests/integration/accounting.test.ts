@@ -7,7 +7,9 @@
  * served. Afterwards tests/helpers/settled.ts must find nothing in flight, no backend counting a
  * request, and every upstream connection idle. A request whose end was missed would show there
  * long before it showed anywhere else: as the in-flight cap filling up, or as least_request
- * avoiding a backend for requests long gone.
+ * avoiding a backend for requests long gone. The whole run is done twice, and the second round must
+ * leave the gateway with no more open descriptors than the first (a socket or stream leaked per bad
+ * ending would show as dozens); no cut upload may reach an origin as a whole body.
  *
  * Backends: the node `http` origin (tests/fixtures/origin.mjs), the node `http2` origin over h2c
  * (tests/fixtures/h2_origin.mjs), and for HTTP/3 a second gateway's quic listener in front of the
@@ -92,6 +94,13 @@ async function readSome(conn: Deno.Conn, atLeast: number): Promise<string> {
     if (n > 256) got += " ".repeat(n - 256); // only the head is looked at
   }
   return got;
+}
+
+/** Open file descriptors of a process (sockets, the QUIC endpoints' UDP sockets, files). */
+function openDescriptors(pid: number): number {
+  let n = 0;
+  for (const _ of Deno.readDirSync(`/proc/${pid}/fd`)) n++;
+  return n;
 }
 
 /** GET `path` from `host` through the gateway's HTTP/1.1 front (as HTTP/1.0: no chunked framing to undo): the body. */
@@ -344,32 +353,39 @@ response_timeout = "500ms"
 ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_timeout = "2500ms"` })}
 `);
       const g = gw;
-      for (const front of ["h1", "h2", "h3"] as Proto[]) {
-        for (const back of ["h1", "h2", "h3"] as Proto[]) {
-          await t.step(`${front} → ${back}`, async () => {
-            const host = `${back}.test`;
-            for (const ending of ENDINGS) {
-              const what = `${front} → ${back}, ${ending}`;
-              await bounded(
-                what,
-                front === "h1"
-                  ? h1Ending(g.ports.web, host, back, ending)
-                  : front === "h2"
-                  ? h2Ending(g.ports.web, host, back, ending)
-                  : h3Ending(g.ports.q, pki.caPem, host, back, ending),
-              ).catch(async (e) => {
-                // What the gateways said about it is the first thing to read (logs are flushed in batches).
-                await sleep(500);
-                throw new Error(
-                  `${what}: ${e}\n--- gateway ---\n${g.logs().slice(-3000)}` +
-                    `\n--- inner gateway ---\n${inner!.logs().slice(-2000)}`,
-                );
-              });
-            }
-            await assertSettled(g);
-          });
+      // Twice: the second round must leave the gateway with no more descriptors than the first did
+      // (an upstream socket, QUIC stream or timer handle leaked per bad ending would show as dozens).
+      const fds: number[] = [];
+      for (const round of [1, 2]) {
+        for (const front of ["h1", "h2", "h3"] as Proto[]) {
+          for (const back of ["h1", "h2", "h3"] as Proto[]) {
+            await t.step(`${front} → ${back}${round === 2 ? " (again)" : ""}`, async () => {
+              const host = `${back}.test`;
+              for (const ending of ENDINGS) {
+                const what = `${front} → ${back}, ${ending}`;
+                await bounded(
+                  what,
+                  front === "h1"
+                    ? h1Ending(g.ports.web, host, back, ending)
+                    : front === "h2"
+                    ? h2Ending(g.ports.web, host, back, ending)
+                    : h3Ending(g.ports.q, pki.caPem, host, back, ending),
+                ).catch(async (e) => {
+                  // What the gateways said about it is the first thing to read (logs are flushed in batches).
+                  await sleep(500);
+                  throw new Error(
+                    `${what}: ${e}\n--- gateway ---\n${g.logs().slice(-3000)}` +
+                      `\n--- inner gateway ---\n${inner!.logs().slice(-2000)}`,
+                  );
+                });
+              }
+              await assertSettled(g);
+            });
+          }
         }
+        fds.push(openDescriptors(g.child.pid));
       }
+      assert.ok(fds[1] <= fds[0] + 8, `descriptors after each round: ${fds.join(", ")}`);
       // The inner gateway's client (the outer gateway's HTTP/3 pool) keeps its connection.
       await assertSettled(inner, { clientsGone: false });
       // Deno cannot reset a stream. Every cut upload with a length ended with a FIN short of it,
@@ -383,13 +399,13 @@ ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_tim
       );
       assert.equal(
         await metricSum(inner.adminPort, /^expressgateway_protocol_events_total\{.*event="h3_malformed"\}/),
-        3,
+        6,
       );
       // And no held stream was ever ended with a FIN that would have made its cut body look whole:
-      // each of the three ended at the backend's body timeout.
+      // each of them (three fronts, two rounds) ended at the backend's body timeout.
       assert.equal(
         await metricSum(inner.adminPort, /^expressgateway_protocol_events_total\{.*event="body_timeout"\}/),
-        3,
+        6,
       );
       // No cut upload (every one goes to /sha256?cut=1) ever reached an origin as a whole body.
       const o1 = await (await fetch(`http://${origin.address}/__stats`)).json();
