@@ -78,10 +78,6 @@ const MAX_RESPONSE_FIELDS = 64 * 1024;
 const COALESCE_LIMIT = 16 * 1024;
 /** How long after a critical stream ended its connection's close may still be reported. */
 const CRITICAL_END_GRACE_MS = 50;
-function sleepUnref(ms: number): Promise<void> {
-  return new Promise<void>((resolve) => Deno.unrefTimer(setTimeout(resolve, ms)));
-}
-
 /** How often a held stream (UpstreamStream.holdOpen) checks whether the backend has stopped it. */
 const HOLD_PROBE_MS = 1000;
 /**
@@ -760,19 +756,8 @@ class UpstreamStream implements Body {
         for (let left = boundMs; left > 0 && !this.conn.closed; left = until - performance.now()) {
           await sleepUnref(Math.min(HOLD_PROBE_MS, left));
           // Rejects once the backend stopped the stream. A probe stuck behind flow control (a
-          // backend that neither reads nor stops) must not outlast the bound: raced against it.
-          const probe = send.write(GREASE_FRAME);
-          probe.catch(() => {});
-          const rest = until - performance.now();
-          if (rest <= 0) break;
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          const late = new Promise<false>((resolve) => {
-            timer = setTimeout(resolve, rest, false);
-            Deno.unrefTimer(timer);
-          });
-          const sent = await Promise.race([probe.then(() => true), late]);
-          clearTimeout(timer);
-          if (!sent) break;
+          // backend that neither reads nor stops) must not outlast the bound.
+          if (!(await settlesWithin(send.write(GREASE_FRAME), until - performance.now()))) break;
         }
         if (!this.conn.closed) {
           // Still waiting: no new request on this connection, which closes once the others are
@@ -923,6 +908,29 @@ class UpstreamStream implements Body {
   cancel(): void {
     if (this.done) return;
     this.abandon();
+  }
+}
+
+function sleepUnref(ms: number): Promise<void> {
+  return new Promise<void>((resolve) => Deno.unrefTimer(setTimeout(resolve, ms)));
+}
+
+/**
+ * Whether `p` fulfils within `ms` (false past it, then `p` is left to itself, its rejection
+ * handled); rejects as `p` does before then. The timer does not hold the process.
+ */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  p.catch(() => {});
+  if (!(ms > 0)) return false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+    Deno.unrefTimer(timer);
+  });
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

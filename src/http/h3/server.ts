@@ -810,8 +810,8 @@ class RequestBody implements Body {
    * Reads the body to its end if nobody read any of it and all of it has already arrived (FIN
    * seen within a few milliseconds, at most UNREAD_CHECK_LIMIT buffered), so that content-length
    * and trailers are checked (read() records a failure; an H3 error other than a body cut short
-   * closes the connection). A
-   * body still arriving is left alone: the response then ends it with STOP_SENDING (§4.1.1).
+   * closes the connection). A body still arriving is left alone: the response then ends it with
+   * STOP_SENDING (§4.1.1).
    */
   async checkIfArrived(): Promise<void> {
     // A client that asked for 100 (Continue) sends nothing until it gets one: waiting is useless.
@@ -858,20 +858,15 @@ class RequestBody implements Body {
       if (e instanceof ReadStopped) throw e;
       if (s.timedOut === "body") this.failure = { status: 408, reason: "body_timeout" };
       else if (e instanceof BodyTooLarge) this.failure = { status: 413, reason: "body_too_large" };
-      else if (e instanceof CutBody) {
-        // The body ended (FIN) short of its content-length: malformed, and RFC 9114 §4.1.2 makes
-        // that a stream error. Deno cannot reset a stream with a code, so it is refused on its
-        // stream alone (a 400 if the response has not started). Not the connection: a FIN short
-        // of the length is how a peer that cannot reset a stream either ends an upload it
-        // abandoned (another gateway on Deno whose own client went away mid-upload), and closing
-        // the connection would fail every request multiplexed with it. Other malformed bodies
-        // (longer than the length, malformed trailers) are no such accident: connection errors,
-        // whose H3 code the client then sees.
+      else if (e instanceof H3Error) {
         this.failure = { status: 400, reason: "bad_request_body" };
-        s.conn.handler.event("h3_malformed");
-      } else if (e instanceof H3Error) {
-        this.failure = { status: 400, reason: "bad_request_body" };
-        s.conn.fail(e); // a frame out of place, too large, or a malformed body: connection error
+        // A body that ended (FIN) short of its content-length is refused on its stream alone (a
+        // stream error, RFC 9114 §4.1.2; Deno cannot reset with a code): that is how a peer that
+        // cannot reset either, such as another gateway on Deno whose client left mid-upload, ends
+        // an abandoned upload, and closing the connection would fail everything multiplexed with
+        // it. A frame out of place, too large, or another malformed body: connection error.
+        if (e instanceof CutBody) s.conn.handler.event("h3_malformed");
+        else s.conn.fail(e);
       } else this.failure = { status: 400, reason: "body_read_failed" };
       throw e;
     } finally {
