@@ -172,7 +172,8 @@ ${opts.pools ?? ""}
 `;
 }
 
-export function poolConfig(name: string, addresses: string[], extra = ""): string {
+/** A pool `name` of `addresses`; `extra` adds lines to the pool, `backend` to each backend. */
+export function poolConfig(name: string, addresses: string[], extra = "", backend = ""): string {
   return `
 [[pools]]
 name = "${name}"
@@ -180,8 +181,42 @@ ${extra}
 ${
     addresses.map((a) => `
   [[pools.backends]]
-  address = "${a}"`).join("\n")
+  address = "${a}"${backend ? `\n  ${backend}` : ""}`).join("\n")
   }
+`;
+}
+
+/** Routes sending each host to the pool named after it (`{ "h1.test": "h1" }`). */
+export function hostRoutes(routes: Record<string, string>): string {
+  return Object.entries(routes).map(([host, pool]) => `
+  [[listeners.routes]]
+  host = "${host}"
+  pool = "${pool}"`).join("");
+}
+
+/**
+ * The two cleartext-and-QUIC fronts many tests drive on the same `routes`: `web` (protocol http:
+ * HTTP/1.1 and h2c) and `q` (quic, on the certificate in `tls`); `listener` adds lines to both.
+ */
+export function webAndQuicListeners(
+  tls: { cert: string; key: string },
+  routes: string,
+  listener = "",
+): string {
+  return `
+[[listeners]]
+name = "web"
+bind = "127.0.0.1:0"
+protocol = "http"
+${listener}
+${routes}
+[[listeners]]
+name = "q"
+bind = "127.0.0.1:0"
+protocol = "quic"
+${listener}
+tls = { cert = "${tls.cert}", key = "${tls.key}" }
+${routes}
 `;
 }
 

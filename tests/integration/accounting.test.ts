@@ -22,8 +22,11 @@ import {
   configHead,
   type GatewayProcess,
   h3PoolConfig,
+  hostRoutes,
+  poolConfig,
   quicGatewayConfig,
   startGateway,
+  webAndQuicListeners,
 } from "../helpers/gateway.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { RawH2, u32 } from "../helpers/h2_raw.ts";
@@ -324,32 +327,10 @@ Deno.test({
       inner = await startGateway(
         quicGatewayConfig(pki, origin.address, { pool: "origin", listener: `body_timeout = "500ms"` }),
       );
-      const routes = ["h1", "h2", "h3"].map((p) => `
-  [[listeners.routes]]
-  host = "${p}.test"
-  pool = "${p}"`).join("");
-      gw = await startGateway(`${configHead()}[[listeners]]
-name = "web"
-bind = "127.0.0.1:0"
-protocol = "http"
-${routes}
-[[listeners]]
-name = "q"
-bind = "127.0.0.1:0"
-protocol = "quic"
-tls = { cert = "${pki.cert}", key = "${pki.key}" }
-${routes}
-[[pools]]
-name = "h1"
-response_timeout = "500ms"
-  [[pools.backends]]
-  address = "${origin.address}"
-[[pools]]
-name = "h2"
-response_timeout = "500ms"
-  [[pools.backends]]
-  address = "127.0.0.1:${h2origin.port}"
-  protocol = "h2c"
+      gw = await startGateway(`${configHead()}
+${webAndQuicListeners(pki, hostRoutes({ "h1.test": "h1", "h2.test": "h2", "h3.test": "h3" }))}
+${poolConfig("h1", [origin.address], `response_timeout = "500ms"`)}
+${poolConfig("h2", [`127.0.0.1:${h2origin.port}`], `response_timeout = "500ms"`, `protocol = "h2c"`)}
 ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_timeout = "2500ms"` })}
 `);
       const g = gw;

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { configHead, poolConfig, startGateway } from "../helpers/gateway.ts";
+import { configHead, hostRoutes, poolConfig, startGateway, webAndQuicListeners } from "../helpers/gateway.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startH2Origin } from "./h2_helpers.ts";
@@ -22,31 +22,10 @@ Deno.test("an answer before the upload is done reaches the client on every front
   const pki = await makeTestPki(dir);
   const h1 = await startOrigin("o1");
   const h2 = await startH2Origin("o2", "h2c");
-  const routes = `
-  [[listeners.routes]]
-  host = "h1"
-  pool = "h1"
-  [[listeners.routes]]
-  host = "h2"
-  pool = "h2"`;
   const gw = await startGateway(`${configHead()}
-[[listeners]]
-name = "web"
-bind = "127.0.0.1:0"
-protocol = "http"
-${routes}
-[[listeners]]
-name = "h3"
-bind = "127.0.0.1:0"
-protocol = "quic"
-tls = { cert = "${pki.cert}", key = "${pki.key}" }
-${routes}
+${webAndQuicListeners(pki, hostRoutes({ h1: "h1", h2: "h2" }))}
 ${poolConfig("h1", [h1.address])}
-[[pools]]
-name = "h2"
-  [[pools.backends]]
-  address = "${h2.address}"
-  protocol = "h2c"`);
+${poolConfig("h2", [h2.address], "", `protocol = "h2c"`)}`);
   try {
     for (const host of ["h1", "h2"]) {
       await t.step(`HTTP/1.1 → ${host}: the 401, then the connection closes`, async () => {
@@ -84,7 +63,7 @@ name = "h2"
         assert.deepEqual(JSON.parse(r.stdout.trim()), { post: 401, get: 200, sessionError: "" });
       });
       await t.step(`HTTP/3 → ${host}: the 401, and the connection carries the next request`, async () => {
-        const c = await H3Client.connect({ port: gw.ports.h3, ca: pki.caPem });
+        const c = await H3Client.connect({ port: gw.ports.q, ca: pki.caPem });
         try {
           const s = await c.conn.openBidi();
           await s.send.write(H3Client.headersFrame([

@@ -14,7 +14,13 @@
 
 import assert from "node:assert/strict";
 import { concat, metricSum } from "../helpers/common.ts";
-import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
+import {
+  configHead,
+  type GatewayProcess,
+  h3PoolConfig,
+  startGateway,
+  webAndQuicListeners,
+} from "../helpers/gateway.ts";
 import { bindTestQuicServer, H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import type { TestPki } from "../../scripts/pki.ts";
 import { assertSettled } from "../helpers/settled.ts";
@@ -145,30 +151,9 @@ async function exchange(
 }
 
 function gatewayConfig(backend: string, pki: TestPki): string {
-  const ca = pki.ca;
-  return `${configHead()}[[listeners]]
-name = "web"
-bind = "127.0.0.1:0"
-protocol = "http"
-body_timeout = "1s"
-  [[listeners.routes]]
-  pool = "h3"
-[[listeners]]
-name = "q"
-bind = "127.0.0.1:0"
-protocol = "quic"
-body_timeout = "1s"
-tls = { cert = "${pki.cert}", key = "${pki.key}" }
-  [[listeners.routes]]
-  pool = "h3"
-[[pools]]
-name = "h3"
-response_timeout = "1s"
-  [[pools.backends]]
-  address = "${backend}"
-  protocol = "h3"
-  tls = { ca = "${ca}", server_name = "localhost" }
-`;
+  return `${configHead()}
+${webAndQuicListeners(pki, `  [[listeners.routes]]\n  pool = "h3"`, `body_timeout = "1s"`)}
+${h3PoolConfig("h3", backend, pki.ca, { pool: `response_timeout = "1s"` })}`;
 }
 
 /** A patient backend behind a gateway (gatewayConfig), for `fn`; both stopped after. */
