@@ -1,7 +1,7 @@
 /**
  * Small pieces many integration tests need: a digest, a port free for TCP and UDP, stopping a
- * child process within a bound, summing a family from the gateway's /metrics, and waiting
- * (bounded) for a condition.
+ * child process within a bound, summing a family from the gateway's /metrics, counting a
+ * process's open descriptors, and bounding a wait or waiting (bounded) for a condition.
  */
 
 /** Lower-case hex SHA-256 of `bytes`. */
@@ -59,6 +59,26 @@ export async function metricSum(adminPort: number, re: RegExp): Promise<number> 
     if (re.test(line)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return sum;
+}
+
+/** Open file descriptors of a process (sockets, the QUIC endpoints' UDP sockets, files). */
+export function openDescriptors(pid: number): number {
+  let n = 0;
+  for (const _ of Deno.readDirSync(`/proc/${pid}/fd`)) n++;
+  return n;
+}
+
+/** `p`, or a rejection naming `what` after `ms` (a hang is a failure, not a slow pass). */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, rej) => timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Polls `cond` every 100 ms until it holds; throws naming `what` after `timeoutMs`. */

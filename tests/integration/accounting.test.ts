@@ -33,7 +33,7 @@ import { RawH2, u32 } from "../helpers/h2_raw.ts";
 import { startNodePeer } from "../helpers/node_peer.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { assertSettled } from "../helpers/settled.ts";
-import { concat, metricSum } from "../helpers/common.ts";
+import { concat, metricSum, openDescriptors, within } from "../helpers/common.ts";
 import { encodeFrame, ErrorCode, FrameType } from "../../src/http/h2/frames.ts";
 import type { HeaderField } from "../../src/http/h2/hpack.ts";
 
@@ -68,20 +68,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 
 /** `p`, or a failure naming `what` after STEP_MS. */
-async function bounded<T>(what: string, p: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) =>
-        timer = setTimeout(() => reject(new Error(`${what}: no end within ${STEP_MS} ms`)), STEP_MS)
-      ),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
   for (let off = 0; off < b.length;) off += await conn.write(b.subarray(off));
 }
@@ -97,13 +83,6 @@ async function readSome(conn: Deno.Conn, atLeast: number): Promise<string> {
     if (n > 256) got += " ".repeat(n - 256); // only the head is looked at
   }
   return got;
-}
-
-/** Open file descriptors of a process (sockets, the QUIC endpoints' UDP sockets, files). */
-function openDescriptors(pid: number): number {
-  let n = 0;
-  for (const _ of Deno.readDirSync(`/proc/${pid}/fd`)) n++;
-  return n;
 }
 
 /** GET `path` from `host` through the gateway's HTTP/1.1 front (as HTTP/1.0: no chunked framing to undo): the body. */
@@ -344,13 +323,14 @@ ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_tim
               const host = `${back}.test`;
               for (const ending of ENDINGS) {
                 const what = `${front} → ${back}, ${ending}`;
-                await bounded(
-                  what,
+                await within(
                   front === "h1"
                     ? h1Ending(g.ports.web, host, back, ending)
                     : front === "h2"
                     ? h2Ending(g.ports.web, host, back, ending)
                     : h3Ending(g.ports.q, pki.caPem, host, back, ending),
+                  STEP_MS,
+                  what,
                 ).catch(async (e) => {
                   // What the gateways said about it is the first thing to read (logs are flushed in batches).
                   await sleep(500);

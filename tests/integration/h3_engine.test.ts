@@ -15,6 +15,7 @@ import { QuicClientEndpoint, type QuicConnection, ReadStopped } from "../../src/
 import { connectQuic } from "../../src/quic/engine.ts";
 import { bindTestQuicServer, makeTestPki } from "../helpers/h3_client.ts";
 import { run } from "../helpers/run.ts";
+import { within } from "../helpers/common.ts";
 
 async function readAll(c: { readInto(v: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer> | null> }) {
   const parts: number[] = [];
@@ -25,14 +26,6 @@ async function readAll(c: { readInto(v: Uint8Array<ArrayBuffer>): Promise<Uint8A
     parts.push(...got);
     buf = new Uint8Array(got.buffer);
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, rej) => timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms)),
-  ]);
 }
 
 Deno.test("quic engine: Deno's QUIC behaviours the HTTP/3 layer relies on", async (t) => {
@@ -48,7 +41,7 @@ Deno.test("quic engine: Deno's QUIC behaviours the HTTP/3 layer relies on", asyn
     else accepted.push(c);
   }, (e) => errors.push(e));
   const nextServerConn = () =>
-    withTimeout(
+    within(
       accepted.length
         ? Promise.resolve(accepted.shift()!)
         : new Promise<QuicConnection>((r) => waiters.push(r)),
@@ -91,8 +84,8 @@ Deno.test("quic engine: Deno's QUIC behaviours the HTTP/3 layer relies on", asyn
       await s.send.write(new TextEncoder().encode("ping"));
       const exact = s.send.resetStream(0x10c);
       assert.equal(exact, false, "Deno gained RESET_STREAM: update engine.ts and docs/QUIC.md");
-      const ss = (await withTimeout(sc.acceptBidi(), 5000, "server stream"))!;
-      const got = await withTimeout(readAll(ss.recv), 5000, "server read");
+      const ss = (await within(sc.acceptBidi(), 5000, "server stream"))!;
+      const got = await within(readAll(ss.recv), 5000, "server read");
       assert.equal(new TextDecoder().decode(got), "ping", "the peer saw a clean FIN after the data");
       conn.close(0);
     });
@@ -102,11 +95,11 @@ Deno.test("quic engine: Deno's QUIC behaviours the HTTP/3 layer relies on", asyn
       const sc = await nextServerConn();
       const s = await conn.openBidi();
       await s.send.write(Uint8Array.of(1));
-      const ss = (await withTimeout(sc.acceptBidi(), 5000, "server stream"))!;
+      const ss = (await within(sc.acceptBidi(), 5000, "server stream"))!;
       ss.recv.stopSending(0x100);
       assert.equal(ss.recv.stopCode, 0x100);
       const chunk = new Uint8Array(64 * 1024);
-      const failed = await withTimeout(
+      const failed = await within(
         (async () => {
           for (let i = 0; i < 2000; i++) {
             try {
@@ -131,14 +124,14 @@ Deno.test("quic engine: Deno's QUIC behaviours the HTTP/3 layer relies on", asyn
         const sc = await nextServerConn();
         const s = await conn.openBidi();
         await s.send.write(Uint8Array.of(1));
-        const ss = (await withTimeout(sc.acceptBidi(), 5000, "server stream"))!;
+        const ss = (await within(sc.acceptBidi(), 5000, "server stream"))!;
         assert.equal((await ss.recv.readInto(new Uint8Array(16)))?.length, 1);
         const pending = ss.recv.readInto(new Uint8Array(16)).then(
           (b) => b === null ? "FIN" : "data",
           (e) => e,
         );
         ss.recv.stopSending(0x10c);
-        const got = await withTimeout(pending, 5000, "the pending read");
+        const got = await within(pending, 5000, "the pending read");
         assert.ok(got instanceof ReadStopped, `the pending read gave ${got}`);
         await assert.rejects(ss.recv.readInto(new Uint8Array(16)), ReadStopped, "and so does the next");
         conn.close(0);
@@ -151,10 +144,10 @@ Deno.test("quic engine: Deno's QUIC behaviours the HTTP/3 layer relies on", asyn
       await sc.handshake;
       assert.ok(sc.maxDatagramSize > 0);
       await conn.sendDatagram(new TextEncoder().encode("dgram"));
-      const d = await withTimeout(sc.readDatagram(), 5000, "datagram");
+      const d = await within(sc.readDatagram(), 5000, "datagram");
       assert.equal(new TextDecoder().decode(d), "dgram");
       sc.close(0x10e, "H3_MESSAGE_ERROR: test");
-      const info = await withTimeout(conn.closed, 5000, "client close");
+      const info = await within(conn.closed, 5000, "client close");
       // An application CONNECTION_CLOSE, not a transport-level end (the Mode B relay tells them apart).
       assert.deepEqual(info, {
         code: 0x10e,
@@ -194,7 +187,7 @@ Deno.test("quic engine: Deno's QUIC behaviours the HTTP/3 layer relies on", asyn
         await s2.send.write(new TextEncoder().encode("early"));
         await s2.send.finish();
         const sc2 = await nextServerConn();
-        const ss2 = (await withTimeout(sc2.acceptBidi(), 5000, "early stream"))!;
+        const ss2 = (await within(sc2.acceptBidi(), 5000, "early stream"))!;
         const earlyAtArrival = !sc2.handshakeDone;
         assert.equal(new TextDecoder().decode(await readAll(ss2.recv)), "early");
         assert.equal(earlyAtArrival, true, "the 0-RTT stream arrived before the handshake completed");

@@ -29,7 +29,7 @@ import {
 import { configHead, type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { bindTestQuicServer, makeTestPki } from "../helpers/h3_client.ts";
 import { run } from "../helpers/run.ts";
-import { concat, sha256, stopChild } from "../helpers/common.ts";
+import { concat, sha256, stopChild, within } from "../helpers/common.ts";
 
 const ECHO_ALPN = "eg-echo";
 const enc = new TextEncoder(), dec = new TextDecoder();
@@ -39,19 +39,6 @@ function freeUdpPort(): number {
   const port = (s.addr as Deno.NetAddr).port;
   s.close();
   return port;
-}
-
-/** `p`, or a rejection naming `what` after `ms` (every wait in this file is bounded). */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function readAll(r: QuicRecvStream, max = 1 << 20): Promise<Uint8Array> {

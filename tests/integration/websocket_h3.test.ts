@@ -22,23 +22,10 @@ import { startOrigin } from "../helpers/origin.ts";
 import { WsClientConn } from "../helpers/ws_frames.ts";
 import { encodeFrame, greaseType, H3, Setting } from "../../src/http/h3/frames.ts";
 import { metricValue, rssKiB, startWsServer, WsClient, type WsServer } from "./websocket_helpers.ts";
-import { sha256, until } from "../helpers/common.ts";
+import { sha256, until, within } from "../helpers/common.ts";
 
 const MiB = 1024 * 1024;
 const MB20 = 20 * 1000 * 1000;
-
-/** `p`, or a failure naming `what` after `ms`. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, rej) => timer = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms)),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
