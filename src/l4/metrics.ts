@@ -28,7 +28,7 @@ export function l4Metrics(r: Registry): L4Metrics {
     ]),
     failures: r.counter(
       `${P}failures_total`,
-      "Sessions that could not be relayed (connect, no_pool, no_backend).",
+      "TCP relay failures: connect (per failed connect attempt), no_pool, no_backend.",
       [
         "listener",
         "reason",

@@ -71,7 +71,7 @@ export class TcpRelay implements Deadline, ServerConnection {
     const req: PickRequest = { clientIp: remote.hostname, header: () => undefined, cookie: () => undefined };
     let exclude: Set<string> | undefined;
     // Connect failures are retried once on another backend: no byte was relayed yet.
-    for (let attempt = 0; attempt < 2 && !this.#backend; attempt++) {
+    for (let attempt = 0; attempt < 2 && !this.#backend && !this.#closed; attempt++) {
       const sel = selectEndpoint(pool.picker, req, {
         isHealthy: this.ctx.health.isHealthy,
         exclude,
@@ -82,17 +82,29 @@ export class TcpRelay implements Deadline, ServerConnection {
         break;
       }
       const b = pool.backends.get(sel.endpoint.key)!;
+      let conn: Deno.Conn;
       try {
-        this.#backend = await openConnection(b.h1.target, pool.config.connect_timeout);
-        b.h1.connects++; // upstream_connects_total: the backend's pool stands for its L4 sessions too
-        this.ctx.health.observe(b.key, 200);
-        b.stats.inFlight++;
-        this.#onEnd = () => b.stats.inFlight--;
+        conn = await openConnection(b.h1.target, pool.config.connect_timeout);
       } catch {
         this.ctx.health.observe(b.key, 0);
         this.metrics.failures.with(this.cfg.name, "connect").inc();
         (exclude ??= new Set()).add(b.key);
+        continue;
       }
+      b.h1.connects++; // upstream_connects_total: the backend's pool stands for its L4 sessions too
+      this.ctx.health.observe(b.key, 200);
+      if (this.#closed) {
+        // Cut (drain cut-off, stop) while connecting: abort() had no backend to close.
+        closeQuietly(conn);
+        return;
+      }
+      this.#backend = conn;
+      b.stats.inFlight++;
+      b.l4Sessions++;
+      this.#onEnd = () => {
+        b.stats.inFlight--;
+        b.l4Sessions--;
+      };
     }
     const backend = this.#backend;
     if (!backend || this.#closed) {
@@ -104,7 +116,7 @@ export class TcpRelay implements Deadline, ServerConnection {
     this.#touch();
     try {
       if (this.cfg.proxy_protocol === "v2") {
-        await writeAll(backend, proxyV2Header(remote, this.client.localAddr as Deno.NetAddr));
+        await this.#writeAll(backend, proxyV2Header(remote, this.client.localAddr as Deno.NetAddr));
       }
       await Promise.all([
         this.#pump(this.client, backend, this.metrics.bytesUp.with(this.cfg.name)),
@@ -116,6 +128,19 @@ export class TcpRelay implements Deadline, ServerConnection {
       this.metrics.sessionsActive.with(this.cfg.name).dec();
       this.#onEnd?.();
       this.abort();
+    }
+  }
+
+  /**
+   * All of `b` to `c`. A write that makes progress is activity, as a read is: a client reading
+   * slowly but steadily is not idle, while one that stopped reading leaves the write pending and
+   * the idle timeout ends the relay (closing the socket cancels the write).
+   */
+  async #writeAll(c: Deno.Conn, b: Uint8Array, rid = rawSocketRid(c)): Promise<void> {
+    let off = await writeSocket(c, rid, b);
+    while (off < b.length) {
+      this.#touch();
+      off += await writeSocket(c, rid, b.subarray(off));
     }
   }
 
@@ -131,7 +156,7 @@ export class TcpRelay implements Deadline, ServerConnection {
         const n = await readSocket(from, rid, buf);
         if (!n) break;
         this.#touch();
-        await writeAll(to, buf.subarray(0, n), toRid);
+        await this.#writeAll(to, buf.subarray(0, n), toRid);
         bytes.inc(n);
       }
       try {
@@ -144,11 +169,6 @@ export class TcpRelay implements Deadline, ServerConnection {
       giveBodyBuffer(buf);
     }
   }
-}
-
-async function writeAll(c: Deno.Conn, b: Uint8Array, rid = rawSocketRid(c)): Promise<void> {
-  let off = 0;
-  while (off < b.length) off += await writeSocket(c, rid, off === 0 ? b : b.subarray(off));
 }
 
 function closeQuietly(c: Deno.Conn): void {

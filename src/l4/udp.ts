@@ -131,7 +131,7 @@ export class UdpProxy {
         await s.upstream.send(data, s.backend);
         (this.#up ??= this.metrics.datagramsUp.with(this.cfg.name)).inc();
       } catch {
-        this.#drop("send_failed");
+        if (!this.#closed && !s.closed) this.#drop("send_failed");
       }
     }
   }
@@ -196,8 +196,12 @@ export class UdpProxy {
     this.#insert(s);
     sweeper.add(s);
     b.stats.inFlight++;
+    b.l4Sessions++;
     (this.#active ??= this.metrics.sessionsActive.with(this.cfg.name)).inc();
-    this.#replyLoop(s, () => b.stats.inFlight--);
+    this.#replyLoop(s, () => {
+      b.stats.inFlight--;
+      b.l4Sessions--;
+    });
     return s;
   }
 
@@ -226,8 +230,14 @@ export class UdpProxy {
           this.#drop("oversize");
           continue;
         }
-        await this.#socket.send(data, s.client);
-        (this.#down ??= this.metrics.datagramsDown.with(this.cfg.name)).inc();
+        try {
+          await this.#socket.send(data, s.client);
+          (this.#down ??= this.metrics.datagramsDown.with(this.cfg.name)).inc();
+        } catch {
+          // One reply lost (e.g. no buffer space), not the session; a closed listener ends it.
+          if (this.#closed) break;
+          this.#drop("send_failed");
+        }
       }
     } catch {
       // the session socket was closed (idle expiry or shutdown)

@@ -29,6 +29,11 @@ export interface BackendRuntime {
    * backends the family's last-series cache misses on every request and builds a key.
    */
   latency?: { observe(seconds: number): void };
+  /**
+   * L4 sessions open to it (TCP relays, UDP sessions): they hold a connection or socket of
+   * their own, outside the HTTP pools, and least_connections must see them.
+   */
+  l4Sessions: number;
 }
 
 export interface PoolRuntime {
@@ -87,9 +92,24 @@ export class BackendRegistry {
           const h2 = isH2 ? new H2Pool(key, target, limits) : undefined;
           const h3 = isH3 ? new H3Pool(key, h3Target!, limits) : undefined;
           const stats = newEndpointStats();
-          // least_connections reads open upstream connections straight from the pool.
-          Object.defineProperty(stats, "connections", { get: () => (h3 ?? h2 ?? h1).open, enumerable: true });
-          rt = { key, pool: p.name, config: b, stats, h1, h2, h3, latency: undefined };
+          const made: BackendRuntime = {
+            key,
+            pool: p.name,
+            config: b,
+            stats,
+            h1,
+            h2,
+            h3,
+            latency: undefined,
+            l4Sessions: 0,
+          };
+          // least_connections reads open upstream connections straight from the pool, and the L4
+          // sessions (which do not use the pools) from the runtime.
+          Object.defineProperty(stats, "connections", {
+            get: () => (h3 ?? h2 ?? h1).open + made.l4Sessions,
+            enumerable: true,
+          });
+          rt = made;
         }
         next.set(key, rt);
         runtimes.set(key, rt);

@@ -11,7 +11,10 @@
 import type { GatewayProcess } from "./gateway.ts";
 
 export interface SettledOptions {
-  /** Also require no open client connection (the test has closed all of its own). Default true. */
+  /**
+   * Also require no open client connection, TCP relay or UDP session, and no relayed QUIC
+   * connection (the test has closed all of its own, and its UDP sessions expired). Default true.
+   */
   clientsGone?: boolean;
   /** How long the books may take to balance (a cut connection is noticed at its next read). */
   timeoutMs?: number;
@@ -45,6 +48,8 @@ export function unbalanced(text: string, clientsGone = true): string[] {
         if (s.value !== 0) bad.push(`${s.name}${s.labels} = ${s.value}`);
         break;
       case "expressgateway_connections_active":
+      case "expressgateway_l4_sessions_active":
+      case "expressgateway_quic_raw_proxy_connections_active":
         if (clientsGone && s.value !== 0) bad.push(`${s.name}${s.labels} = ${s.value}`);
         break;
       case "expressgateway_upstream_connections": {
