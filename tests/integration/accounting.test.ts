@@ -368,6 +368,14 @@ ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_tim
         await metricSum(inner.adminPort, /^expressgateway_protocol_events_total\{.*event="body_timeout"\}/),
         6,
       );
+      // The outer gateway said so: six held, none outlasting its bound.
+      const held = (e: string) =>
+        metricSum(
+          g.adminPort,
+          new RegExp(`^expressgateway_upstream_protocol_events_total\\{${h3Backend},event="${e}"\\}`),
+        );
+      assert.equal(await held("h3_body_held"), 6);
+      assert.equal(await held("h3_hold_retired"), 0);
       // No cut upload (every one goes to /sha256?cut=1) ever reached an origin as a whole body.
       const o1 = await (await fetch(`http://${origin.address}/__stats`)).json();
       assert.equal(

@@ -216,6 +216,14 @@ Deno.test({
       // The backend saw the cut upload end with its connection, never with a FIN.
       for (let i = 0; i < 30 && backend.uploadEnds.length === 0; i++) await sleep(100);
       assert.deepEqual(backend.uploadEnds, ["cut"]);
+      // Both said to the operator: one stream held, one connection retired for it.
+      const event = (e: string) =>
+        metricSum(
+          gw.adminPort,
+          new RegExp(`^expressgateway_upstream_protocol_events_total\\{pool="h3",.*event="${e}"`),
+        );
+      assert.equal(await event("h3_body_held"), 1);
+      assert.equal(await event("h3_hold_retired"), 1);
       await assertSettled(gw);
     }),
 });

@@ -748,6 +748,7 @@ class UpstreamStream implements Body {
       this.conn.retake();
     }
     this.#holding = true;
+    this.pool.event("h3_body_held");
     this.s.recv.stopSending(H3.REQUEST_CANCELLED);
     const until = performance.now() + boundMs;
     const send = this.s.send;
@@ -764,6 +765,7 @@ class UpstreamStream implements Body {
           // done. Until then the stream must stay referenced, or Deno would FIN it when collected.
           this.conn.keepUntilClosed(send);
           this.conn.retire();
+          this.pool.event("h3_hold_retired");
         }
       } catch { /* stopped by the backend, or the connection is gone: the stream is over */ }
       this.#holding = false;
