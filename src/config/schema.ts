@@ -318,6 +318,13 @@ const LISTENER: TableSpec = {
     min: 1,
     doc: "Longest wait for the next piece of a request body (slow POST → 408).",
   },
+  send_timeout: {
+    type: "duration",
+    default: "60s",
+    min: 1,
+    doc:
+      "HTTP/1.1: a connection whose writes make no progress this long (a client that stopped reading) is closed.",
+  },
   idle_timeout: {
     type: "duration",
     default: "60s",

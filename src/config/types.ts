@@ -94,6 +94,7 @@ export interface ListenerConfig {
   max_header_size: number;
   header_timeout: number;
   body_timeout: number;
+  send_timeout: number;
   idle_timeout: number;
   proxy_protocol: "off" | "v2";
   alt_svc_h3?: string;

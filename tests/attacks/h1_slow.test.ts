@@ -1,7 +1,7 @@
 /**
  * Slow and greedy clients against the live gateway: slowloris (a head trickled byte by byte),
- * slow POST (a body that stalls), idle keep-alive connections, a per-IP connection flood and
- * the global in-flight cap. Each must be cut with the right answer (408 / close / 503) while
+ * slow POST (a body that stalls), a client that stops reading its response (zero window), idle
+ * keep-alive connections, a per-IP connection flood and the global in-flight cap. Each must be cut with the right answer (408 / close / 503) while
  * other clients keep being served, and each must show up in /metrics.
  */
 
@@ -36,6 +36,7 @@ protocol = "http"
 header_timeout = "1s"
 body_timeout = "1s"
 idle_timeout = "1s"
+send_timeout = "1s"
   [[listeners.routes]]
   pool = "app"
 
@@ -176,6 +177,66 @@ Deno.test("slow clients and guards: slowloris, slow POST, idle, per-IP cap, list
       } finally {
         c2.close();
       }
+    });
+
+    await t.step(
+      "a client that stops reading its response is cut after send_timeout, its request and backend connection freed",
+      async () => {
+        const event = () =>
+          metric(g, /^expressgateway_protocol_events_total\{listener="slow",event="send_timeout"/);
+        const inFlight = () => metric(g, /^expressgateway_in_flight_requests /);
+        const before = await event();
+        // 50 MB asked for, nothing read: the socket buffers fill and the gateway's write waits.
+        const c = await Deno.connect({ hostname: "127.0.0.1", port });
+        try {
+          await c.write(new TextEncoder().encode("GET /bytes/52428800 HTTP/1.1\r\nHost: h\r\n\r\n"));
+          const t0 = performance.now();
+          for (let i = 0; i < 50 && await event() === before; i++) await sleep(100);
+          const elapsed = performance.now() - t0;
+          assert.equal(await event() - before, 1, "send_timeout counted once");
+          // Within 1.5 × send_timeout of the last progress, plus the sweep and the fill.
+          assert.ok(elapsed < 4000, `cut after ${Math.round(elapsed)} ms`);
+          assert.equal(await inFlight(), 0, "the request left the in-flight count");
+        } finally {
+          c.close();
+        }
+        await assertSettled(g);
+      },
+    );
+
+    await t.step("a slow but steady reader is not cut by send_timeout", async () => {
+      const before = await metric(
+        g,
+        /^expressgateway_protocol_events_total\{listener="slow",event="send_timeout"/,
+      );
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        // 24 MB at about 6 MB/s (64 KiB every 10 ms): about 4 s, four times send_timeout, with the
+        // socket buffers full all along, so every write of the gateway waits for the reader. The
+        // kernel wakes a waiting writer once half of what it queued has drained: here every 0.35 s
+        // (measured), well inside the 0.5 s the watch looks at. (A reader that drains the queue
+        // slower than that in send_timeout would be cut, as nginx's send_timeout would cut it.)
+        const size = 24 * 1024 * 1024;
+        await c.write(
+          new TextEncoder().encode(`GET /bytes/${size} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`),
+        );
+        const buf = new Uint8Array(64 * 1024);
+        let got = 0;
+        for (let i = 0; i < 2000; i++) {
+          const n = await c.read(buf);
+          if (n === null) break;
+          got += n;
+          await sleep(10);
+        }
+        assert.ok(got > size, `the whole response arrived: ${got} bytes`);
+      } finally {
+        c.close();
+      }
+      const after = await metric(
+        g,
+        /^expressgateway_protocol_events_total\{listener="slow",event="send_timeout"/,
+      );
+      assert.equal(after, before, "a reader that keeps reading was cut");
     });
 
     await t.step("an idle keep-alive connection is closed after idle_timeout", async () => {

@@ -264,3 +264,96 @@ qpack_blocked_streams = ${BLOCKED}`,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("h3 send_timeout: a client that stops reading its response frees the request; a steady reader is not cut", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "eg-h3send-" });
+  const pki = await makeTestPki(dir);
+  const origin = await startOrigin("o1");
+  const gw = await startGateway(quicGatewayConfig(pki, origin.address, {
+    listener: `send_timeout = "1s"\nidle_timeout = "30s"`,
+  }));
+  const port = gw.ports.q;
+  const event = () =>
+    metric(gw.adminPort, /^expressgateway_protocol_events_total\{listener="q",event="send_timeout"/);
+  const inFlight = () => metric(gw.adminPort, /^expressgateway_in_flight_requests /);
+  /** A GET of 50 MB on its own stream of `c`, finished; nothing of the answer is read. */
+  const unread = async (c: H3Client, query: string) => {
+    const s = await c.openStream();
+    await s.send.write(H3Client.headersFrame([...GET.slice(0, 3), [":path", `/bytes/52428800${query}`]]));
+    await s.send.finish();
+    return s;
+  };
+  const cutWithin = async (what: string, before: number) => {
+    const t0 = performance.now();
+    for (let i = 0; i < 50 && await event() === before; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await event() - before, 1, `${what}: send_timeout counted once`);
+    assert.ok(performance.now() - t0 < 4000, `${what}: cut after ${Math.round(performance.now() - t0)} ms`);
+    assert.equal(await inFlight(), 0, `${what}: the request left the in-flight count`);
+  };
+  try {
+    await t.step("with a content-length: the stream is given up, the connection serves on", async () => {
+      const c = await H3Client.connect({ port, ca: pki.caPem });
+      try {
+        await unread(c, "");
+        await cutWithin("content-length", await event());
+        // The same connection still answers (its stream credit was the stalled stream's alone).
+        const r = await c.request({ path: "/bytes/3" });
+        assert.equal(r.status, 200);
+        assert.equal(r.bodyLength, 3);
+      } finally {
+        c.close();
+      }
+    });
+
+    await t.step(
+      "without one: the connection is closed, as a FIN would make the cut body look whole",
+      async () => {
+        const c = await H3Client.connect({ port, ca: pki.caPem });
+        try {
+          await unread(c, "?chunked=1");
+          await cutWithin("chunked", await event());
+          const info = await Promise.race([
+            c.conn.closed,
+            new Promise<undefined>((r) => setTimeout(r, 3000, undefined)),
+          ]);
+          assert.ok(info !== undefined, "the connection was closed");
+          assert.equal(info.code, H3.REQUEST_CANCELLED);
+        } finally {
+          c.close();
+        }
+      },
+    );
+
+    await t.step("a reader that keeps reading gets the whole response", async () => {
+      const before = await event();
+      const c = await H3Client.connect({ port, ca: pki.caPem });
+      try {
+        // 32 MB read with a pause after each read (at most 64 KiB): a few times send_timeout.
+        const s = await c.openStream();
+        await s.send.write(H3Client.headersFrame([...GET.slice(0, 3), [":path", "/bytes/33554432"]]));
+        await s.send.finish();
+        let got = 0;
+        let view = new Uint8Array(64 * 1024);
+        for (let i = 0; i < 100_000; i++) {
+          const chunk = await s.recv.readInto(view);
+          if (chunk === null) break;
+          got += chunk.length;
+          view = new Uint8Array(chunk.buffer); // readInto transfers the buffer it was given
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.ok(got > 33_554_432, `the whole response arrived: ${got} bytes`);
+      } finally {
+        c.close();
+      }
+      assert.equal(await event(), before, "a reader that keeps reading was cut");
+    });
+
+    await t.step("the books balance", async () => {
+      await assertSettled(gw);
+    });
+  } finally {
+    await gw.stop();
+    await origin.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

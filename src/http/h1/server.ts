@@ -8,6 +8,7 @@
 import type { ListenerConfig } from "../../config/types.ts";
 import { turnNow } from "../../net/clock.ts";
 import { type Deadline, sweeper } from "../../net/deadlines.ts";
+import { SendWatch } from "../../net/send_watch.ts";
 import type { Body, ClientInfo, HeaderList, ProxyRequest, ProxyResponse } from "../exchange.ts";
 import { gatewayResponse, getHeader } from "../exchange.ts";
 import { connectionTokens, sanitizeTrailers } from "../headers.ts";
@@ -91,6 +92,13 @@ export class H1ServerConn implements Deadline, ServerConnection {
   /** A request body or a tunnel got views of the read buffer: it is never recycled (ConnReader.release). */
   #lent = false;
   readonly #limits: { maxLine: number; maxHead: number };
+  /** Cuts the connection when its writes stop making progress (send_timeout). */
+  readonly #sendWatch: SendWatch;
+  readonly #sendStalled = (): void => {
+    this.#timedOut = "send";
+    this.handler.event("send_timeout");
+    this.abort();
+  };
 
   constructor(
     readonly conn: Deno.Conn,
@@ -102,6 +110,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
   ) {
     this.#reader = initial === undefined ? new ConnReader(conn) : ConnReader.holding(conn, initial);
     this.#writer = new ConnWriter(conn);
+    this.#sendWatch = new SendWatch(this.#writer, cfg.send_timeout, this.#sendStalled);
     this.#limits = { maxLine: cfg.max_request_line, maxHead: cfg.max_header_size };
   }
 
@@ -119,6 +128,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
     if (this.#closed) return;
     this.#closed = true;
     sweeper.delete(this);
+    this.#sendWatch.stop();
     try {
       this.conn.close();
     } catch { /* already closed */ }
@@ -160,6 +170,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
 
   async run(): Promise<void> {
     sweeper.add(this);
+    this.#sendWatch.start();
     let first = true;
     try {
       while (!this.#closed) {

@@ -40,6 +40,8 @@ export class ConnWriter {
    * issued: a write that send() does not wait for is counted with the message it carries.
    */
   written = 0;
+  /** Write operations completed (each took some bytes): the send timeout's sign of progress (net/send_watch.ts). */
+  progress = 0;
   /** Why a write that send() did not wait for failed; the next flush() reports it. */
   #sendError: unknown = undefined;
 
@@ -127,6 +129,11 @@ export class ConnWriter {
 
   get pending(): number {
     return this.#len;
+  }
+
+  /** A write is in flight. */
+  get busy(): boolean {
+    return this.#busy !== null;
   }
 
   /**
@@ -268,6 +275,7 @@ export class ConnWriter {
   readonly #wrote = (k: number): Promise<void> | undefined => {
     const buf = this.#flushing!, n = this.#flushLen, seq = this.#flushSeq;
     this.#flushing = null;
+    this.progress++;
     if (k < n) return this.#writeOwned(buf, k, n, seq);
     giveBack(buf);
     this.#settled(seq);
@@ -286,7 +294,10 @@ export class ConnWriter {
     try {
       // A write send() did not wait for failed meanwhile: the connection is broken.
       if (this.#sendError !== undefined) throw this.#sendError;
-      while (off < n) off += await writeSocket(this.conn, this.#rid, buf.subarray(off, n));
+      while (off < n) {
+        off += await writeSocket(this.conn, this.#rid, buf.subarray(off, n));
+        this.progress++;
+      }
     } finally {
       giveBack(buf);
       this.#settled(seq);
@@ -301,7 +312,10 @@ export class ConnWriter {
   async #writeAll(b: Uint8Array): Promise<void> {
     let off = 0;
     this.written += b.length;
-    while (off < b.length) off += await writeSocket(this.conn, this.#rid, off === 0 ? b : b.subarray(off));
+    while (off < b.length) {
+      off += await writeSocket(this.conn, this.#rid, off === 0 ? b : b.subarray(off));
+      this.progress++;
+    }
   }
 }
 

@@ -25,6 +25,7 @@
 
 import type { ListenerConfig } from "../../config/types.ts";
 import { type Deadline, sweeper } from "../../net/deadlines.ts";
+import { SendWatch } from "../../net/send_watch.ts";
 import {
   type QuicBidiStream,
   type QuicConnection,
@@ -121,6 +122,9 @@ class CutBody extends H3Error {
     super(H3.MESSAGE_ERROR, "request body shorter than content-length");
   }
 }
+
+/** A response's writes made no progress for send_timeout (RequestStream.#respond). */
+class SendStalled extends Error {}
 
 class H3StreamAbort extends Error {
   constructor(message: string) {
@@ -442,6 +446,15 @@ class RequestStream implements Deadline {
   /** Aborted when the stream gives up waiting (timeouts): frees a QPACK blocked-stream slot. */
   readonly abort = new AbortController();
   #timedOut: string | undefined;
+  /** Writes issued and not yet settled, and those settled: what the send timeout watches. */
+  #writing = 0;
+  progress = 0;
+  /** While a response is written: rejected when its writes stop making progress (send_timeout). */
+  #stall: PromiseWithResolvers<never> | undefined;
+  readonly #wrote = (): void => {
+    this.#writing--;
+    this.progress++;
+  };
 
   constructor(
     readonly conn: H3ServerConn,
@@ -649,17 +662,53 @@ class RequestStream implements Deadline {
     }
   }
 
+  get busy(): boolean {
+    return this.#writing > 0;
+  }
+
   write(bytes: Uint8Array): Promise<void> {
     this.bytesOut += bytes.length;
-    return this.send.write(bytes);
+    this.#writing++;
+    const w = this.send.write(bytes);
+    w.then(this.#wrote, this.#wrote);
+    return this.#stall === undefined ? w : Promise.race([w, this.#stall.promise]);
   }
 
   writeHeaders(fields: HeaderField[]): Promise<void> {
     return this.write(encodeFrame(FrameType.HEADERS, encodeFieldSection(fields)));
   }
 
+  /**
+   * The response, with a send timeout: a client that stops reading it (no stream or connection
+   * credit) for send_timeout gets no more of it, and its backend request is cancelled. Deno
+   * cannot reset the stream, so with a content-length the stream is finished (the client sees
+   * fewer bytes than announced: malformed, §4.1.2); without one a FIN would make the cut body
+   * look whole, so the connection is closed (H3_REQUEST_CANCELLED).
+   */
   async #respond(res: ProxyResponse, rec: RequestRecord, isHead: boolean): Promise<void> {
     if (res.upgrade) return await this.#tunnel(res, rec);
+    const stall = this.#stall = Promise.withResolvers<never>();
+    stall.promise.catch(() => {}); // raced by each write; nobody may be waiting when it fires
+    const watch = new SendWatch(this, this.cfg.send_timeout, () => stall.reject(new SendStalled()));
+    watch.start();
+    try {
+      await this.#respondWatched(res, rec, isHead);
+    } catch (e) {
+      if (!(e instanceof SendStalled)) throw e;
+      rec.error = "send_timeout";
+      this.conn.handler.event("send_timeout");
+      res.body?.cancel();
+      this.reader.stream.stopSending(H3.REQUEST_CANCELLED);
+      if (res.body?.length !== undefined) this.send.resetStream(H3.REQUEST_CANCELLED);
+      else this.conn.close(H3.REQUEST_CANCELLED, "response not read (send timeout)");
+    } finally {
+      watch.stop();
+      this.#stall = undefined;
+    }
+  }
+
+  /** #respond's work; a write that stalls past send_timeout rejects with SendStalled. */
+  async #respondWatched(res: ProxyResponse, rec: RequestRecord, isHead: boolean): Promise<void> {
     const status = res.status;
     const body = res.body;
     const noBody = isHead || status === 204 || status === 304 || status < 200;
@@ -668,7 +717,8 @@ class RequestStream implements Deadline {
     const length = noBody ? undefined : body ? body.length : 0;
     try {
       await this.writeHeaders(responseFields(status, res.headers, length, noBody));
-    } catch {
+    } catch (e) {
+      if (e instanceof SendStalled) throw e;
       body?.cancel();
       rec.error ??= "client_reset";
       return;
@@ -703,7 +753,8 @@ class RequestStream implements Deadline {
           this.write(frameHeader(FrameType.DATA, chunk.length)).catch(() => {});
           await this.write(chunk);
         }
-      } catch {
+      } catch (e) {
+        if (e instanceof SendStalled) throw e;
         body.cancel();
         rec.error ??= "client_reset";
         this.reader.stream.stopSending(H3.REQUEST_CANCELLED);
@@ -713,7 +764,8 @@ class RequestStream implements Deadline {
     const trailers = body.trailers();
     try {
       if (trailers && trailers.length > 0) await this.writeHeaders(trailerFields(trailers));
-    } catch {
+    } catch (e) {
+      if (e instanceof SendStalled) throw e;
       rec.error ??= "client_reset";
       return;
     }
