@@ -14,6 +14,8 @@ import { startOrigin } from "../helpers/origin.ts";
 import { H3Client, makeTestPki } from "../helpers/h3_client.ts";
 import { startH2Origin } from "./h2_helpers.ts";
 import { run } from "../helpers/run.ts";
+import { metricSum } from "../helpers/common.ts";
+import { assertSettled } from "../helpers/settled.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -53,6 +55,37 @@ ${poolConfig("h2", [h2.address], "", `protocol = "h2c"`)}`);
           conn.close();
         }
       });
+      await t.step(
+        `HTTP/1.1 → ${host}: body bytes after the 401, then silence: closed within the linger bound`,
+        async () => {
+          const conn = await Deno.connect({ hostname: "127.0.0.1", port: gw.ports.web });
+          try {
+            await conn.write(new TextEncoder().encode(
+              `POST /status/401 HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 100000\r\n\r\n${
+                "x".repeat(1000)
+              }`,
+            ));
+            const buf = new Uint8Array(4096);
+            const first = await conn.read(buf);
+            assert.ok(
+              first !== null && new TextDecoder().decode(buf.subarray(0, first)).startsWith("HTTP/1.1 401 "),
+            );
+            // More of the body once the answer is in (what a client still uploading sends), then
+            // nothing: the gateway discards it for a bounded time only (2 s), then closes.
+            await new Promise((r) => setTimeout(r, 100));
+            await conn.write(new TextEncoder().encode("y".repeat(1000)));
+            // The gateway half-closes first (lingering close), so a FIN here proves nothing: its
+            // own count of open connections must come down while this client keeps its socket.
+            const open = () =>
+              metricSum(gw.adminPort, /^expressgateway_connections_active\{listener="web"\}/);
+            const t0 = Date.now();
+            while (await open() > 0 && Date.now() - t0 < 6000) await new Promise((r) => setTimeout(r, 100));
+            assert.equal(await open(), 0, "the connection was still open 6 s after the client went quiet");
+          } finally {
+            conn.close();
+          }
+        },
+      );
       await t.step(`h2c → ${host}: the 401, and the session carries the next request`, async () => {
         const r = await run("node", [
           `${ROOT}tests/fixtures/h2_early_client.mjs`,
@@ -84,6 +117,9 @@ ${poolConfig("h2", [h2.address], "", `protocol = "h2c"`)}`);
         }
       });
     }
+    // Every upload the backends cut short was given up on both legs: nothing in flight, each
+    // upstream HTTP/2 stream reset (its connection idle), no client connection left open.
+    await t.step("the books balance", async () => await assertSettled(gw));
   } finally {
     await gw.stop();
     await h1.stop();

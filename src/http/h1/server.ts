@@ -341,6 +341,10 @@ export class H1ServerConn implements Deadline, ServerConnection {
       rec.error ??= "client_write_failed";
       return false;
     } finally {
+      // The exchange is over: a body still unread belongs to nobody. An upload pump still waiting
+      // on it (an HTTP/2 or HTTP/3 backend answered early) fails and resets its stream, instead of
+      // reading alongside the lingering close and re-arming the body deadline over it.
+      if (reqBody !== null && !reqBody.done) reqBody.cancel();
       rec.end = this.#lastEnd = turnNow();
       rec.bytesIn += reqBody?.received ?? 0;
       rec.bytesOut = w.written - startOut + this.#tunnelOut;
@@ -404,8 +408,14 @@ export class H1ServerConn implements Deadline, ServerConnection {
   readonly armBody = (): void => {
     this.#arm("body", this.cfg.body_timeout);
   };
+  /**
+   * Clears the body deadline only: a body read can still complete after its exchange ended (an
+   * HTTP/2 or HTTP/3 backend answered early and the upload pump was still waiting on the client),
+   * and must not clear the linger deadline armed meanwhile, or the lingering read would wait for
+   * the client forever.
+   */
   readonly disarm = (): void => {
-    this.deadline = Infinity;
+    if (this.reason === "body") this.deadline = Infinity;
   };
   async sendContinue(): Promise<void> {
     if (this.#responseStarted) return;
