@@ -1,12 +1,14 @@
 /**
  * Every core: two data-plane workers sharing the listeners with reusePort. Both take
  * connections; a reload under load reaches both with no failed request; a killed worker loses
- * only its in-flight requests and comes back; caps stay global; drain exits 0.
+ * only its in-flight requests and comes back, and what it held leaves the process-wide books;
+ * caps stay global; drain exits 0.
  */
 import assert from "node:assert/strict";
 import { type GatewayProcess, startGateway } from "../helpers/gateway.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { rawExchange } from "../helpers/run.ts";
+import { assertSettled } from "../helpers/settled.ts";
 
 function config(body: string, backend: string, extra = ""): string {
   return `
@@ -135,6 +137,37 @@ Deno.test("a killed worker loses only its in-flight requests and comes back", as
       (after["1"] ?? 0) > 0,
       `the restarted worker takes connections again: ${JSON.stringify({ before, after })}`,
     );
+  } finally {
+    assert.equal(await gw.stop(), 0);
+    await origin.stop();
+  }
+});
+
+Deno.test("a worker killed with requests in flight leaves nothing counted: in-flight, connections, upstream pools", async () => {
+  const origin = await startOrigin("o");
+  const gw = await startGateway(config("v1", origin.address));
+  try {
+    // Held requests on fresh connections: the kernel spreads them over both workers.
+    const held = Array.from(
+      { length: 16 },
+      () =>
+        rawExchange(gw.ports.web, `GET /slow?ms=2000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 5000)
+          .catch(() => ""),
+    );
+    const inFlight = () => metric(gw, "expressgateway_in_flight_requests");
+    for (let i = 0; i < 50 && await inFlight() < 16; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await inFlight(), 16);
+    const r = await fetch(gw.admin("/workers/1/restart"), { method: "POST" });
+    assert.equal(r.status, 202);
+    await r.text();
+    await gw.waitForLog(/"msg":"data-plane worker restarted"/);
+    const answers = await Promise.all(held);
+    const ok = answers.filter((a) => a.startsWith("HTTP/1.1 200")).length;
+    const perW = await perWorker(gw);
+    // Worker 0's requests were answered; worker 1's were lost with it (their connections closed).
+    assert.equal(ok, perW["0"], `answered ${ok}, worker 0 took ${JSON.stringify(perW)}`);
+    assert.ok(ok < 16, "some of the held requests were on the killed worker");
+    await assertSettled(gw);
   } finally {
     assert.equal(await gw.stop(), 0);
     await origin.stop();
