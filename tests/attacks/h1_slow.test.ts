@@ -197,6 +197,8 @@ Deno.test("slow clients and guards: slowloris, slow POST, idle, per-IP cap, list
           // Within 1.5 × send_timeout of the last progress, plus the sweep and the fill.
           assert.ok(elapsed < 4000, `cut after ${Math.round(elapsed)} ms`);
           assert.equal(await inFlight(), 0, "the request left the in-flight count");
+          // The access line says why the response was cut.
+          await g.waitForLog(/"path":"\/bytes\/52428800".*"error":"send_timeout"/);
         } finally {
           c.close();
         }

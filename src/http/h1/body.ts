@@ -78,7 +78,10 @@ abstract class DecodedBody implements Body {
     let chunk: Uint8Array | null | undefined;
     try {
       do {
-        chunk = (await this.reader.fillBody()) ? this.step() : this.onEof();
+        const filled = await this.reader.fillBody();
+        // Cancelled while the read was pending (the exchange ended): nothing more is delivered.
+        if (this.failed) throw new TruncatedBodyError("body cancelled");
+        chunk = filled ? this.step() : this.onEof();
       } while (chunk === NEED);
     } catch (e) {
       this.fail();

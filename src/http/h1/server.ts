@@ -94,6 +94,10 @@ export class H1ServerConn implements Deadline, ServerConnection {
   readonly #limits: { maxLine: number; maxHead: number };
   /** Cuts the connection when its writes stop making progress (send_timeout). */
   readonly #sendWatch: SendWatch;
+  /** Why a write to the client failed, for the access log. */
+  get #writeFailure(): string {
+    return this.#timedOut === "send" ? "send_timeout" : "client_write_failed";
+  }
   readonly #sendStalled = (): void => {
     this.#timedOut = "send";
     this.handler.event("send_timeout");
@@ -212,9 +216,11 @@ export class H1ServerConn implements Deadline, ServerConnection {
     this.#arm("linger", LINGER_MS);
     try {
       await (this.conn as Deno.TcpConn).closeWrite();
-      const r = this.#reader;
+      // A scratch buffer of its own: an upload pump's read into the reader's buffer may still be
+      // pending (lingering is rare: error answers and cut uploads).
+      const scratch = new Uint8Array(16 * 1024);
       for (let budget = LINGER_BYTES; budget > 0;) {
-        const n = await this.conn.read(r.buf); // discarded: the buffer holds nothing we need now
+        const n = await this.conn.read(scratch); // discarded
         if (n === null) break;
         budget -= n;
       }
@@ -338,7 +344,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
         this.#linger = true;
         return false;
       }
-      rec.error ??= "client_write_failed";
+      rec.error ??= this.#writeFailure;
       return false;
     } finally {
       // The exchange is over: a body still unread belongs to nobody. An upload pump still waiting
@@ -537,7 +543,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
       ? "upstream_truncated"
       : unsent || e instanceof H1ParseError
       ? "upstream_failed"
-      : "client_write_failed";
+      : this.#writeFailure;
     if (!unsent) return false;
     rec.status = 502;
     this.#responseStarted = false;
@@ -568,7 +574,7 @@ export class H1ServerConn implements Deadline, ServerConnection {
       await w.flush();
     } catch {
       upgrade.cancel();
-      rec.error ??= "client_write_failed";
+      rec.error ??= this.#writeFailure;
       return false;
     }
     const r = this.#reader;

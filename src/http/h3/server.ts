@@ -451,6 +451,8 @@ class RequestStream implements Deadline {
   progress = 0;
   /** While a response is written: rejected when its writes stop making progress (send_timeout). */
   #stall: PromiseWithResolvers<never> | undefined;
+  /** The response being written has a body without a content-length: only its FIN ends it. */
+  #unframedBody = false;
   readonly #wrote = (): void => {
     this.#writing--;
     this.progress++;
@@ -681,9 +683,12 @@ class RequestStream implements Deadline {
   /**
    * The response, with a send timeout: a client that stops reading it (no stream or connection
    * credit) for send_timeout gets no more of it, and its backend request is cancelled. Deno
-   * cannot reset the stream, so with a content-length the stream is finished (the client sees
-   * fewer bytes than announced: malformed, §4.1.2); without one a FIN would make the cut body
-   * look whole, so the connection is closed (H3_REQUEST_CANCELLED).
+   * cannot reset the stream: its send side is aborted, which Deno turns into a FIN once the
+   * stuck write completes, i.e. if the client ever reads again (until then the stream is left as
+   * it is; the connection closes at idle_timeout once it carries no other request). With a
+   * content-length, or no body at all, that FIN is harmless (fewer bytes than announced is
+   * malformed, §4.1.2); a body without one would look whole, so then the connection is closed
+   * (H3_REQUEST_CANCELLED).
    */
   async #respond(res: ProxyResponse, rec: RequestRecord, isHead: boolean): Promise<void> {
     if (res.upgrade) return await this.#tunnel(res, rec);
@@ -699,8 +704,8 @@ class RequestStream implements Deadline {
       this.conn.handler.event("send_timeout");
       res.body?.cancel();
       this.reader.stream.stopSending(H3.REQUEST_CANCELLED);
-      if (res.body?.length !== undefined) this.send.resetStream(H3.REQUEST_CANCELLED);
-      else this.conn.close(H3.REQUEST_CANCELLED, "response not read (send timeout)");
+      if (this.#unframedBody) this.conn.close(H3.REQUEST_CANCELLED, "response not read (send timeout)");
+      else this.send.resetStream(H3.REQUEST_CANCELLED);
     } finally {
       watch.stop();
       this.#stall = undefined;
@@ -715,6 +720,7 @@ class RequestStream implements Deadline {
     rec.status = status;
     this.responseStarted = true;
     const length = noBody ? undefined : body ? body.length : 0;
+    this.#unframedBody = !noBody && body !== null && body !== undefined && body.length === undefined;
     try {
       await this.writeHeaders(responseFields(status, res.headers, length, noBody));
     } catch (e) {
