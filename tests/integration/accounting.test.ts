@@ -2,9 +2,10 @@
  * The books balance after requests end badly, on every front (HTTP/1.1, h2c, HTTP/3) to every
  * backend protocol (HTTP/1.1, h2c, HTTP/3). Each cell gets the ways a request ends other than
  * well: the client goes away mid-download and mid-upload (h2 and h3 cancel the stream first, then
- * close), the backend is too slow (504 at response_timeout), the backend fails mid-body, and the
- * client leaves while the backend is still thinking; then one ordinary request must still be
- * served. Afterwards tests/helpers/settled.ts must find nothing in flight, no backend counting a
+ * close), the backend is too slow (504 at response_timeout), the backend fails mid-body, the
+ * client leaves while the backend is still thinking, and the client stops reading a large response
+ * (cut by send_timeout on HTTP/1.1 and HTTP/3, http2.stall_timeout on HTTP/2, each counted); then
+ * one ordinary request must still be served. Afterwards tests/helpers/settled.ts must find nothing in flight, no backend counting a
  * request, and every upstream connection idle. A request whose end was missed would show there
  * long before it showed anywhere else: as the in-flight cap filling up, or as least_request
  * avoiding a backend for requests long gone. The whole run is done twice, and the second round must
@@ -50,6 +51,7 @@ type Ending =
   | "timeout"
   | "backend_fails"
   | "client_leaves"
+  | "client_stops_reading"
   | "ok";
 const ENDINGS: Ending[] = [
   "download_cut",
@@ -58,8 +60,19 @@ const ENDINGS: Ending[] = [
   "timeout",
   "backend_fails",
   "client_leaves",
+  "client_stops_reading",
   "ok",
 ];
+
+/**
+ * The fronts' send_timeout (HTTP/1.1, HTTP/3) and http2.stall_timeout: a client that stops reading
+ * is cut within 1.5 times it (plus a sweep); each client_stops_reading ending waits STALL_WAIT_MS,
+ * then reads what was buffered and must find the response cut short.
+ */
+const STALL_MS = 600;
+const STALL_WAIT_MS = 1500;
+/** Larger than the socket buffers on loopback (up to 4 MiB sent, 6 MiB received) can hold. */
+const STALL_BYTES = 64 * MiB;
 
 /** Where the backend fails mid-body: the node http origin resets after half its Content-Length; the h2 one sends RST_STREAM. */
 const failPath = (back: Proto) => back === "h2" ? "/reset-midway" : "/kill-after/1000";
@@ -67,7 +80,6 @@ const failPath = (back: Proto) => back === "h2" ? "/reset-midway" : "/kill-after
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 
-/** `p`, or a failure naming `what` after STEP_MS. */
 async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
   for (let off = 0; off < b.length;) off += await conn.write(b.subarray(off));
 }
@@ -138,6 +150,14 @@ async function h1Ending(port: number, host: string, back: Proto, ending: Ending)
         await writeAll(conn, get("/slow?ms=4000"));
         await sleep(200);
         return;
+      case "client_stops_reading": {
+        await writeAll(conn, get(`/bytes/${STALL_BYTES}`));
+        await sleep(STALL_WAIT_MS); // nothing read: the gateway's write waits until send_timeout cuts it
+        const text = await readSome(conn, Infinity);
+        assert.match(text, /^HTTP\/1\.1 200 /);
+        assert.ok(text.length < STALL_BYTES, `the stalled response was not cut: ${text.length} bytes`);
+        return;
+      }
       case "ok": {
         await writeAll(conn, get("/bytes/100"));
         const text = await readSome(conn, Infinity);
@@ -216,6 +236,28 @@ async function h2Ending(port: number, host: string, back: Proto, ending: Ending)
         await c.send(c.headers(1, fields("GET", "/slow?ms=4000")));
         await sleep(200);
         return; // the connection closes with the stream open
+      case "client_stops_reading": {
+        // No WINDOW_UPDATE ever: the gateway sends the initial 64 KiB window, then cannot send.
+        await c.send(c.headers(1, fields("GET", `/bytes/${STALL_BYTES}`)));
+        let data = 0, ended = "";
+        for (let i = 0; i < 10_000 && !ended; i++) {
+          const f = await c.next(STEP_MS);
+          if (f === undefined) ended = "nothing within the step's time";
+          else if (f === "closed") ended = "closed";
+          else if (f.header.type === FrameType.GOAWAY) ended = "goaway";
+          else if (f.header.streamId !== 1) continue;
+          else if (f.header.type === FrameType.RST_STREAM) ended = "reset";
+          else if (f.header.type === FrameType.DATA) {
+            data += f.payload.length;
+            if (f.header.flags & 0x1) ended = "end_stream";
+          }
+        }
+        // http2.stall_timeout: the stream reset, or (the connection sent nothing else meanwhile) the
+        // connection closed.
+        assert.ok(["reset", "goaway", "closed"].includes(ended), `the stalled stream ended by ${ended}`);
+        assert.ok(data <= 64 * KiB, `${data} bytes sent past the initial window`);
+        return;
+      }
       case "ok": {
         await c.send(c.headers(1, fields("GET", "/bytes/100")));
         assert.equal((await follow(() => false)).status, 200);
@@ -277,6 +319,26 @@ async function h3Ending(port: number, ca: string, host: string, back: Proto, end
         c.request({ path: "/slow?ms=4000", authority: host }).catch(() => {});
         await sleep(200);
         return; // the connection closes with the stream open
+      case "client_stops_reading": {
+        const s = await c.openStream();
+        await s.send.write(H3Client.headersFrame(fields("GET", `/bytes/${STALL_BYTES}`)));
+        await s.send.finish();
+        await sleep(STALL_WAIT_MS); // nothing read: QUIC flow control stops the gateway's writes
+        // What was sent before the stall, then the end send_timeout made of it (the FIN that
+        // follows the aborted write): fewer bytes than the content-length.
+        let got = 0;
+        let buf = new Uint8Array(64 * KiB);
+        try {
+          for (let i = 0; i < 100_000; i++) {
+            const part = await s.recv.readInto(buf);
+            if (part === null) break;
+            got += part.length;
+            buf = new Uint8Array(part.buffer);
+          }
+        } catch { /* reset, or the connection closed */ }
+        assert.ok(got < STALL_BYTES, `the stalled response was not cut: ${got} bytes`);
+        return;
+      }
       case "ok": {
         const r = await c.request({ path: "/bytes/100", authority: host });
         assert.equal(r.status, 200);
@@ -307,7 +369,13 @@ Deno.test({
         quicGatewayConfig(pki, origin.address, { pool: "origin", listener: `body_timeout = "500ms"` }),
       );
       gw = await startGateway(`${configHead()}
-${webAndQuicListeners(pki, hostRoutes({ "h1.test": "h1", "h2.test": "h2", "h3.test": "h3" }))}
+${
+        webAndQuicListeners(
+          pki,
+          hostRoutes({ "h1.test": "h1", "h2.test": "h2", "h3.test": "h3" }),
+          `send_timeout = "${STALL_MS}ms"\nhttp2 = { stall_timeout = "${STALL_MS}ms" }`,
+        )
+      }
 ${poolConfig("h1", [origin.address], `response_timeout = "500ms"`)}
 ${poolConfig("h2", [`127.0.0.1:${h2origin.port}`], `response_timeout = "500ms"`, `protocol = "h2c"`)}
 ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_timeout = "2500ms"` })}
@@ -368,6 +436,15 @@ ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_tim
         await metricSum(inner.adminPort, /^expressgateway_protocol_events_total\{.*event="body_timeout"\}/),
         6,
       );
+      // Every client that stopped reading was cut by the stall timeouts, once per cell and round.
+      const events = (listener: string, re: string) =>
+        metricSum(
+          g.adminPort,
+          new RegExp(`^expressgateway_protocol_events_total\\{listener="${listener}",event="${re}"\\}`),
+        );
+      assert.equal(await events("web", "send_timeout"), 6, "HTTP/1.1 front");
+      assert.equal(await events("web", "h2_(zero_window|connection)_stall"), 6, "HTTP/2 front");
+      assert.equal(await events("q", "send_timeout"), 6, "HTTP/3 front");
       // The outer gateway said so: six held, none outlasting its bound.
       const held = (e: string) =>
         metricSum(
