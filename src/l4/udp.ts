@@ -124,6 +124,7 @@ export class UdpProxy {
         await new Promise((r) => setTimeout(r, 10));
         continue;
       }
+      if (this.#closed) return; // received as the listener closed: no session after close()
       const s = this.#sessionFor(from as Deno.NetAddr);
       if (s === undefined) continue;
       s.touch(this.cfg.idle_timeout);
