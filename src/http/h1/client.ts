@@ -169,7 +169,8 @@ function watchQueued(): void {
 }
 
 interface Waiter {
-  resolve(u: H1Upstream): void;
+  /** Hands `u` over; false when the request had given up waiting already (`u` is not taken). */
+  resolve(u: H1Upstream): boolean;
   reject(e: unknown): void;
 }
 
@@ -218,9 +219,27 @@ export class H1Pool {
       if (this.#open < this.limits.maxTotal) return await this.#connect();
     }
     return await new Promise<H1Upstream>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject };
+      // Settled once: by the timer, or by a connection (released, or connected for it by
+      // #wakeWaiter, which may finish after the timer fired: that connection is then not taken).
+      let settled = false;
+      const waiter: Waiter = {
+        resolve: (u) => {
+          if (settled) return false;
+          settled = true;
+          clearTimeout(timer);
+          resolve(u);
+          return true;
+        },
+        reject: (e) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
       this.#waiters.push(waiter);
       const timer = setTimeout(() => {
+        settled = true;
         const i = this.#waiters.indexOf(waiter);
         if (i >= 0) this.#waiters.splice(i, 1);
         reject(
@@ -231,14 +250,6 @@ export class H1Pool {
           ),
         );
       }, this.limits.connectTimeoutMs);
-      waiter.resolve = (u) => {
-        clearTimeout(timer);
-        resolve(u);
-      };
-      waiter.reject = (e) => {
-        clearTimeout(timer);
-        reject(e);
-      };
     });
   }
 
@@ -295,9 +306,8 @@ export class H1Pool {
       return;
     }
     const waiter = this.#waiters.shift();
-    if (waiter) {
+    if (waiter?.resolve(u)) {
       u.reused = true;
-      waiter.resolve(u);
       return;
     }
     const soon = this.#soon.length > 0 ? this.#soon.shift() : undefined;
@@ -384,7 +394,9 @@ export class H1Pool {
   #wakeWaiter(): void {
     if (this.#waiters.length === 0 || this.#open >= this.limits.maxTotal) return;
     const w = this.#waiters.shift()!;
-    this.#connect().then(w.resolve, w.reject);
+    // A connection the waiter no longer wants (it timed out meanwhile) goes to the pool: left
+    // unowned it would stay counted in `open` for good, one slot of max_total lost each time.
+    this.#connect().then((u) => w.resolve(u) || this.release(u, true), w.reject);
   }
 
   /** Backend removed or gateway stopping: close idle connections, refuse to keep more. */
@@ -476,6 +488,13 @@ export async function h1Forward(
           requestSent = true;
         },
         (e) => {
+          if (writer.socketFailed) {
+            // The backend reset or closed while the body streamed: its fault, not the client's.
+            // The socket is broken anyway; the head read below still takes an answer the backend
+            // sent first (an early 413), else it fails and this is what the client hears of.
+            requestFailed = new UpstreamError(`write to ${pool.key} failed: ${errText(e)}`, 502, false);
+            return;
+          }
           requestFailed = e;
           up.close(); // the upstream must not take a partial request as complete
         },
@@ -501,6 +520,7 @@ export async function h1Forward(
 
   let headEnd: number;
   let parsed;
+  let sawHead = false;
   const limits = t.maxResponseHead === RESPONSE_LIMITS.maxHead
     ? RESPONSE_LIMITS
     : { maxLine: RESPONSE_LIMITS.maxLine, maxHead: t.maxResponseHead };
@@ -513,13 +533,13 @@ export async function h1Forward(
         if (len >= 0) break;
         if (!(await reader.fill())) {
           if (requestFailed) throw requestFailed;
-          const stale = up.reused && reader.end === reader.start;
+          const stale = up.reused && !sawHead && reader.end === reader.start;
           throw new UpstreamError(
             stale
               ? `keep-alive connection to ${pool.key} was closed by the backend`
               : `${pool.key} closed the connection before a complete response head`,
             502,
-            stale && untouched(body),
+            stale && replayable(body, requestSent),
             stale,
           );
         }
@@ -527,6 +547,7 @@ export async function h1Forward(
       headEnd = reader.start + len;
       parsed = parseResponseHead(reader.buf, reader.start + st.skip, headEnd);
       reader.start = headEnd;
+      sawHead = true; // an interim answer proves the backend has the request
       // Interim responses: 100 Continue and 103 are consumed here (the gateway answers
       // Expect itself); 101 ends HTTP/1.1 on this connection and is handled by the tunnel code.
       if (parsed.status >= 100 && parsed.status < 200 && parsed.status !== 101) continue;
@@ -547,11 +568,12 @@ export async function h1Forward(
     if (e instanceof H1ParseError) {
       throw new UpstreamError(`${pool.key} sent an invalid response: ${e.message}`, 502, false);
     }
+    const stale = up.reused && !sawHead && reader.end === 0;
     throw new UpstreamError(
       `read from ${pool.key} failed: ${errText(e)}`,
       502,
-      up.reused && untouched(body) && reader.end === 0,
-      up.reused && reader.end === 0,
+      stale && replayable(body, requestSent),
+      stale,
     );
   }
 
@@ -622,6 +644,16 @@ const RESPONSE_LIMITS = { maxLine: 8192, maxHead: 64 * 1024 };
 /** A request body nobody has read yet can still be sent again (a retry is safe to attempt). */
 function untouched(body: Body | null): boolean {
   return !body || body.received === 0;
+}
+
+/**
+ * Whether a request that never reached the backend may be sent again elsewhere: one without a
+ * body, or whose empty body was sent whole. A body still streaming (a 100-continue one waiting
+ * for the client, say) is cancelled when this attempt fails, and a second writer could not have
+ * it anyway: the first one may still take its next chunk.
+ */
+function replayable(body: Body | null, sent: boolean): boolean {
+  return !body || (sent && body.received === 0);
 }
 
 function errText(e: unknown): string {

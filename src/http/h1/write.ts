@@ -42,6 +42,8 @@ export class ConnWriter {
   written = 0;
   /** Write operations completed (each took some bytes): the send timeout's sign of progress (net/send_watch.ts). */
   progress = 0;
+  /** A write to the socket failed (the peer reset or closed it): tells a socket error from a producer's. */
+  socketFailed = false;
   /** Why a write that send() did not wait for failed; the next flush() reports it. */
   #sendError: unknown = undefined;
 
@@ -282,6 +284,7 @@ export class ConnWriter {
   };
 
   readonly #failed = (e: unknown): never => {
+    this.socketFailed = true;
     const buf = this.#flushing!;
     this.#flushing = null;
     giveBack(buf);
@@ -295,7 +298,7 @@ export class ConnWriter {
       // A write send() did not wait for failed meanwhile: the connection is broken.
       if (this.#sendError !== undefined) throw this.#sendError;
       while (off < n) {
-        off += await writeSocket(this.conn, this.#rid, buf.subarray(off, n));
+        off += await writeSocket(this.conn, this.#rid, buf.subarray(off, n)).catch(this.#socketError);
         this.progress++;
       }
     } finally {
@@ -303,6 +306,11 @@ export class ConnWriter {
       this.#settled(seq);
     }
   }
+
+  readonly #socketError = (e: unknown): never => {
+    this.socketFailed = true;
+    throw e;
+  };
 
   /** The write numbered `seq` ended: nothing is in flight unless a later one was issued. */
   #settled(seq: number): void {
@@ -313,7 +321,9 @@ export class ConnWriter {
     let off = 0;
     this.written += b.length;
     while (off < b.length) {
-      off += await writeSocket(this.conn, this.#rid, off === 0 ? b : b.subarray(off));
+      off += await writeSocket(this.conn, this.#rid, off === 0 ? b : b.subarray(off)).catch(
+        this.#socketError,
+      );
       this.progress++;
     }
   }

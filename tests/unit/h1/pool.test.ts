@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { H1Pool, type H1Upstream } from "../../../src/http/h1/client.ts";
 import { sweeper } from "../../../src/net/deadlines.ts";
+import { makeTestPki } from "../../../scripts/pki.ts";
 
 async function withListener(fn: (pool: H1Pool, accepts: () => number) => Promise<void>, maxIdle = 0) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -184,5 +185,69 @@ Deno.test("h1 pool: an idle connection the backend closes leaves the pool; one t
         c.close();
       } catch { /* closed above */ }
     }
+  }
+});
+
+Deno.test("h1 pool: a connection opened for a waiter that timed out meanwhile goes to the pool, not lost", async () => {
+  // A TLS backend behind a relay that starts relaying 300 ms after each accept: the TLS handshake,
+  // so each connect, takes that long.
+  const dir = await Deno.makeTempDir({ prefix: "eg-pool-" });
+  const pki = await makeTestPki(dir);
+  const backend = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: await Deno.readTextFile(pki.cert),
+    key: await Deno.readTextFile(pki.key),
+  });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const backendSide = (async () => {
+    for await (const c of backend) conns.push(c);
+  })();
+  const accepting = (async () => {
+    for await (const c of listener) {
+      conns.push(c);
+      setTimeout(async () => {
+        const b = await Deno.connect({ hostname: "127.0.0.1", port: backend.addr.port });
+        conns.push(b);
+        c.readable.pipeTo(b.writable).catch(() => {});
+        b.readable.pipeTo(c.writable).catch(() => {});
+      }, 300);
+    }
+  })();
+  const pool = new H1Pool("test", {
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+    tls: { serverName: "localhost", caCerts: [pki.caPem], verifyName: true },
+  }, { maxIdle: 4, maxTotal: 1, idleTimeoutMs: 60_000, connectTimeoutMs: 500 });
+  try {
+    const first = await pool.acquire();
+    // The pool is full: this request waits, for at most connectTimeoutMs (500 ms) …
+    const waiting = pool.acquire().then(() => "got one", (e) => String(e));
+    await new Promise((r) => setTimeout(r, 300));
+    // … and at 300 ms the connection in use closes: a connect starts for the waiter, and takes
+    // 300 ms more, so the waiter gives up (504) before it is ready.
+    pool.release(first, false);
+    assert.match(await waiting, /pool full/);
+    for (let i = 0; i < 50 && pool.idle === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    // The connection made for it is kept idle and counted as such, so the slot is not lost.
+    assert.equal(pool.open, 1);
+    assert.equal(pool.idle, 1, "the late connection is idle in the pool");
+    const again = pool.tryAcquire();
+    assert.ok(again !== undefined, "and the next request takes it");
+    pool.release(again, false);
+    assert.equal(pool.open, 0);
+  } finally {
+    pool.close();
+    listener.close();
+    backend.close();
+    await accepting.catch(() => {});
+    await backendSide.catch(() => {});
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await Deno.remove(dir, { recursive: true });
   }
 });
