@@ -479,7 +479,7 @@ export abstract class H2Session implements StreamHost, Deadline {
           if (this.#sentSincePing) this.#sentSincePing = false;
           else this.#flood(this.#pingFlood, "h2_ping_flood");
           this.writer.frame(FrameType.PING, Flags.ACK, 0, f.data, 0, 8);
-          this.#checkOutput();
+          this.checkOutput();
         } else this.#flood(this.#noopFrames, "h2_noop_frame_flood"); // we never send PING
         return;
       }
@@ -704,14 +704,17 @@ export abstract class H2Session implements StreamHost, Deadline {
       }
     }
     this.writer.frame(FrameType.SETTINGS, Flags.ACK, 0);
-    this.#checkOutput();
+    this.checkOutput();
     const first = !this.peerSettingsSeen;
     this.peerSettingsSeen = true;
     if (first) this.onPeerSettings();
   }
 
-  /** The peer is not reading and we keep owing it control frames: give up on it. */
-  #checkOutput(): void {
+  /**
+   * The peer is not reading and we keep owing it frames nothing else bounds (control frames, the
+   * HEADERS of answers without a body): give up on it.
+   */
+  protected checkOutput(): void {
     if (this.writer.pending > this.limits.maxOutputBuffer) {
       this.event("h2_output_overflow");
       throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "peer is not reading");
@@ -1064,8 +1067,12 @@ export abstract class H2Session implements StreamHost, Deadline {
   connectionError(code: number, message: string): void {
     if (this.failed || this.closed) return;
     if (code !== ErrorCode.NO_ERROR) this.event("h2_protocol_error");
-    this.writer.goaway(this.lastPeerStreamId, code, message.slice(0, 200));
-    this.goawaySent = this.lastPeerStreamId;
+    // Never above a GOAWAY already sent (§6.8): streams opened after it were not processed.
+    const last = this.goawaySent >= 0
+      ? Math.min(this.goawaySent, this.lastPeerStreamId)
+      : this.lastPeerStreamId;
+    this.writer.goaway(last, code, message.slice(0, 200));
+    this.goawaySent = last;
     this.failed = true;
     this.#block = null;
     const err = new H2ConnectionLost(`connection error ${errorCodeName(code)}: ${message}`);

@@ -162,9 +162,18 @@ export class H2ServerConn extends H2Session implements ServerConnection {
       return;
     }
     this.lastPeerStreamId = id;
-    // After our GOAWAY, new streams are ignored (§6.8); their field block was decoded above.
-    if (this.goawaySent >= 0) return;
+    if (this.goawaySent >= 0) {
+      // After our GOAWAY, new streams are ignored (§6.8; their field block was decoded above),
+      // and so are the frames that follow on them (their DATA still counts against the connection
+      // window): a POST that crossed the GOAWAY must not turn the drain into a connection error.
+      this.remember(id, Closed.ResetLocal);
+      return;
+    }
     if (prio) throw prio;
+    // An answer without a body (HEAD, 204, 304, Trailers-Only) is one HEADERS frame that no flow
+    // control holds back and that ends its stream at once: a client sending such requests without
+    // reading would grow our output without bound.
+    this.checkOutput();
     // Reset streams leave the table while their exchange still runs (Rapid Reset, CVE-2023-44487):
     // exchanges in progress count against the same limit.
     if (Math.max(this.streams.size, this.#serving) >= this.limits.maxConcurrentStreams) {
