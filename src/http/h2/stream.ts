@@ -64,6 +64,10 @@ export interface StreamHost {
 
 type Resolve = (c: Uint8Array | null) => void;
 
+/** DATA payloads up to this size are coalesced while queued, into buffers of COALESCE_BYTES. */
+const COALESCE_MAX = 4096;
+const COALESCE_BYTES = 16 * 1024;
+
 const EMPTY = new Uint8Array(0);
 
 export class H2Stream implements Body, Deadline {
@@ -85,6 +89,13 @@ export class H2Stream implements Body, Deadline {
   #chunks: (Uint8Array | undefined)[] = [];
   #head = 0;
   #queued = 0;
+  /**
+   * The buffer behind the last queued chunk while small DATA payloads are appended to it (null:
+   * none). One object per tiny frame would let 4 MiB of connection window, sent as 1-byte DATA
+   * frames, queue 4 million of them (hundreds of MB); coalesced, it is 256 buffers of 16 KiB.
+   */
+  #open: Uint8Array | null = null;
+  #openLen = 0;
   #delivered = 0;
   #waiter: Resolve | null = null;
   #reject: ((e: unknown) => void) | null = null;
@@ -189,10 +200,24 @@ export class H2Stream implements Body, Deadline {
         this.host.consumed(this, data.length);
         w(data);
       } else {
-        // Copy small pieces so a few queued bytes cannot pin a whole read slab.
-        const chunk = data.length * 8 < data.buffer.byteLength ? data.slice() : data;
-        this.#chunks.push(chunk);
-        this.#queued += chunk.length;
+        const n = data.length, open = this.#open;
+        if (open !== null && this.#openLen + n <= open.length) {
+          // Appended to the last queued chunk (its bytes are ours: nobody has been given them).
+          open.set(data, this.#openLen);
+          this.#openLen += n;
+          this.#chunks[this.#chunks.length - 1] = open.subarray(0, this.#openLen);
+        } else if (n <= COALESCE_MAX) {
+          // Copied (a few queued bytes must not pin a whole read slab), into room for more.
+          const buf = new Uint8Array(COALESCE_BYTES);
+          buf.set(data);
+          this.#open = buf;
+          this.#openLen = n;
+          this.#chunks.push(buf.subarray(0, n));
+        } else {
+          this.#open = null;
+          this.#chunks.push(n * 8 < data.buffer.byteLength ? data.slice() : data);
+        }
+        this.#queued += n;
       }
     }
     if (endStream) this.#end();
@@ -220,6 +245,7 @@ export class H2Stream implements Body, Deadline {
     if (this.#head === this.#chunks.length) {
       this.#chunks.length = 0;
       this.#head = 0;
+      this.#open = null; // the consumer has it now
     }
     this.#queued -= c.length;
     this.#delivered += c.length;
@@ -242,6 +268,7 @@ export class H2Stream implements Body, Deadline {
     }
     this.#chunks.length = 0;
     this.#head = 0;
+    this.#open = null;
     if (this.#waiter) {
       const r = this.#reject!;
       this.#waiter = this.#reject = null;

@@ -123,15 +123,39 @@ Deno.test("closed streams enter the memory as they close (reset and ended)", () 
   h2.abort();
 });
 
+Deno.test("H2Stream: 100,000 one-byte DATA payloads queue as a few buffers, bytes and order intact", () => {
+  const h2 = new TestSession(8);
+  const s = h2.createStream(1);
+  const N = 100_000;
+  for (let i = 0; i < N; i++) s.pushData(Uint8Array.of(i & 0xff), false);
+  s.pushData(new Uint8Array(5000), false); // a larger payload between: its own chunk
+  s.pushData(Uint8Array.of(7), true);
+  const chunks: Uint8Array[] = [];
+  for (let c = s.tryRead(); c !== null && c !== undefined; c = s.tryRead()) chunks.push(c);
+  assert.ok(chunks.length <= Math.ceil(N / 16384) + 2, `${chunks.length} chunks queued`);
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let o = 0;
+  for (const c of chunks) {
+    all.set(c, o);
+    o += c.length;
+  }
+  assert.equal(all.length, N + 5001);
+  for (let i = 0; i < N; i++) if (all[i] !== (i & 0xff)) assert.fail(`byte ${i} is ${all[i]}`);
+  assert.equal(all[N + 5000], 7);
+  assert.equal(s.received, N + 5001);
+  h2.abort();
+});
+
 Deno.test("H2Stream.tryRead: queued chunks, then undefined while open, null at the end, throws after a reset", async () => {
   const h2 = new TestSession(8);
   const s = h2.createStream(1);
   assert.equal(s.tryRead(), undefined, "nothing yet: read() would wait");
   s.pushData(Uint8Array.of(1, 2), false);
   s.pushData(Uint8Array.of(3), false);
-  assert.deepEqual(s.tryRead(), Uint8Array.of(1, 2));
-  assert.equal(s.received, 2);
-  assert.deepEqual(await s.read(), Uint8Array.of(3), "read() and tryRead() share the queue");
+  assert.deepEqual(s.tryRead(), Uint8Array.of(1, 2, 3), "small payloads are coalesced while queued");
+  assert.equal(s.received, 3);
+  s.pushData(Uint8Array.of(4), false);
+  assert.deepEqual(await s.read(), Uint8Array.of(4), "read() and tryRead() share the queue");
   assert.equal(s.tryRead(), undefined);
   s.pushData(new Uint8Array(0), true);
   assert.equal(s.tryRead(), null);
