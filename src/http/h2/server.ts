@@ -40,6 +40,8 @@ class ServerStream extends H2Stream {
   discardBudget = 0;
   /** The response opened a tunnel (CONNECT → 2xx): DATA both ways is tunnel bytes, not bodies. */
   upgraded = false;
+  /** The response body being sent: cancelled if the stream closes first (onStreamClosed). */
+  responseBody: Body | undefined;
 }
 
 export class BodyTooLarge extends Error {
@@ -129,7 +131,15 @@ export class H2ServerConn extends H2Session implements ServerConnection {
     if (this.streams.size === 0) this.shutdown();
   }
 
-  protected override onStreamClosed(): void {
+  protected override onStreamClosed(s: H2Stream): void {
+    // The client reset the stream (or the connection went) while its response was being sent:
+    // the upstream body is given up now, not at its next chunk (an event stream between events,
+    // a long poll: up to response_timeout later), so its connection and in-flight count go too.
+    const body = (s as ServerStream).responseBody;
+    if (body !== undefined && !s.sendEnded) {
+      (s as ServerStream).responseBody = undefined;
+      body.cancel();
+    }
     if (this.streams.size > 0 || this.closing) return;
     if (this.#draining || this.goawayReceived >= 0) this.shutdown();
     else this.#armIdle();
@@ -420,6 +430,7 @@ export class H2ServerConn extends H2Session implements ServerConnection {
       return;
     }
     let sending: Promise<void> | undefined;
+    s.responseBody = body;
     try {
       sending = this.sendBodyNow(s, body);
     } catch {
