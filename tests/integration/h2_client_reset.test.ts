@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { configHead, poolConfig, startGateway } from "../helpers/gateway.ts";
+import { basicConfig, poolConfig, startGateway } from "../helpers/gateway.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { RawH2, u32 } from "../helpers/h2_raw.ts";
 import { encodeFrame, ErrorCode, FrameType } from "../../src/http/h2/frames.ts";
@@ -16,15 +16,10 @@ import { metricSum } from "../helpers/common.ts";
 
 Deno.test("h2: a stream reset mid-response frees its idle upstream at once", async () => {
   const origin = await startOrigin("o1");
-  const gw = await startGateway(`${configHead()}
-[[listeners]]
-name = "web"
-bind = "127.0.0.1:0"
-protocol = "http"
-  [[listeners.routes]]
-  pool = "app"
-${poolConfig("app", [origin.address], `response_timeout = "30s"`)}
-`);
+  const gw = await startGateway(basicConfig({
+    extra: `[runtime]\nworkers = 1`,
+    pools: poolConfig("app", [origin.address], `response_timeout = "30s"`),
+  }));
   const c = await RawH2.connect(gw.ports.web);
   try {
     await c.send(

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { configHead, poolConfig, startGateway } from "../helpers/gateway.ts";
+import { basicConfig, poolConfig, startGateway } from "../helpers/gateway.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { errorCodeOf, RawH2 } from "../helpers/h2_raw.ts";
 import { encodeFrame, ErrorCode, FrameType } from "../../src/http/h2/frames.ts";
@@ -16,15 +16,10 @@ import { within } from "../helpers/common.ts";
 
 Deno.test("h2 drain: a stream that crosses our GOAWAY is ignored; the stream in progress completes", async () => {
   const origin = await startOrigin("o1");
-  const gw = await startGateway(`${configHead({ runtime: `drain_timeout = "5s"` })}
-[[listeners]]
-name = "web"
-bind = "127.0.0.1:0"
-protocol = "http"
-  [[listeners.routes]]
-  pool = "app"
-${poolConfig("app", [origin.address])}
-`);
+  const gw = await startGateway(basicConfig({
+    extra: `[runtime]\nworkers = 1\ndrain_timeout = "5s"`,
+    pools: poolConfig("app", [origin.address]),
+  }));
   const c = await RawH2.connect(gw.ports.web);
   try {
     const get = (path: string): [string, string][] => [

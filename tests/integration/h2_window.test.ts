@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { configHead, poolConfig, startGateway } from "../helpers/gateway.ts";
+import { basicConfig, hostRoutes, poolConfig, startGateway } from "../helpers/gateway.ts";
 import { startOrigin } from "../helpers/origin.ts";
 import { RawH2, u32 } from "../helpers/h2_raw.ts";
 import { encodeFrame, ErrorCode, FrameType } from "../../src/http/h2/frames.ts";
@@ -17,17 +17,12 @@ const MiB = 1024 * 1024;
 
 Deno.test("h2: uploads reset at once (NO_ERROR) and answered 404 by the gateway give their connection window back", async () => {
   const origin = await startOrigin("o1");
-  const gw = await startGateway(`${configHead()}
-[[listeners]]
-name = "web"
-bind = "127.0.0.1:0"
-protocol = "http"
-body_timeout = "2s"
-  [[listeners.routes]]
-  host = "origin"
-  pool = "app"
-${poolConfig("app", [origin.address])}
-`);
+  const gw = await startGateway(basicConfig({
+    extra: `[runtime]\nworkers = 1`,
+    listener: `body_timeout = "2s"`,
+    routes: hostRoutes({ origin: "app" }),
+    pools: poolConfig("app", [origin.address]),
+  }));
   const c = await RawH2.connect(gw.ports.web);
   try {
     const post = (host: string, path: string): [string, string][] => [
