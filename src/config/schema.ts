@@ -323,7 +323,7 @@ const LISTENER: TableSpec = {
     default: "60s",
     min: 1,
     doc:
-      "HTTP/1.1: a connection whose writes make no progress this long (a client that stopped reading) is closed.",
+      "HTTP/1.1 and HTTP/3: a response whose writes make no progress this long (a client that stopped reading) is cut.",
   },
   idle_timeout: {
     type: "duration",

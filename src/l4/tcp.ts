@@ -18,6 +18,7 @@ import type { L4Metrics } from "./metrics.ts";
 import { proxyV2Header } from "./proxy_protocol.ts";
 import { giveBodyBuffer, takeBodyBuffer } from "../net/buffers.ts";
 import { rawSocketRid, readSocket, writeSocket } from "../net/raw_socket.ts";
+import { startL4Session } from "../runtime/backends.ts";
 
 export class TcpRelay implements Deadline, ServerConnection {
   deadline = Infinity;
@@ -99,12 +100,7 @@ export class TcpRelay implements Deadline, ServerConnection {
         return;
       }
       this.#backend = conn;
-      b.stats.inFlight++;
-      b.l4Sessions++;
-      this.#onEnd = () => {
-        b.stats.inFlight--;
-        b.l4Sessions--;
-      };
+      this.#onEnd = startL4Session(b);
     }
     const backend = this.#backend;
     if (!backend || this.#closed) {

@@ -16,6 +16,7 @@ import { BindError } from "../net/listener.ts";
 import type { Logger } from "../observability/log.ts";
 import type { L4Metrics } from "./metrics.ts";
 import type { CounterChild, GaugeChild } from "../observability/metrics.ts";
+import { startL4Session } from "../runtime/backends.ts";
 
 const MAX_DATAGRAM = 65535;
 /**
@@ -196,13 +197,9 @@ export class UdpProxy {
     );
     this.#insert(s);
     sweeper.add(s);
-    b.stats.inFlight++;
-    b.l4Sessions++;
+    const end = startL4Session(b);
     (this.#active ??= this.metrics.sessionsActive.with(this.cfg.name)).inc();
-    this.#replyLoop(s, () => {
-      b.stats.inFlight--;
-      b.l4Sessions--;
-    });
+    this.#replyLoop(s, end);
     return s;
   }
 

@@ -36,6 +36,20 @@ export interface BackendRuntime {
   l4Sessions: number;
 }
 
+/**
+ * An L4 session (TCP relay, UDP session) starts on `b`: it counts as a request in flight
+ * (least_request, p2c, ewma) and as an open connection (least_connections). Returns its end,
+ * to be called once.
+ */
+export function startL4Session(b: BackendRuntime): () => void {
+  b.stats.inFlight++;
+  b.l4Sessions++;
+  return () => {
+    b.stats.inFlight--;
+    b.l4Sessions--;
+  };
+}
+
 export interface PoolRuntime {
   readonly name: string;
   readonly config: PoolConfig;

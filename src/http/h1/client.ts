@@ -513,7 +513,7 @@ export async function h1Forward(
     throw new UpstreamError(
       `write to ${pool.key} failed: ${errText(e)}`,
       502,
-      up.reused && untouched(body),
+      up.reused, // no body here: nothing was taken from the client that a retry would lack
       up.reused,
     );
   }
@@ -642,10 +642,6 @@ export async function h1Forward(
 const RESPONSE_LIMITS = { maxLine: 8192, maxHead: 64 * 1024 };
 
 /** A request body nobody has read yet can still be sent again (a retry is safe to attempt). */
-function untouched(body: Body | null): boolean {
-  return !body || body.received === 0;
-}
-
 /**
  * Whether a request that never reached the backend may be sent again elsewhere: one without a
  * body, or whose empty body was sent whole. A body still streaming (a 100-continue one waiting

@@ -123,6 +123,11 @@ class CutBody extends H3Error {
   }
 }
 
+/** An answer that carries no body whatever it was given (RFC 9110 §6.4.1). */
+function bodiless(isHead: boolean, status: number): boolean {
+  return isHead || status === 204 || status === 304 || status < 200;
+}
+
 /** A response's writes made no progress for send_timeout (RequestStream.#respond). */
 class SendStalled extends Error {}
 
@@ -451,8 +456,6 @@ class RequestStream implements Deadline {
   progress = 0;
   /** While a response is written: rejected when its writes stop making progress (send_timeout). */
   #stall: PromiseWithResolvers<never> | undefined;
-  /** The response being written has a body without a content-length: only its FIN ends it. */
-  #unframedBody = false;
   readonly #wrote = (): void => {
     this.#writing--;
     this.progress++;
@@ -704,7 +707,9 @@ class RequestStream implements Deadline {
       this.conn.handler.event("send_timeout");
       res.body?.cancel();
       this.reader.stream.stopSending(H3.REQUEST_CANCELLED);
-      if (this.#unframedBody) this.conn.close(H3.REQUEST_CANCELLED, "response not read (send timeout)");
+      // A body without a content-length: only its FIN ends it, and that FIN would lie.
+      const unframed = res.body && res.body.length === undefined && !bodiless(isHead, res.status);
+      if (unframed) this.conn.close(H3.REQUEST_CANCELLED, "response not read (send timeout)");
       else this.send.resetStream(H3.REQUEST_CANCELLED);
     } finally {
       watch.stop();
@@ -716,11 +721,10 @@ class RequestStream implements Deadline {
   async #respondWatched(res: ProxyResponse, rec: RequestRecord, isHead: boolean): Promise<void> {
     const status = res.status;
     const body = res.body;
-    const noBody = isHead || status === 204 || status === 304 || status < 200;
+    const noBody = bodiless(isHead, status);
     rec.status = status;
     this.responseStarted = true;
     const length = noBody ? undefined : body ? body.length : 0;
-    this.#unframedBody = !noBody && body !== null && body !== undefined && body.length === undefined;
     try {
       await this.writeHeaders(responseFields(status, res.headers, length, noBody));
     } catch (e) {
