@@ -10,7 +10,8 @@
  * no timer per connection and none per write): when a write was in flight at two checks in a
  * row and nothing completed in between, the connection is stuck for at least the half
  * interval; two such intervals in a row, at least `timeoutMs`, and `onStall` runs. A stuck
- * connection is cut between `timeoutMs` and 1.5 × `timeoutMs` after its last progress. Any
+ * connection is cut between `timeoutMs` and 1.5 × `timeoutMs` after its last progress, plus up
+ * to a sweep (250 ms) per check, three checks at most. Any
  * completed write (Deno's write resolves with what the socket took, partial or not) resets it,
  * so a slow but steady reader is never cut.
  */

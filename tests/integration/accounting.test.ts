@@ -66,11 +66,11 @@ const ENDINGS: Ending[] = [
 
 /**
  * The fronts' send_timeout (HTTP/1.1, HTTP/3) and http2.stall_timeout: a client that stops reading
- * is cut within 1.5 times it (plus a sweep); each client_stops_reading ending waits STALL_WAIT_MS,
- * then reads what was buffered and must find the response cut short.
+ * is cut within 1.5 times it, plus up to a sweep (250 ms) per check. Each client_stops_reading
+ * ending waits until the front counts the cut, then reads what was buffered and must find the
+ * response cut short.
  */
 const STALL_MS = 600;
-const STALL_WAIT_MS = 1500;
 /** Larger than the socket buffers on loopback (up to 4 MiB sent, 6 MiB received) can hold. */
 const STALL_BYTES = 64 * MiB;
 
@@ -113,7 +113,16 @@ async function viaGateway(port: number, host: string, path: string): Promise<str
   }
 }
 
-async function h1Ending(port: number, host: string, back: Proto, ending: Ending): Promise<void> {
+/** Resolves once the front has counted one more stalled client (bounded by the step). */
+type CutSeen = () => Promise<void>;
+
+async function h1Ending(
+  port: number,
+  host: string,
+  back: Proto,
+  ending: Ending,
+  cut: CutSeen,
+): Promise<void> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const get = (path: string) => latin1(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
   try {
@@ -152,7 +161,7 @@ async function h1Ending(port: number, host: string, back: Proto, ending: Ending)
         return;
       case "client_stops_reading": {
         await writeAll(conn, get(`/bytes/${STALL_BYTES}`));
-        await sleep(STALL_WAIT_MS); // nothing read: the gateway's write waits until send_timeout cuts it
+        await cut(); // nothing read: the gateway's write waits until send_timeout cuts it
         const text = await readSome(conn, Infinity);
         assert.match(text, /^HTTP\/1\.1 200 /);
         assert.ok(text.length < STALL_BYTES, `the stalled response was not cut: ${text.length} bytes`);
@@ -269,7 +278,14 @@ async function h2Ending(port: number, host: string, back: Proto, ending: Ending)
   }
 }
 
-async function h3Ending(port: number, ca: string, host: string, back: Proto, ending: Ending): Promise<void> {
+async function h3Ending(
+  port: number,
+  ca: string,
+  host: string,
+  back: Proto,
+  ending: Ending,
+  cut: CutSeen,
+): Promise<void> {
   const c = await H3Client.connect({ port, ca });
   const fields = (method: string, path: string, extra: HeaderField[] = []): HeaderField[] => [
     [":method", method],
@@ -323,7 +339,7 @@ async function h3Ending(port: number, ca: string, host: string, back: Proto, end
         const s = await c.openStream();
         await s.send.write(H3Client.headersFrame(fields("GET", `/bytes/${STALL_BYTES}`)));
         await s.send.finish();
-        await sleep(STALL_WAIT_MS); // nothing read: QUIC flow control stops the gateway's writes
+        await cut(); // nothing read: QUIC flow control stops the gateway's writes until send_timeout
         // What was sent before the stall, then the end send_timeout made of it (the FIN that
         // follows the aborted write): fewer bytes than the content-length.
         let got = 0;
@@ -391,12 +407,26 @@ ${h3PoolConfig("h3", `127.0.0.1:${inner.ports.q}`, pki.ca, { pool: `response_tim
               const host = `${back}.test`;
               for (const ending of ENDINGS) {
                 const what = `${front} → ${back}, ${ending}`;
+                // What the front counts when it cuts a client that stopped reading.
+                const cuts = () =>
+                  metricSum(
+                    g.adminPort,
+                    new RegExp(
+                      `^expressgateway_protocol_events_total\\{listener="${
+                        front === "h3" ? "q" : "web"
+                      }",event="send_timeout"\\}`,
+                    ),
+                  );
+                const before = ending === "client_stops_reading" ? await cuts() : 0;
+                const cut = async () => {
+                  for (let i = 0; i < STEP_MS / 50 && await cuts() === before; i++) await sleep(50);
+                };
                 await within(
                   front === "h1"
-                    ? h1Ending(g.ports.web, host, back, ending)
+                    ? h1Ending(g.ports.web, host, back, ending, cut)
                     : front === "h2"
                     ? h2Ending(g.ports.web, host, back, ending)
-                    : h3Ending(g.ports.q, pki.caPem, host, back, ending),
+                    : h3Ending(g.ports.q, pki.caPem, host, back, ending, cut),
                   STEP_MS,
                   what,
                 ).catch(async (e) => {
