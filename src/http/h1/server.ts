@@ -610,6 +610,7 @@ class RequestBody implements Body {
   readonly #decoder: LengthBody | ChunkedBody;
   #expectContinue: boolean;
   #error: unknown;
+  #cancelled = false;
 
   constructor(
     private readonly owner: H1ServerConn,
@@ -641,7 +642,7 @@ class RequestBody implements Body {
     try {
       return this.#decoder.tryRead();
     } catch (e) {
-      this.#error = e;
+      this.#failed(e);
       throw e;
     }
   }
@@ -657,7 +658,7 @@ class RequestBody implements Body {
     try {
       return await this.#decoder.read();
     } catch (e) {
-      this.#error = e;
+      this.#failed(e);
       throw e;
     }
   }
@@ -668,7 +669,17 @@ class RequestBody implements Body {
   }
 
   cancel(): void {
+    this.#cancelled = true;
     this.#decoder.cancel();
+  }
+
+  /**
+   * Records why a read failed, unless the body was cancelled first: reads that fail because the
+   * gateway gave the body up (the upstream failed, answered early, or the exchange ended) are not
+   * the client's fault, and must not turn the answer into a 400.
+   */
+  #failed(e: unknown): void {
+    if (!this.#cancelled) this.#error ??= e;
   }
 
   /** What went wrong reading the body, as the status the client should get. */
